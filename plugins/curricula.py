@@ -1,0 +1,70 @@
+"""Built-in curricula: which vocabulary size p the task uses at each epoch."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from testbed.hookspecs import hookimpl
+from testbed.plugin import Params, plugin
+
+
+class Constant:
+    def __init__(self, p: int):
+        self.p = p
+
+    def p_at(self, epoch: int) -> int:
+        return self.p
+
+    def vocab_sizes(self) -> list[int]:
+        return [self.p]
+
+
+@plugin("constant")
+def constant(params: Params, task):
+    """task.p for the whole run."""
+    return Constant(task.p)
+
+
+class Switch(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    epoch: int = Field(ge=1, description="first epoch trained with this p")
+    p: int = Field(ge=2, le=64)
+
+
+class VocabScheduleParams(Params):
+    switches: list[Switch] = Field(min_length=1, description="[{epoch: 1001, p: 3}]: from that epoch on, train with p")
+
+    @field_validator("switches")
+    @classmethod
+    def increasing(cls, v: list[Switch]) -> list[Switch]:
+        epochs = [s.epoch for s in v]
+        if epochs != sorted(set(epochs)):
+            raise ValueError("switch epochs must be strictly increasing")
+        return v
+
+
+class VocabSchedule:
+    def __init__(self, first_p: int, switches: list[Switch]):
+        self.first_p = first_p
+        self.switches = switches
+
+    def p_at(self, epoch: int) -> int:
+        p = self.first_p
+        for s in self.switches:
+            if epoch >= s.epoch:
+                p = s.p
+        return p
+
+    def vocab_sizes(self) -> list[int]:
+        return [self.first_p] + [s.p for s in self.switches]
+
+
+@plugin("vocab_schedule", VocabScheduleParams)
+def vocab_schedule(params: VocabScheduleParams, task):
+    """Start with task.p, switch p at given epochs (e.g. p=2 then p=3, the papers' transfer)."""
+    return VocabSchedule(task.p, list(params.switches))
+
+
+@hookimpl
+def testbed_curricula():
+    return [constant, vocab_schedule]

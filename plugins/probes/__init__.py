@@ -1,0 +1,14 @@
+"""Built-in probes, one module each."""
+
+from testbed.hookspecs import hookimpl
+
+from .grad_norms import grad_norms
+from .metrics import metrics
+from .snapshots import snapshots
+from .spikes import spikes
+from .step_loss import step_loss
+
+
+@hookimpl
+def testbed_probes():
+    return [metrics, step_loss, grad_norms, snapshots, spikes]

@@ -1,0 +1,53 @@
+"""Gradient norm of every parameter tensor, per seed -> grad_norms.npz."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+from pydantic import Field
+
+from testbed.plugin import Params, plugin
+from testbed.probe import Probe, RunInfo
+
+
+class GradNormParams(Params):
+    per: Literal["epoch", "step"] = Field("epoch", description="store every step, or the mean over each epoch's steps")
+
+
+class GradNorms(Probe):
+    def __init__(self, params: GradNormParams):
+        self.per = params.per
+
+    def start(self, info: RunInfo) -> None:
+        super().start(info)
+        self.groups = info.space.group_matrix()  # (P, G)
+        self.names = list(info.space.slices) + ["total"]
+        rows = info.total_steps if self.per == "step" else info.epochs
+        self.norms = torch.zeros(rows, len(info.seeds), len(self.names))
+
+    def after_step(self, step: int, epoch: int, loss: torch.Tensor, grad: torch.Tensor) -> None:
+        sq = (grad * grad) @ self.groups  # (S, G)
+        norms = torch.cat([sq, sq.sum(1, keepdim=True)], 1).sqrt_()
+        if self.per == "step":
+            self.norms[step - 1] = norms
+        else:
+            self.norms[epoch - 1] += norms / self.info.steps_per_epoch
+
+    def finish(self, out: Path) -> dict[str, list]:
+        np.savez_compressed(
+            out / "grad_norms.npz",
+            norms=self.norms.numpy(),
+            names=np.asarray(self.names),
+            per=np.asarray(self.per),
+            seeds=np.asarray(self.info.seeds),
+        )
+        return {}
+
+
+@plugin("grad_norms", GradNormParams)
+def grad_norms(params: GradNormParams):
+    """Per-parameter and total gradient norms of every seed (grad_norms.npz: norms (rows, S, G))."""
+    return GradNorms(params)

@@ -1,0 +1,39 @@
+"""Loss spikes found in step-level losses -> spikes.csv; spike counts in the summary."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+from testbed import spikes as detector
+from testbed.plugin import plugin
+
+from .step_loss import StepLossRecorder
+
+FIELDS = ("seed", "start", "peak", "end", "epoch", "baseline", "peak_loss", "ratio")
+
+
+class Spikes(StepLossRecorder):
+    def __init__(self, params: detector.SpikeParams):
+        self.params = params
+
+    def finish(self, out: Path) -> dict[str, list]:
+        found = detector.detect(self.losses.numpy(), self.info.seeds, self.params)
+        epoch_of = self.epoch_of.numpy()
+        with open(out / "spikes.csv", "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=FIELDS)
+            w.writeheader()
+            for s in found:
+                w.writerow(s.row() | {"epoch": int(epoch_of[s.peak])})
+        counts = {seed: 0 for seed in self.info.seeds}
+        worst = {seed: 0.0 for seed in self.info.seeds}
+        for s in found:
+            counts[s.seed] += 1
+            worst[s.seed] = max(worst[s.seed], s.ratio)
+        return {"spikes": list(counts.values()), "worst_spike_ratio": list(worst.values())}
+
+
+@plugin("spikes", detector.SpikeParams)
+def spikes(params: detector.SpikeParams):
+    """Loss spikes per seed from step losses (spikes.csv), with the documented detector of testbed.spikes."""
+    return Spikes(params)

@@ -1,0 +1,194 @@
+"""The papers' one-layer transformer, written functionally over a leading seed axis.
+
+All parameters of S replicas live in one flat tensor of shape (S, P); each named parameter is a
+view (S, *shape) of it, so an optimizer updates every parameter of every seed with a handful of
+elementwise operations, and a snapshot is one copy.
+
+    z_t  = norm_1(E[x_t] + P[t])                       (S, N, L, d)
+    a    = softmax_t(z_t . q / sqrt(d))                 (S, N, L)
+    xi   = V sum_t a_t z_t                              (S, N, d)
+    zeta = xi + fc2(act(fc1(norm_2(xi))))               (S, N, d)
+    logits = E zeta                                     (S, N, n_tokens)  (unembedding tied to E)
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+
+from testbed.seeding import generator
+
+Fn = Callable[[torch.Tensor], torch.Tensor]
+
+# Parameter names, in storage order; also the module names for lr multipliers and gradient norms.
+PARAM_GROUPS = (
+    "tok_emb",
+    "pos_emb",
+    "query",
+    "value",
+    "mlp.fc1.weight",
+    "mlp.fc1.bias",
+    "mlp.fc2.weight",
+    "mlp.fc2.bias",
+)
+
+
+@dataclass(frozen=True)
+class Architecture:
+    d: int
+    hidden: int
+    n_tokens: int
+    seq_len: int
+    embedding_norm: Fn
+    mlp_norm: Fn
+    activation: Fn
+
+    def shapes(self) -> dict[str, tuple[int, ...]]:
+        d, h = self.d, self.hidden
+        return {
+            "tok_emb": (self.n_tokens, d),
+            "pos_emb": (self.seq_len, d),
+            "query": (d,),
+            "value": (d, d),
+            "mlp.fc1.weight": (h, d),
+            "mlp.fc1.bias": (h,),
+            "mlp.fc2.weight": (d, h),
+            "mlp.fc2.bias": (d,),
+        }
+
+
+class ParamSpace:
+    """Names, shapes and offsets of the parameters inside the flat (S, P) tensor."""
+
+    def __init__(self, shapes: dict[str, tuple[int, ...]]):
+        self.shapes = shapes
+        self.slices: dict[str, slice] = {}
+        offset = 0
+        for name, shape in shapes.items():
+            size = math.prod(shape)
+            self.slices[name] = slice(offset, offset + size)
+            offset += size
+        self.size = offset
+
+    def views(self, flat: torch.Tensor) -> dict[str, torch.Tensor]:
+        S = flat.shape[0]
+        return {n: flat[:, sl].view(S, *self.shapes[n]) for n, sl in self.slices.items()}
+
+    def group_matrix(self) -> torch.Tensor:
+        """(P, G) indicator of which parameter each coordinate belongs to, G = number of parameters."""
+        m = torch.zeros(self.size, len(self.slices))
+        for j, sl in enumerate(self.slices.values()):
+            m[sl, j] = 1.0
+        return m
+
+    def per_coordinate(self, values: dict[str, float], default: float = 1.0) -> torch.Tensor:
+        """(P,) tensor giving each coordinate the value of the most specific matching key
+        ('mlp' matches 'mlp.fc1.weight'; 'mlp.fc1.weight' beats 'mlp')."""
+        out = torch.full((self.size,), float(default))
+        for name, sl in self.slices.items():
+            best = None
+            for key, v in values.items():
+                if (name == key or name.startswith(key + ".")) and (best is None or len(key) > len(best[0])):
+                    best = (key, v)
+            if best is not None:
+                out[sl] = float(best[1])
+        return out
+
+    def init(self, seeds: list[int]) -> torch.Tensor:
+        """PyTorch's default initialisation, each parameter from its own (seed, name) stream:
+        embeddings N(0, 1); linear maps (query and value as bias-free Linear layers) and their
+        biases U(-1/sqrt(fan_in), 1/sqrt(fan_in))."""
+        flat = torch.empty(len(seeds), self.size)
+        for i, seed in enumerate(seeds):
+            for name, sl in self.slices.items():
+                shape = self.shapes[name]
+                g = generator(seed, "init", name)
+                if name in ("tok_emb", "pos_emb"):
+                    values = torch.randn(shape, generator=g)
+                else:
+                    fan_in = _fan_in(name, self.shapes)
+                    bound = 1.0 / math.sqrt(fan_in)
+                    values = torch.empty(shape).uniform_(-bound, bound, generator=g)
+                flat[i, sl] = values.reshape(-1)
+        return flat
+
+
+def _fan_in(name: str, shapes: dict[str, tuple[int, ...]]) -> int:
+    if name == "query":  # Linear(d, 1)
+        return shapes["query"][0]
+    if name.endswith(".bias"):
+        return shapes[name.replace(".bias", ".weight")][1]
+    return shapes[name][-1]
+
+
+class _Lookup(torch.autograd.Function):
+    """Rows of a table by index; the backward is one ordered index_add (deterministic, and much
+    cheaper on the CPU than the embedding backward for tables of a few dozen rows)."""
+
+    @staticmethod
+    def forward(ctx, table: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(index)
+        ctx.rows = table.shape[0]
+        return F.embedding(index, table)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        (index,) = ctx.saved_tensors
+        width = grad.shape[-1]
+        out = grad.new_zeros(ctx.rows, width).index_add_(0, index.reshape(-1), grad.reshape(-1, width))
+        return out, None
+
+
+def forward(
+    arch: Architecture,
+    p: dict[str, torch.Tensor],
+    index: torch.Tensor,
+    trace: dict[str, torch.Tensor] | None = None,
+) -> torch.Tensor:
+    """Logits (S, N, n_tokens) for sequences given position-major as `pair_index` rows (S, L, N).
+
+    z_t depends only on the pair (x_t, t), so the embedding norm and the attention scores are
+    computed once on the table of the n_tokens * L pairs of each seed, and sequences read their
+    rows from it. Position-major layout keeps the softmax over positions and the attention sum
+    vectorized along the sequences. With `trace`, every intermediate is stored in it."""
+    S, L, N = index.shape
+    d = arch.d
+    E = p["tok_emb"]
+    x_table = E.unsqueeze(2) + p["pos_emb"].unsqueeze(1)  # (S, V, L, d)
+    z_table = arch.embedding_norm(x_table)
+    q = p["query"] * (1.0 / math.sqrt(d))
+    score_table = torch.matmul(z_table.reshape(S, -1, d), q.unsqueeze(-1))  # (S, V * L, 1)
+    z = _Lookup.apply(z_table.reshape(-1, d), index)  # (S, L, N, d)
+    scores = _Lookup.apply(score_table.reshape(-1, 1), index).view(S, L, N)
+    attn = torch.softmax(scores, dim=1)
+    zbar = (attn.unsqueeze(-1) * z).sum(1)  # (S, N, d)
+    xi = torch.matmul(zbar, p["value"].transpose(1, 2))
+    m = arch.mlp_norm(xi)
+    pre = torch.baddbmm(p["mlp.fc1.bias"].unsqueeze(1), m, p["mlp.fc1.weight"].transpose(1, 2))
+    hid = arch.activation(pre)
+    zeta = torch.baddbmm(p["mlp.fc2.bias"].unsqueeze(1), hid, p["mlp.fc2.weight"].transpose(1, 2)) + xi
+    logits = torch.matmul(zeta, E.transpose(1, 2))
+    if trace is not None:
+        trace.update(
+            x_table=x_table, z_table=z_table, z=z, scores=scores, attn=attn, xi=xi,
+            mlp_in=m, pre=pre, hidden=hid, zeta=zeta, logits=logits,
+        )
+    return logits
+
+
+def pair_index(tokens: torch.Tensor, n_tokens: int) -> torch.Tensor:
+    """Tokens (S, N, L) -> position-major rows (S, L, N) of the stacked (S * n_tokens * L) table
+    of (token, position) pairs."""
+    S, _, L = tokens.shape
+    seed_offset = (torch.arange(S) * (n_tokens * L)).view(S, 1, 1)
+    return (seed_offset + tokens * L + torch.arange(L)).transpose(1, 2).contiguous()
+
+
+def per_seed_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Mean cross-entropy per seed: (S, N, V), (S, N) -> (S,)."""
+    S, N, V = logits.shape
+    return F.cross_entropy(logits.reshape(S * N, V), labels.reshape(S * N), reduction="none").view(S, N).mean(1)

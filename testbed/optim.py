@@ -1,0 +1,71 @@
+"""Vectorized optimizers: features every optimizer shares (per-module learning-rate multipliers,
+per-seed gradient clipping, linear warmup) around a plugin's elementwise update rule.
+
+Parameters and gradients are flat (S, P) tensors. Update rules use only correctly rounded
+elementwise operations (no fused multiply-add), so a seed's update is bit-identical whatever
+other seeds share the tensor.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import torch
+from pydantic import Field
+
+from testbed.model import ParamSpace
+from testbed.plugin import Params
+
+
+class OptimizerParams(Params):
+    """Parameters every optimizer plugin accepts (plugins subclass this)."""
+
+    lr: float = Field(3e-3, gt=0, description="base learning rate")
+    lr_multipliers: dict[str, float] = Field(
+        default_factory=dict,
+        description="per-module factors on lr, e.g. {mlp: 0.1} (the papers' MLP learning-rate discount)",
+    )
+    clip_grad_norm: float | None = Field(None, gt=0, description="clip each seed's global gradient norm to this")
+    warmup_steps: int = Field(0, ge=0, description="linear learning-rate warmup over this many steps")
+
+
+class UpdateRule(Protocol):
+    """What an optimizer plugin builds: an in-place update of (S, P) parameters."""
+
+    def update(self, flat: torch.Tensor, grad: torch.Tensor, lr: torch.Tensor, step: int) -> None:
+        """Update `flat` in place; `lr` is (1, P) (multipliers and warmup applied), step counts from 1."""
+
+
+class Optimizer:
+    """Applies clipping and the learning-rate schedule, then the plugin's update rule."""
+
+    def __init__(self, rule: UpdateRule, params: OptimizerParams, space: ParamSpace):
+        self.rule = rule
+        self.params = params
+        self.base_lr = (params.lr * space.per_coordinate(params.lr_multipliers)).unsqueeze(0)
+        self.step_count = 0
+        self._lr_cache: tuple[float, torch.Tensor] | None = None
+
+    def lr_factor(self, step: int) -> float:
+        w = self.params.warmup_steps
+        return min(1.0, step / w) if w else 1.0
+
+    def lr(self, step: int) -> torch.Tensor:
+        factor = self.lr_factor(step)
+        if self._lr_cache is None or self._lr_cache[0] != factor:
+            self._lr_cache = (factor, self.base_lr * factor if factor != 1.0 else self.base_lr)
+        return self._lr_cache[1]
+
+    def step(self, flat: torch.Tensor, grad: torch.Tensor) -> None:
+        self.step_count += 1
+        if self.params.clip_grad_norm is not None:
+            clip_per_seed(grad, self.params.clip_grad_norm)
+        self.rule.update(flat, grad, self.lr(self.step_count), self.step_count)
+
+
+def clip_per_seed(grad: torch.Tensor, max_norm: float) -> torch.Tensor:
+    """Scale each seed's gradient (a row of `grad`) in place so its norm is at most max_norm."""
+    norms = torch.linalg.vector_norm(grad, dim=1, keepdim=True)
+    factor = torch.clamp(max_norm / (norms + 1e-6), max=1.0)
+    grad.mul_(factor)
+    return norms.squeeze(1)

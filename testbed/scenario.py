@@ -1,0 +1,361 @@
+"""Scenario files: YAML validated by pydantic v2, with plugin parameters validated by each plugin.
+
+The pydantic model is built from the registry, so every installed plugin's parameter model is
+part of the schema (`testbed schema`) and of validation; each plugin reference is either a
+name (`norm: rms`) or a mapping with a `name` and that plugin's parameters.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union
+
+import yaml
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Discriminator, Field, ValidationError, create_model
+
+from testbed.errors import UserError
+from testbed.registry import Registry, default_registry, unknown_message
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+
+
+class TaskConfig(Strict):
+    """Sparse modular addition: y = (x_1 + ... + x_k) mod p over sequences of L tokens."""
+
+    seq_len: int = Field(12, ge=1, le=64, description="L, the number of tokens per sequence")
+    sparsity: int = Field(5, ge=1, description="k, the number of leading tokens that are summed")
+    p: int = Field(2, ge=2, le=64, description="vocabulary size and modulus")
+    n_train: int = Field(2048, ge=1, description="training sequences, drawn uniformly with replacement")
+    n_test: int = Field(2048, ge=1, description="test sequences")
+    test_split: Literal["iid", "disjoint"] = Field(
+        "iid", description="iid: an independent sample (the papers); disjoint: only sequences absent from the training set"
+    )
+
+
+class TrainingConfig(Strict):
+    epochs: int = Field(1000, ge=1, description="passes over the training set")
+    batch_size: Union[int, Literal["full"]] = Field(32, description="sequences per step, or 'full' for full batch")
+
+    def batch_for(self, n_train: int) -> int:
+        return n_train if self.batch_size == "full" else self.batch_size
+
+
+class OutputConfig(Strict):
+    root: str = Field("runs", description="folder under which run directories are created")
+
+
+SEED_SPEC = re.compile(r"^\s*\d+(\s*-\s*\d+)?(\s*,\s*\d+(\s*-\s*\d+)?)*\s*$")
+
+
+def parse_seeds(spec: Any) -> list[int]:
+    """'0-99', '0,3,7', '0-4,10', 7 or [0, 3, 7] -> sorted unique list of seeds."""
+    if isinstance(spec, bool):
+        raise ValueError("seeds must be like 0-99, 0,3,7 or a list of integers")
+    if isinstance(spec, int):
+        spec = str(spec)
+    if isinstance(spec, (list, tuple)):
+        if not spec or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in spec):
+            raise ValueError("seeds must be a non-empty list of integers >= 0")
+        return sorted(set(spec))
+    if not isinstance(spec, str) or not SEED_SPEC.match(spec):
+        raise ValueError(f"seeds must be like 0-99, 0,3,7 or a list of integers, not {spec!r}")
+    seeds: set[int] = set()
+    for part in spec.split(","):
+        lo, _, hi = part.partition("-")
+        lo_i, hi_i = int(lo), int(hi) if hi.strip() else int(lo)
+        if hi_i < lo_i:
+            raise ValueError(f"seed range {part.strip()} is empty")
+        seeds.update(range(lo_i, hi_i + 1))
+    return sorted(seeds)
+
+
+def format_seeds(seeds: list[int]) -> str:
+    """The compact inverse of `parse_seeds`: [0, 1, 2, 5] -> '0-2,5'."""
+    parts, start = [], None
+    for i, s in enumerate(seeds):
+        if start is None:
+            start = s
+        if i + 1 == len(seeds) or seeds[i + 1] != s + 1:
+            parts.append(str(start) if start == s else f"{start}-{s}")
+            start = None
+    return ",".join(parts)
+
+
+Seeds = Annotated[list[int], BeforeValidator(parse_seeds)]
+
+
+def _plugin_ref(kind: str, registry: Registry):
+    """The annotated type of a plugin reference of `kind`: a discriminated union over its plugins."""
+    models = {}
+    for name in registry.names(kind):
+        p = registry.get(kind, name)
+        models[name] = create_model(
+            f"{kind.title()}_{name}",
+            __base__=p.params,
+            __doc__=p.doc or None,
+            name=(Literal[name], Field(description=f"{kind} plugin '{name}'")),
+        )
+
+    def coerce(value: Any) -> Any:
+        if isinstance(value, str):
+            value = {"name": value}
+        if isinstance(value, dict):
+            name = value.get("name")
+            if name is None:
+                raise ValueError(f"a {kind} needs a name, one of: {', '.join(models)}")
+            if name not in models:
+                raise ValueError(unknown_message(kind, str(name), list(models)))
+        return value
+
+    members = tuple(models.values())
+    union = Annotated[Union[members], Discriminator("name")] if len(members) > 1 else members[0]
+    return Annotated[union, BeforeValidator(coerce)]
+
+
+@lru_cache(maxsize=4)
+def scenario_model(registry: Registry | None = None) -> type[BaseModel]:
+    """Build the pydantic Scenario model for the plugins in `registry`."""
+    registry = registry or default_registry()
+    norm = _plugin_ref("norm", registry)
+    activation = _plugin_ref("activation", registry)
+    optimizer = _plugin_ref("optimizer", registry)
+    curriculum = _plugin_ref("curriculum", registry)
+    probe = _plugin_ref("probe", registry)
+
+    model_cfg = create_model(
+        "ModelConfig",
+        __base__=Strict,
+        __doc__="The one-layer transformer of the papers; norm sites and activation are plugins.",
+        d=(int, Field(2, ge=1, le=64, description="embedding dimension")),
+        hidden=(int, Field(32, ge=1, le=4096, description="MLP hidden width h")),
+        n_tokens=(
+            Union[int, None],
+            Field(None, ge=2, description="token embeddings (>= every p used); default: the largest p"),
+        ),
+        norm=(norm, Field("rms", description="norm at both sites unless overridden below")),
+        embedding_norm=(Union[norm, None], Field(None, description="norm of E(x_t)+P(t) before attention")),
+        mlp_norm=(Union[norm, None], Field(None, description="pre-norm of the attention output before the MLP")),
+        activation=(activation, Field("gelu", description="MLP activation")),
+    )
+    return create_model(
+        "Scenario",
+        __base__=Strict,
+        __doc__="A testbed scenario: what to train, how, on which seeds, observed by which probes.",
+        name=(str, Field("scenario", pattern=r"^[A-Za-z0-9_.-]+$", description="used to name run directories")),
+        description=(str, Field("", description="free text")),
+        task=(TaskConfig, Field(default_factory=TaskConfig)),
+        model=(model_cfg, Field(default_factory=model_cfg)),
+        optimizer=(optimizer, Field("adam")),
+        training=(TrainingConfig, Field(default_factory=TrainingConfig)),
+        curriculum=(curriculum, Field("constant")),
+        probes=(list[probe], Field(["metrics", "step_loss", "spikes"], description="observers of the run")),
+        seeds=(Seeds, Field("0-9", description="like 0-99, 0,3,7 or a list")),
+        output=(OutputConfig, Field(default_factory=OutputConfig)),
+    )
+
+
+# --------------------------------------------------------------------------- errors
+
+_MESSAGES = {
+    "greater_than": "must be > {gt}",
+    "greater_than_equal": "must be >= {ge}",
+    "less_than": "must be < {lt}",
+    "less_than_equal": "must be <= {le}",
+    "extra_forbidden": "unknown key",
+    "missing": "required",
+}
+
+_PLUGIN_FIELDS = {("model", "norm"), ("model", "embedding_norm"), ("model", "mlp_norm"), ("model", "activation")}
+_PLUGIN_ROOTS = {"optimizer", "curriculum"}
+
+
+def _is_plugin_field(loc: tuple) -> bool:
+    return loc in _PLUGIN_FIELDS or (len(loc) == 1 and loc[0] in _PLUGIN_ROOTS) or (
+        len(loc) == 2 and loc[0] == "probes" and isinstance(loc[1], int)
+    )
+
+
+def _clean_loc(loc: tuple) -> str:
+    """Drop pydantic's union tags (plugin names, 'int', 'literal[...]') from an error location."""
+    out: list = []
+    for i, part in enumerate(loc):
+        if i > 0 and _is_plugin_field(tuple(out)):
+            continue  # the discriminator tag of a plugin union
+        if isinstance(part, str) and (part.startswith(("literal[", "function-", "nullable[")) or part in ("int", "str")):
+            continue
+        out.append(part)
+    return ".".join(str(p) for p in out) or "(top level)"
+
+
+def _message(err: dict) -> str:
+    template = _MESSAGES.get(err["type"])
+    if template:
+        return template.format(**(err.get("ctx") or {}))
+    msg = err["msg"]
+    return msg.removeprefix("Value error, ").removeprefix("Assertion failed, ")
+
+
+def format_errors(exc: ValidationError) -> list[tuple[str, str]]:
+    """(path, message) per error, deduplicated, in the file's order."""
+    seen: dict[tuple[str, str], None] = {}
+    for err in exc.errors():
+        seen[(_clean_loc(tuple(err["loc"])), _message(err))] = None
+    return list(seen)
+
+
+class ScenarioError(UserError):
+    """Every problem of a scenario, each with its path in the file."""
+
+    def __init__(self, source: str, problems: list[tuple[str, str]]):
+        self.source = source
+        self.problems = problems
+        super().__init__("\n".join(f"{source}: {path}: {msg}" for path, msg in problems))
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def read_yaml(path: Path) -> dict:
+    if not path.exists():
+        raise UserError(f"{path}: no such file")
+    if path.is_dir():
+        raise UserError(f"{path}: is a directory, expected a scenario YAML file")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}: " if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise UserError(f"{path}: {where}invalid YAML: {problem}") from None
+    except UnicodeDecodeError:
+        raise UserError(f"{path}: not a text file") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise UserError(f"{path}: expected a mapping of scenario fields at the top level")
+    data.setdefault("name", path.stem)
+    return data
+
+
+def apply_overrides(data: dict, overrides: list[str]) -> dict:
+    """Apply `--set a.b.c=value` overrides (values parsed as YAML) to the raw scenario mapping."""
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise UserError(f"--set {item}: expected KEY=VALUE, like training.epochs=50")
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else ""
+        except yaml.YAMLError:
+            value = raw
+        parts = key.split(".")
+        node: Any = data
+        for i, part in enumerate(parts[:-1]):
+            node = _descend(node, part, parts[i + 1], item)
+        last = parts[-1]
+        if isinstance(node, list):
+            if not last.isdigit() or int(last) >= len(node):
+                raise UserError(f"--set {item}: {last} is not an index of that list")
+            node[int(last)] = value
+        else:
+            node[last] = value
+    return data
+
+
+def _descend(node: Any, part: str, nxt: str, item: str) -> Any:
+    if isinstance(node, list):
+        if not part.isdigit() or int(part) >= len(node):
+            raise UserError(f"--set {item}: {part} is not an index of that list")
+        idx = int(part)
+        if isinstance(node[idx], str):
+            node[idx] = {"name": node[idx]}
+        return node[idx]
+    if not isinstance(node, dict):
+        raise UserError(f"--set {item}: cannot set a key inside a {type(node).__name__}")
+    child = node.get(part)
+    if isinstance(child, str):  # plugin shorthand: `norm: rms` -> {name: rms}
+        child = node[part] = {"name": child}
+    elif child is None:
+        child = node[part] = {}
+    return child
+
+
+def validate(data: dict, source: str = "scenario", registry: Registry | None = None):
+    """Validate a raw mapping into a Scenario, raising ScenarioError with every problem."""
+    model = scenario_model(registry)
+    try:
+        scenario = model.model_validate(data)
+    except ValidationError as exc:
+        raise ScenarioError(source, format_errors(exc)) from None
+    problems = check(scenario, registry or default_registry())
+    if problems:
+        raise ScenarioError(source, problems)
+    return scenario
+
+
+def load(path: str | Path, overrides: list[str] = (), seeds: str | None = None, registry: Registry | None = None):
+    """Read, override and validate a scenario file."""
+    path = Path(path)
+    data = apply_overrides(read_yaml(path), list(overrides))
+    if seeds is not None:
+        try:
+            data["seeds"] = parse_seeds(seeds)
+        except ValueError as exc:
+            raise UserError(f"--seeds: {exc}") from None
+    return validate(data, str(path), registry)
+
+
+def check(scenario, registry: Registry) -> list[tuple[str, str]]:
+    """Checks across fields that no single field's validator can see."""
+    from testbed.model import PARAM_GROUPS  # model imports nothing of this module
+
+    problems: list[tuple[str, str]] = []
+    task, model = scenario.task, scenario.model
+    if task.sparsity > task.seq_len:
+        problems.append(("task.sparsity", f"must be <= task.seq_len ({task.seq_len})"))
+    curriculum = build_curriculum(scenario, registry)
+    vocab = curriculum.vocab_sizes()
+    if model.n_tokens is not None and model.n_tokens < max(vocab):
+        problems.append(("model.n_tokens", f"must be >= {max(vocab)}, the largest p the task and curriculum use"))
+    bs = scenario.training.batch_size
+    if bs != "full" and not 1 <= bs <= task.n_train:
+        problems.append(("training.batch_size", f"must be between 1 and task.n_train ({task.n_train}), or 'full'"))
+    if task.test_split == "disjoint":
+        for p in vocab:
+            if p**task.seq_len <= task.n_train:
+                problems.append(
+                    ("task.test_split", f"disjoint needs more than n_train={task.n_train} possible sequences; p={p}, L={task.seq_len} has {p ** task.seq_len}")
+                )
+                break
+    for key in getattr(scenario.optimizer, "lr_multipliers", {}) or {}:
+        if not any(key == g or g.startswith(key + ".") for g in PARAM_GROUPS):
+            problems.append((f"optimizer.lr_multipliers.{key}", f"unknown module; known: {', '.join(PARAM_GROUPS)}"))
+    names = [p.name for p in scenario.probes]
+    for dup in sorted({n for n in names if names.count(n) > 1}):
+        problems.append(("probes", f"probe '{dup}' is listed twice"))
+    return problems
+
+
+def build_curriculum(scenario, registry: Registry | None = None):
+    registry = registry or default_registry()
+    ref = scenario.curriculum
+    return registry.get("curriculum", ref.name).build(ref, scenario.task)
+
+
+def n_tokens(scenario, registry: Registry | None = None) -> int:
+    """The number of token embeddings: as set, else the largest p of task and curriculum."""
+    return scenario.model.n_tokens or max(build_curriculum(scenario, registry).vocab_sizes())
+
+
+def to_yaml(scenario) -> str:
+    data = scenario.model_dump(mode="json")
+    data["seeds"] = format_seeds(data["seeds"])
+    return yaml.safe_dump(data, sort_keys=False)
+
+
+def json_schema(registry: Registry | None = None) -> dict:
+    return scenario_model(registry).model_json_schema()

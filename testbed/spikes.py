@@ -1,0 +1,85 @@
+"""Loss-spike detection on step-level losses.
+
+A step is *elevated* when its loss exceeds both `ratio` times and `min_delta` more than the
+baseline, the median loss of the `window` steps before it (at least `min_history` of them). A
+non-finite loss counts as elevated. Elevated steps separated by at most `merge_gap` steps form one
+spike, reported with its first step, its peak step, the baseline before it and the peak loss.
+The baseline is a trailing median so that one spike does not hide the next, and the two
+thresholds keep the noise of small losses (0.001 -> 0.003) from counting as spikes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+from pydantic import Field
+
+from testbed.plugin import Params
+
+
+class SpikeParams(Params):
+    window: int = Field(50, ge=2, description="steps in the trailing median baseline")
+    min_history: int = Field(10, ge=1, description="steps of history needed before detecting")
+    ratio: float = Field(2.0, gt=1, description="loss / baseline above which a step is elevated")
+    min_delta: float = Field(0.05, ge=0, description="loss - baseline above which a step is elevated")
+    merge_gap: int = Field(5, ge=0, description="elevated steps at most this far apart form one spike")
+
+
+@dataclass(frozen=True)
+class Spike:
+    seed: int
+    start: int  # step index (from 0) of the first elevated step
+    peak: int  # step index of the highest loss
+    end: int  # step index of the last elevated step
+    baseline: float
+    peak_loss: float
+
+    @property
+    def ratio(self) -> float:
+        return self.peak_loss / self.baseline if self.baseline > 0 else float("inf")
+
+    def row(self) -> dict:
+        return asdict(self) | {"ratio": self.ratio}
+
+
+def trailing_median(losses: np.ndarray, window: int, chunk: int = 4096) -> np.ndarray:
+    """(T, S) -> (T, S): median of the `window` previous steps (NaN where there are none)."""
+    T, S = losses.shape
+    x = torch.from_numpy(np.where(np.isfinite(losses), losses, np.inf).astype(np.float32))
+    padded = torch.cat([torch.full((window, S), float("nan")), x], 0)
+    out = torch.empty(T, S)
+    for lo in range(0, T, chunk):
+        hi = min(T, lo + chunk)
+        win = padded[lo : hi + window - 1].unfold(0, window, 1)[: hi - lo]  # windows ending before each step
+        out[lo:hi] = torch.nanmedian(win, dim=-1).values
+    return out.numpy()
+
+
+def elevated(losses: np.ndarray, params: SpikeParams) -> tuple[np.ndarray, np.ndarray]:
+    """(elevated mask, baseline), both (T, S)."""
+    base = trailing_median(losses, params.window)
+    finite = np.isfinite(losses)
+    history = np.minimum(np.arange(losses.shape[0]), params.window)[:, None]
+    ok = (history >= params.min_history) & np.isfinite(base)
+    with np.errstate(invalid="ignore"):
+        high = (losses > params.ratio * base) & (losses - base > params.min_delta)
+    return ok & (high | ~finite), base
+
+
+def detect(losses: np.ndarray, seeds: list[int], params: SpikeParams) -> list[Spike]:
+    """Spikes in step losses (T, S), seed by seed."""
+    mask, base = elevated(losses, params)
+    spikes: list[Spike] = []
+    for j, seed in enumerate(seeds):
+        steps = np.flatnonzero(mask[:, j])
+        if steps.size == 0:
+            continue
+        breaks = np.flatnonzero(np.diff(steps) > params.merge_gap + 1)
+        for group in np.split(steps, breaks + 1):
+            seg = losses[group[0] : group[-1] + 1, j]
+            seg = np.where(np.isfinite(seg), seg, np.inf)
+            peak = group[0] + int(np.argmax(seg))
+            spikes.append(Spike(seed, int(group[0]), int(peak), int(group[-1]), float(base[group[0], j]), float(losses[peak, j])))
+    return spikes

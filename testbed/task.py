@@ -1,0 +1,76 @@
+"""Sparse modular addition: y = (x_1 + ... + x_k) mod p for sequences x of L tokens in Z/pZ.
+
+Datasets carry the seed axis: tokens (S, N, L), labels (S, N). Each seed's sample derives from
+(seed, p) alone.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from testbed.seeding import generator
+
+ENUMERATE_BELOW = 1 << 20  # complements of smaller spaces are enumerated, larger ones rejection-sampled
+
+
+def labels(tokens: torch.Tensor, k: int, p: int) -> torch.Tensor:
+    """The sum of the first k tokens mod p, over the last axis."""
+    return tokens[..., :k].sum(-1) % p
+
+
+@dataclass(frozen=True)
+class Split:
+    tokens: torch.Tensor  # (S, N, L) int64
+    labels: torch.Tensor  # (S, N) int64
+
+
+@dataclass(frozen=True)
+class Dataset:
+    p: int
+    train: Split
+    test: Split
+
+
+def _encode(tokens: torch.Tensor, p: int) -> torch.Tensor:
+    """Sequences as integers (only used where p**L < 2**62)."""
+    weights = p ** torch.arange(tokens.shape[-1], dtype=torch.int64)
+    return (tokens * weights).sum(-1)
+
+
+def _disjoint_sample(train: torch.Tensor, n: int, p: int, g: torch.Generator) -> torch.Tensor:
+    """n sequences drawn uniformly (with replacement) among those absent from `train`."""
+    L = train.shape[-1]
+    space = p**L
+    if space <= ENUMERATE_BELOW:
+        absent = torch.ones(space, dtype=torch.bool)
+        absent[_encode(train, p)] = False
+        codes = absent.nonzero().squeeze(1)
+        if codes.numel() == 0:
+            raise ValueError("no sequence is absent from the training set")
+        pick = codes[torch.randint(codes.numel(), (n,), generator=g)]
+        digits = (pick[:, None] // p ** torch.arange(L, dtype=torch.int64)) % p
+        return digits
+    seen = {bytes(row) for row in train.to(torch.uint8).numpy()}
+    out: list[torch.Tensor] = []
+    while len(out) < n:
+        cand = torch.randint(p, (n, L), generator=g)
+        out.extend(row for row in cand if bytes(row.to(torch.uint8).numpy()) not in seen)
+    return torch.stack(out[:n])
+
+
+def make_dataset(seeds: list[int], p: int, seq_len: int, sparsity: int, n_train: int, n_test: int, test_split: str) -> Dataset:
+    """Training and test samples for every seed (a loop over seeds, at set-up time only)."""
+    train, test = [], []
+    for seed in seeds:
+        tr = torch.randint(p, (n_train, seq_len), generator=generator(seed, "train", p))
+        g_test = generator(seed, "test", p)
+        if test_split == "iid":
+            te = torch.randint(p, (n_test, seq_len), generator=g_test)
+        else:
+            te = _disjoint_sample(tr, n_test, p, g_test)
+        train.append(tr)
+        test.append(te)
+    tr, te = torch.stack(train), torch.stack(test)
+    return Dataset(p, Split(tr, labels(tr, sparsity, p)), Split(te, labels(te, sparsity, p)))
