@@ -106,7 +106,7 @@ def _plugin_ref(kind: str, registry: Registry):
         if isinstance(value, dict):
             name = value.get("name")
             if name is None:
-                raise ValueError(f"a {kind} needs a name, one of: {', '.join(models)}")
+                raise ValueError(f"{kind} needs a name, one of: {', '.join(models)}")
             if name not in models:
                 raise ValueError(unknown_message(kind, str(name), list(models)))
         return value
@@ -182,12 +182,15 @@ def _is_plugin_field(loc: tuple) -> bool:
 def _clean_loc(loc: tuple) -> str:
     """Drop pydantic's union tags (plugin names, 'int', 'literal[...]') from an error location."""
     out: list = []
-    for i, part in enumerate(loc):
-        if i > 0 and _is_plugin_field(tuple(out)):
+    skip_tag = False
+    for part in loc:
+        if skip_tag:
+            skip_tag = False
             continue  # the discriminator tag of a plugin union
         if isinstance(part, str) and (part.startswith(("literal[", "function-", "nullable[")) or part in ("int", "str")):
             continue
         out.append(part)
+        skip_tag = _is_plugin_field(tuple(out))
     return ".".join(str(p) for p in out) or "(top level)"
 
 
@@ -255,7 +258,7 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict:
         parts = key.split(".")
         node: Any = data
         for i, part in enumerate(parts[:-1]):
-            node = _descend(node, part, parts[i + 1], item)
+            node = _descend(node, part, tuple(parts[: i + 1]), item)
         last = parts[-1]
         if isinstance(node, list):
             if not last.isdigit() or int(last) >= len(node):
@@ -266,22 +269,28 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict:
     return data
 
 
-def _descend(node: Any, part: str, nxt: str, item: str) -> Any:
+# Plugin fields whose default is a plugin: `--set optimizer.lr=0.01` on a file without an
+# optimizer section starts from that default plugin.
+_PLUGIN_DEFAULTS = {("model", "norm"): "rms", ("model", "activation"): "gelu", ("optimizer",): "adam", ("curriculum",): "constant"}
+
+
+def _descend(node: Any, part: str, path: tuple, item: str) -> Any:
+    plugin_field = _is_plugin_field(tuple(int(x) if x.isdigit() else x for x in path))
     if isinstance(node, list):
         if not part.isdigit() or int(part) >= len(node):
             raise UserError(f"--set {item}: {part} is not an index of that list")
-        idx = int(part)
-        if isinstance(node[idx], str):
-            node[idx] = {"name": node[idx]}
-        return node[idx]
-    if not isinstance(node, dict):
+        key: Any = int(part)
+    elif isinstance(node, dict):
+        key = part
+        if node.get(key) is None:
+            node[key] = {"name": _PLUGIN_DEFAULTS[path]} if path in _PLUGIN_DEFAULTS else {}
+    else:
         raise UserError(f"--set {item}: cannot set a key inside a {type(node).__name__}")
-    child = node.get(part)
-    if isinstance(child, str):  # plugin shorthand: `norm: rms` -> {name: rms}
-        child = node[part] = {"name": child}
-    elif child is None:
-        child = node[part] = {}
-    return child
+    if plugin_field and isinstance(node[key], str):  # plugin shorthand: `norm: rms` -> {name: rms}
+        node[key] = {"name": node[key]}
+    if not isinstance(node[key], (dict, list)):
+        raise UserError(f"--set {item}: {'.'.join(path)} is a {type(node[key]).__name__}, not a section")
+    return node[key]
 
 
 def validate(data: dict, source: str = "scenario", registry: Registry | None = None):
@@ -333,7 +342,7 @@ def check(scenario, registry: Registry) -> list[tuple[str, str]]:
                 break
     for key in getattr(scenario.optimizer, "lr_multipliers", {}) or {}:
         if not any(key == g or g.startswith(key + ".") for g in PARAM_GROUPS):
-            problems.append((f"optimizer.lr_multipliers.{key}", f"unknown module; known: {', '.join(PARAM_GROUPS)}"))
+            problems.append((f"optimizer.lr_multipliers.{key}", f"unknown module; use a parameter or a prefix of one (e.g. mlp): {', '.join(PARAM_GROUPS)}"))
     names = [p.name for p in scenario.probes]
     for dup in sorted({n for n in names if names.count(n) > 1}):
         problems.append(("probes", f"probe '{dup}' is listed twice"))
@@ -351,8 +360,18 @@ def n_tokens(scenario, registry: Registry | None = None) -> int:
     return scenario.model.n_tokens or max(build_curriculum(scenario, registry).vocab_sizes())
 
 
+def _name_first(node: Any) -> Any:
+    if isinstance(node, dict):
+        items = [(k, _name_first(v)) for k, v in node.items()]
+        return dict(sorted(items, key=lambda kv: kv[0] != "name"))
+    if isinstance(node, list):
+        return [_name_first(v) for v in node]
+    return node
+
+
 def to_yaml(scenario) -> str:
-    data = scenario.model_dump(mode="json")
+    """The fully resolved scenario (every default written out), loadable again as a scenario."""
+    data = _name_first(scenario.model_dump(mode="json"))
     data["seeds"] = format_seeds(data["seeds"])
     return yaml.safe_dump(data, sort_keys=False)
 

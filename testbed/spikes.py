@@ -1,11 +1,16 @@
 """Loss-spike detection on step-level losses.
 
-A step is *elevated* when its loss exceeds both `ratio` times and `min_delta` more than the
-baseline, the median loss of the `window` steps before it (at least `min_history` of them). A
-non-finite loss counts as elevated. Elevated steps separated by at most `merge_gap` steps form one
-spike, reported with its first step, its peak step, the baseline before it and the peak loss.
-The baseline is a trailing median so that one spike does not hide the next, and the two
-thresholds keep the noise of small losses (0.001 -> 0.003) from counting as spikes.
+The baseline of step t is the median loss of the `window` steps before it (at least
+`min_history` of them), and its noise the scaled median absolute deviation (MAD) of that window.
+Step t is *elevated* when its loss exceeds the baseline
+
+  - by a factor of at least `ratio`,
+  - by at least `min_delta` (so that 1e-4 -> 3e-4 late in training is not a spike), and
+  - by at least `z` noise units (so that minibatch noise while the loss falls is not a spike).
+
+A non-finite loss counts as elevated. Elevated steps at most `merge_gap` steps apart form one
+spike, reported with its first, peak and last step, the baseline before it and the peak loss.
+Trailing medians keep one spike from hiding the next.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ class SpikeParams(Params):
     min_history: int = Field(10, ge=1, description="steps of history needed before detecting")
     ratio: float = Field(2.0, gt=1, description="loss / baseline above which a step is elevated")
     min_delta: float = Field(0.05, ge=0, description="loss - baseline above which a step is elevated")
+    z: float = Field(6.0, ge=0, description="loss - baseline above this many robust standard deviations (1.4826 MAD)")
     merge_gap: int = Field(5, ge=0, description="elevated steps at most this far apart form one spike")
 
 
@@ -44,27 +50,31 @@ class Spike:
         return asdict(self) | {"ratio": self.ratio}
 
 
-def trailing_median(losses: np.ndarray, window: int, chunk: int = 4096) -> np.ndarray:
-    """(T, S) -> (T, S): median of the `window` previous steps (NaN where there are none)."""
+def trailing_stats(losses: np.ndarray, window: int, chunk: int = 2048) -> tuple[np.ndarray, np.ndarray]:
+    """(T, S) -> median and robust standard deviation (1.4826 MAD) of the `window` previous
+    steps of each step (NaN where there are none)."""
     T, S = losses.shape
     x = torch.from_numpy(np.where(np.isfinite(losses), losses, np.inf).astype(np.float32))
     padded = torch.cat([torch.full((window, S), float("nan")), x], 0)
-    out = torch.empty(T, S)
+    median, spread = torch.empty(T, S), torch.empty(T, S)
     for lo in range(0, T, chunk):
         hi = min(T, lo + chunk)
         win = padded[lo : hi + window - 1].unfold(0, window, 1)[: hi - lo]  # windows ending before each step
-        out[lo:hi] = torch.nanmedian(win, dim=-1).values
-    return out.numpy()
+        med = torch.nanmedian(win, dim=-1).values
+        median[lo:hi] = med
+        spread[lo:hi] = 1.4826 * torch.nanmedian((win - med.unsqueeze(-1)).abs(), dim=-1).values
+    return median.numpy(), spread.numpy()
 
 
 def elevated(losses: np.ndarray, params: SpikeParams) -> tuple[np.ndarray, np.ndarray]:
     """(elevated mask, baseline), both (T, S)."""
-    base = trailing_median(losses, params.window)
+    base, spread = trailing_stats(losses, params.window)
     finite = np.isfinite(losses)
     history = np.minimum(np.arange(losses.shape[0]), params.window)[:, None]
     ok = (history >= params.min_history) & np.isfinite(base)
     with np.errstate(invalid="ignore"):
-        high = (losses > params.ratio * base) & (losses - base > params.min_delta)
+        excess = losses - base
+        high = (losses > params.ratio * base) & (excess > params.min_delta) & (excess > params.z * spread)
     return ok & (high | ~finite), base
 
 

@@ -1,0 +1,125 @@
+"""The `testbed` command line: run, validate, schema, plugins.
+
+Bad input (a missing file, a scenario field out of range, an unknown plugin, a malformed flag)
+prints one line per problem to stderr and exits with status 2, without a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from testbed import scenario as scenario_mod
+from testbed.errors import UserError
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+    help="Plugin-based optimizer and normalization testbed on a d=2 one-layer transformer.",
+)
+
+SETS = typer.Option(None, "--set", help="override a scenario field, e.g. --set training.epochs=50 (repeatable)")
+SEEDS = typer.Option(None, "--seeds", help="seeds to train, e.g. 0-99 or 0,3,7 (overrides the file)")
+
+
+@app.command()
+def run(
+    scenario: Path = typer.Argument(..., help="scenario YAML file"),
+    seeds: Optional[str] = SEEDS,
+    set_: Optional[List[str]] = SETS,
+    out: Optional[Path] = typer.Option(None, "--out", help="run directory (default: runs/<name>-<time>)"),
+    force: bool = typer.Option(False, "--force", help="replace --out if it exists"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar"),
+) -> None:
+    """Train the seeds of a scenario as one vectorized program and write a run directory."""
+    from testbed.run import run_scenario
+    from testbed.summary import table
+
+    sc = scenario_mod.load(scenario, set_ or [], seeds)
+    err = Console(stderr=True)
+    output = run_scenario(sc, out, force=force, console=err, quiet=quiet)
+    console = Console(width=max(120, Console().width))
+    console.print(table([output.summary]))
+    console.print(f"run directory: {output.path}")
+
+
+@app.command()
+def validate(
+    scenario: Path = typer.Argument(..., help="scenario YAML file"),
+    set_: Optional[List[str]] = SETS,
+) -> None:
+    """Check a scenario file; report every error with its path in the file."""
+    sc = scenario_mod.load(scenario, set_ or [])
+    print(f"{scenario}: ok ({sc.name}: {len(sc.seeds)} seeds, {sc.training.epochs} epochs)")
+
+
+@app.command()
+def schema(out: Optional[Path] = typer.Option(None, "--out", help="write to this file instead of stdout")) -> None:
+    """Print the JSON schema of scenario files (for editor completion)."""
+    text = json.dumps(scenario_mod.json_schema(), indent=2)
+    if out is None:
+        print(text)
+    else:
+        out.write_text(text + "\n")
+
+
+@app.command()
+def plugins(kind: Optional[str] = typer.Option(None, "--kind", help="only this kind (norm, optimizer, ...)")) -> None:
+    """List every plugin: kind, name, where it comes from, its parameters."""
+    from testbed.registry import default_registry
+
+    reg = default_registry()
+    kinds = list(reg.plugins)
+    if kind is not None and kind not in kinds:
+        raise UserError(f"--kind: unknown kind '{kind}'; known: {', '.join(kinds)}")
+    t = Table(title="testbed plugins")
+    for col in ("kind", "name", "source", "parameters", "description"):
+        t.add_column(col, overflow="fold")
+    for k in kinds if kind is None else [kind]:
+        for name in reg.names(k):
+            p = reg.get(k, name)
+            t.add_row(k, name, p.source, _describe_params(p.params), p.doc)
+    Console(width=max(120, Console().width)).print(t)
+
+
+def _describe_params(model) -> str:
+    parts = []
+    for name, field in model.model_fields.items():
+        default = field.get_default(call_default_factory=True)
+        parts.append(f"{name}={default!r}" if not field.is_required() else f"{name} (required)")
+    return ", ".join(parts) or "-"
+
+
+def main() -> None:
+    """Entry point: one-line errors and exit status 2 for bad input."""
+    try:
+        code = app(standalone_mode=False)
+    except UserError as exc:
+        for line in str(exc).splitlines():
+            print(f"error: {line}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        sys.exit(130)
+    except Exception as exc:
+        # Usage errors of the command-line parser (typer's click): exit_code 2 and a message.
+        if getattr(exc, "exit_code", None) == 2 and hasattr(exc, "format_message"):
+            print(f"error: {exc.format_message()}", file=sys.stderr)
+            sys.exit(2)
+        if type(exc).__name__ == "Abort":
+            print("aborted", file=sys.stderr)
+            sys.exit(130)
+        raise
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,79 @@
+"""Figures of a run: loss and accuracy over epochs, median and spread over seeds (curves.png)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from testbed.summary import SUCCESS_ACC  # noqa: E402
+
+
+def read_metrics(path: Path) -> dict[str, np.ndarray]:
+    """metrics.csv -> column name -> array."""
+    data = np.genfromtxt(path, delimiter=",", names=True, dtype=None, encoding="utf-8")
+    data = np.atleast_1d(data)
+    return {name: np.asarray(data[name]) for name in data.dtype.names}
+
+
+def by_epoch(metrics: dict[str, np.ndarray], column: str) -> tuple[np.ndarray, np.ndarray]:
+    """(epochs, values (n_epochs, n_seeds)) from the long-format table."""
+    epochs = np.unique(metrics["epoch"])
+    seeds = np.unique(metrics["seed"])
+    grid = np.full((epochs.size, seeds.size), np.nan)
+    ei = np.searchsorted(epochs, metrics["epoch"])
+    si = np.searchsorted(seeds, metrics["seed"])
+    grid[ei, si] = metrics[column]
+    return epochs, grid
+
+
+SPAGHETTI_MAX_SEEDS = 40  # up to this many seeds, every seed is drawn as a thin line
+
+
+def band(ax, x: np.ndarray, values: np.ndarray, label: str, color: str) -> None:
+    """Median over seeds with its interquartile band, and each seed thinly when there are few
+    (a median alone hides that seeds either learn or stay at chance)."""
+    with np.errstate(all="ignore"):
+        q25, q50, q75 = np.nanpercentile(values, [25, 50, 75], axis=1)
+    if values.shape[1] <= SPAGHETTI_MAX_SEEDS:
+        ax.plot(x, values, color=color, alpha=0.18, linewidth=0.6)
+    ax.fill_between(x, q25, q75, color=color, alpha=0.25, linewidth=0)
+    ax.plot(x, q50, color=color, label=label, linewidth=1.8)
+
+
+def curves(metrics_csv: Path, out_png: Path, title: str) -> Path:
+    m = read_metrics(metrics_csv)
+    n_seeds = np.unique(m["seed"]).size
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(11, 4.2), constrained_layout=True)
+    colors = {"train": "tab:blue", "test": "tab:orange"}
+    for split in ("train", "test"):
+        epochs, loss = by_epoch(m, f"{split}_loss")
+        _, acc = by_epoch(m, f"{split}_acc")
+        band(ax_loss, epochs, loss, f"{split} (median)", colors[split])
+        band(ax_acc, epochs, acc, f"{split} (median)", colors[split])
+    epochs, p = by_epoch(m, "p")
+    switches = epochs[1:][np.diff(p[:, 0]) != 0] if epochs.size > 1 else []
+    for ax in (ax_loss, ax_acc):
+        for e in switches:
+            ax.axvline(e, color="grey", linestyle=":", linewidth=1)
+        ax.set_xlabel("epoch")
+        ax.grid(alpha=0.3)
+    ax_loss.set_yscale("log")
+    low, high = ax_loss.get_ylim()
+    ax_loss.set_ylim(max(low, 1e-6), high)
+    ax_loss.set_ylabel("cross-entropy loss")
+    ax_loss.set_title("Loss")
+    ax_acc.axhline(SUCCESS_ACC, color="grey", linestyle="--", linewidth=1, label=f"success ({SUCCESS_ACC})")
+    ax_acc.set_ylim(-0.02, 1.02)
+    ax_acc.set_ylabel("accuracy")
+    ax_acc.set_title("Accuracy")
+    ax_loss.legend(loc="lower left", fontsize=8, title="band: IQR; thin: seeds", title_fontsize=8)
+    ax_acc.legend(loc="lower right", fontsize=8)
+    fig.suptitle(f"{title}: {n_seeds} seed{'s' if n_seeds != 1 else ''}")
+    fig.savefig(out_png, dpi=110)
+    plt.close(fig)
+    return out_png

@@ -1,0 +1,38 @@
+"""Shared helpers: the real `testbed` entry point and tiny scenarios that train in a second."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+TESTBED = str(Path(sys.executable).with_name("testbed"))
+
+TINY = {
+    "name": "tiny",
+    "task": {"seq_len": 6, "sparsity": 3, "p": 2, "n_train": 48, "n_test": 32},
+    "model": {"hidden": 8},
+    "training": {"epochs": 4, "batch_size": 16},
+    "probes": ["metrics", "step_loss", "spikes", {"name": "snapshots", "every": 2}],
+    "seeds": "0-2",
+}
+
+
+def cli(*args: str, env: dict | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    """Run the installed `testbed` console script."""
+    full_env = dict(os.environ, **(env or {}))
+    return subprocess.run([TESTBED, *args], capture_output=True, text=True, env=full_env, cwd=cwd, timeout=300)
+
+
+@pytest.fixture
+def write_scenario(tmp_path: Path):
+    def write(data: dict | str, name: str = "scenario.yaml") -> Path:
+        path = tmp_path / name
+        path.write_text(data if isinstance(data, str) else yaml.safe_dump(data))
+        return path
+
+    return write
