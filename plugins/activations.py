@@ -1,14 +1,29 @@
-"""Built-in MLP activations."""
+"""Built-in MLP activations, each with its derivative for the hand-written training step."""
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Callable, Literal
 
 import torch
 from pydantic import Field
 
 from testbed.hookspecs import hookimpl
 from testbed.plugin import Params, plugin
+
+aten = torch.ops.aten
+
+
+class Activation:
+    """An elementwise function and its vector-Jacobian product vjp(x, y, grad)."""
+
+    def __init__(self, fn: Callable, vjp: Callable):
+        self.fn, self._vjp = fn, vjp
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fn(x)
+
+    def vjp(self, x: torch.Tensor, y: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
+        return self._vjp(x, y, grad)
 
 
 class GeluParams(Params):
@@ -18,26 +33,26 @@ class GeluParams(Params):
 @plugin("gelu", GeluParams)
 def gelu(params: GeluParams):
     """x * Phi(x), Phi the Gaussian CDF (the papers' choice)."""
-    approximate = params.approximate
-    return lambda x: torch.nn.functional.gelu(x, approximate=approximate)
+    a = params.approximate
+    return Activation(lambda x: aten.gelu(x, approximate=a), lambda x, y, g: aten.gelu_backward(g, x, approximate=a))
 
 
 @plugin("relu")
 def relu(params: Params):
     """max(x, 0)."""
-    return torch.relu
+    return Activation(torch.relu, lambda x, y, g: aten.threshold_backward(g, y, 0))
 
 
 @plugin("silu")
 def silu(params: Params):
     """x * sigmoid(x)."""
-    return torch.nn.functional.silu
+    return Activation(aten.silu, lambda x, y, g: aten.silu_backward(g, x))
 
 
 @plugin("tanh")
 def tanh(params: Params):
     """tanh(x)."""
-    return torch.tanh
+    return Activation(torch.tanh, lambda x, y, g: aten.tanh_backward(g, y))
 
 
 @hookimpl

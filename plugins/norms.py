@@ -1,7 +1,12 @@
-"""Built-in norms, applied over the last (embedding) axis."""
+"""Built-in norms, applied over the last (embedding) axis.
+
+Each returns a callable with a hand-written `vjp(x, y, grad)`, which the training step uses
+instead of autograd (tests check both agree); a third-party norm may omit it.
+"""
 
 from __future__ import annotations
 
+import math
 from typing import Literal
 
 import torch
@@ -15,36 +20,48 @@ class EpsParams(Params):
     eps: float = Field(1e-5, ge=0, description="added after the square root")
 
 
+class RadialNorm:
+    """x / (c |x| + eps): rms with c = 1/sqrt(d), l2 with c = 1."""
+
+    def __init__(self, eps: float, rms: bool):
+        self.eps, self.rms = eps, rms
+
+    def _radius(self, x: torch.Tensor) -> torch.Tensor:
+        r = torch.linalg.vector_norm(x, dim=-1, keepdim=True)
+        return r * (1.0 / math.sqrt(x.shape[-1])) if self.rms else r
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return x / (self._radius(x) + self.eps)
+
+    def vjp(self, x: torch.Tensor, y: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
+        # y = x k with k = 1/(r + eps): dx = k g - y (g . y) / (r * n), n = d for rms, 1 for l2
+        r = self._radius(x)
+        n = x.shape[-1] if self.rms else 1
+        dot = (grad * y).sum(-1, keepdim=True)
+        return grad / (r + self.eps) - y * (dot / (r * n))
+
+
 @plugin("rms", EpsParams)
 def rms(params: EpsParams):
     """x / (sqrt(mean(x^2)) + eps): the papers' RMS norm (scale invariant)."""
-    eps = params.eps
-
-    def apply(x: torch.Tensor) -> torch.Tensor:
-        return x / (x.pow(2).mean(-1, keepdim=True).sqrt() + eps)
-
-    return apply
+    return RadialNorm(params.eps, rms=True)
 
 
 @plugin("l2", EpsParams)
 def l2(params: EpsParams):
     """x / (|x| + eps): projection onto the unit sphere."""
-    eps = params.eps
-
-    def apply(x: torch.Tensor) -> torch.Tensor:
-        return x / (torch.linalg.vector_norm(x, dim=-1, keepdim=True) + eps)
-
-    return apply
+    return RadialNorm(params.eps, rms=False)
 
 
-# sigma(r) / r as a polynomial in u^2 = (r / radius)^2, each sigma rising from 0 to 1 at u = 1:
+# sigma(r) / r as a polynomial in u^2 = (r / radius)^2, each sigma rising from 0 to 1 at u = 1,
+# with the derivative of that polynomial in u^2:
 #   linear  sigma = u                        (continuous)
 #   cubic   sigma = (3u - u^3) / 2           (sigma' = 0 at the radius: C1)
 #   quintic sigma = (15u - 10u^3 + 3u^5) / 8 (sigma' = sigma'' = 0 at the radius: C2)
 _SHAPES = {
-    "linear": lambda u2: torch.ones_like(u2),
-    "cubic": lambda u2: (3.0 - u2) / 2.0,
-    "quintic": lambda u2: (15.0 + u2 * (-10.0 + 3.0 * u2)) / 8.0,
+    "linear": (lambda u2: torch.ones_like(u2), lambda u2: torch.zeros_like(u2)),
+    "cubic": (lambda u2: (3.0 - u2) / 2.0, lambda u2: torch.full_like(u2, -0.5)),
+    "quintic": (lambda u2: (15.0 + u2 * (-10.0 + 3.0 * u2)) / 8.0, lambda u2: (-10.0 + 6.0 * u2) / 8.0),
 }
 
 
@@ -54,25 +71,55 @@ class SmoothParams(Params):
     eps: float = Field(1e-5, ge=0, description="as in rms, so both agree beyond the radius")
 
 
+class SmoothNorm:
+    """x w(s) with s = mean(x^2): w = sigma(r)/r below the radius, 1/(r + eps) beyond it."""
+
+    def __init__(self, radius: float, shape: str, eps: float):
+        self.R, self.R2, self.eps = radius, radius * radius, eps
+        self.poly, self.dpoly = _SHAPES[shape]
+
+    def _weight(self, s: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """w(s) and dw/ds, both without sqrt(0) anywhere (so gradients stay finite at 0)."""
+        inside = s < self.R2
+        r_out = torch.clamp(s, min=self.R2).sqrt()
+        u2 = s / self.R2
+        scale = 1.0 / (self.R + self.eps)
+        w = torch.where(inside, self.poly(u2) * scale, 1.0 / (r_out + self.eps))
+        dw = torch.where(inside, self.dpoly(u2) * (scale / self.R2), -0.5 / (r_out * (r_out + self.eps) ** 2))
+        return w, dw
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        s = x.pow(2).mean(-1, keepdim=True)
+        inner = self.poly(s / self.R2) / (self.R + self.eps)  # sigma(r)/r, matched to rms at r = R
+        outer = 1.0 / (torch.clamp(s, min=self.R2).sqrt() + self.eps)  # clamped: no sqrt(0) in the graph
+        return x * torch.where(s < self.R2, inner, outer)
+
+    def vjp(self, x: torch.Tensor, y: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
+        # dx = w g + x w'(s) (2/d) (g . x)
+        s = x.pow(2).mean(-1, keepdim=True)
+        w, dw = self._weight(s)
+        dot = (grad * x).sum(-1, keepdim=True)
+        return grad * w + x * (dw * dot * (2.0 / x.shape[-1]))
+
+
 @plugin("smooth", SmoothParams)
 def smooth(params: SmoothParams):
     """sigma(r) x / r with r = rms(x): equals rms beyond the radius, shrinks smoothly to 0 at the origin."""
-    R, eps, poly = params.radius, params.eps, _SHAPES[params.shape]
-    R2 = R * R
+    return SmoothNorm(params.radius, params.shape, params.eps)
 
-    def apply(x: torch.Tensor) -> torch.Tensor:
-        s = x.pow(2).mean(-1, keepdim=True)  # r^2
-        outer = 1.0 / (torch.clamp(s, min=R2).sqrt() + eps)  # rms scale; clamped so no sqrt(0) in the graph
-        inner = poly(s / R2) / (R + eps)  # sigma(r) / r, matched to `outer` at r = R
-        return x * torch.where(s < R2, inner, outer)
 
-    return apply
+class Identity:
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return x
+
+    def vjp(self, x: torch.Tensor, y: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
+        return grad
 
 
 @plugin("identity")
 def identity(params: Params):
     """No normalisation."""
-    return lambda x: x
+    return Identity()
 
 
 @hookimpl

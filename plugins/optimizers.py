@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 
 import torch
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from testbed.hookspecs import hookimpl
 from testbed.optim import OptimizerParams
@@ -76,6 +76,12 @@ class SGDParams(OptimizerParams):
     momentum: float = Field(0.9, ge=0, lt=1)
     nesterov: bool = False
     weight_decay: float = Field(0.0, ge=0)
+
+    @model_validator(mode="after")
+    def _nesterov_needs_momentum(self) -> "SGDParams":
+        if self.nesterov and self.momentum == 0:
+            raise ValueError("nesterov needs momentum > 0")
+        return self
 
 
 class SGD:

@@ -125,24 +125,6 @@ def _fan_in(name: str, shapes: dict[str, tuple[int, ...]]) -> int:
     return shapes[name][-1]
 
 
-class _Lookup(torch.autograd.Function):
-    """Rows of a table by index; the backward is one ordered index_add (deterministic, and much
-    cheaper on the CPU than the embedding backward for tables of a few dozen rows)."""
-
-    @staticmethod
-    def forward(ctx, table: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
-        ctx.save_for_backward(index)
-        ctx.rows = table.shape[0]
-        return F.embedding(index, table)
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor):
-        (index,) = ctx.saved_tensors
-        width = grad.shape[-1]
-        out = grad.new_zeros(ctx.rows, width).index_add_(0, index.reshape(-1), grad.reshape(-1, width))
-        return out, None
-
-
 def forward(
     arch: Architecture,
     p: dict[str, torch.Tensor],
@@ -161,10 +143,11 @@ def forward(
     x_table = E.unsqueeze(2) + p["pos_emb"].unsqueeze(1)  # (S, V, L, d)
     z_table = arch.embedding_norm(x_table)
     q = p["query"] * (1.0 / math.sqrt(d))
-    score_table = torch.matmul(z_table.reshape(S, -1, d), q.unsqueeze(-1))  # (S, V * L, 1)
-    z = _Lookup.apply(z_table.reshape(-1, d), index)  # (S, L, N, d)
-    scores = _Lookup.apply(score_table.reshape(-1, 1), index).view(S, L, N)
-    attn = torch.softmax(scores, dim=1)
+    zt = z_table.reshape(S, -1, d)
+    table = torch.cat([zt, torch.matmul(zt, q.unsqueeze(-1))], -1)  # (S, V * L, d + 1): z and score
+    rows = F.embedding(index, table.reshape(-1, d + 1))  # (S, L, N, d + 1)
+    z, scores = rows[..., :d], rows[..., d]
+    attn = softmax_positions(scores)
     zbar = (attn.unsqueeze(-1) * z).sum(1)  # (S, N, d)
     xi = torch.matmul(zbar, p["value"].transpose(1, 2))
     m = arch.mlp_norm(xi)
@@ -178,6 +161,15 @@ def forward(
             mlp_in=m, pre=pre, hidden=hid, zeta=zeta, logits=logits,
         )
     return logits
+
+
+def softmax_positions(scores: torch.Tensor) -> torch.Tensor:
+    """Softmax over axis 1 of (S, L, N), written out: torch.softmax over a non-last axis splits
+    its work across threads at boundaries that depend on S, so a seed's attention would change
+    in the last bits with the number of seeds beside it; these elementwise operations and
+    reductions over the outer axis do not."""
+    e = (scores - scores.amax(1, keepdim=True)).exp_()
+    return e / e.sum(1, keepdim=True)
 
 
 def pair_index(tokens: torch.Tensor, n_tokens: int) -> torch.Tensor:

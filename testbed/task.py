@@ -29,14 +29,31 @@ class Split:
 @dataclass(frozen=True)
 class Dataset:
     p: int
+    sparsity: int
     train: Split
     test: Split
+
+    def labels(self, tokens: torch.Tensor) -> torch.Tensor:
+        return labels(tokens, self.sparsity, self.p)
 
 
 def _encode(tokens: torch.Tensor, p: int) -> torch.Tensor:
     """Sequences as integers (only used where p**L < 2**62)."""
     weights = p ** torch.arange(tokens.shape[-1], dtype=torch.int64)
     return (tokens * weights).sum(-1)
+
+
+def _decode(codes: torch.Tensor, p: int, L: int) -> torch.Tensor:
+    return (codes[:, None] // p ** torch.arange(L, dtype=torch.int64)) % p
+
+
+def distinct(tokens: torch.Tensor, p: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Distinct rows of tokens (N, L) and, for each row, the index of its distinct row."""
+    L = tokens.shape[-1]
+    if p**L < 1 << 62:  # as integers: much faster than unique over rows
+        codes, inverse = torch.unique(_encode(tokens, p), return_inverse=True)
+        return _decode(codes, p, L), inverse
+    return torch.unique(tokens, dim=0, return_inverse=True)
 
 
 def _disjoint_sample(train: torch.Tensor, n: int, p: int, g: torch.Generator) -> torch.Tensor:
@@ -49,9 +66,7 @@ def _disjoint_sample(train: torch.Tensor, n: int, p: int, g: torch.Generator) ->
         codes = absent.nonzero().squeeze(1)
         if codes.numel() == 0:
             raise ValueError("no sequence is absent from the training set")
-        pick = codes[torch.randint(codes.numel(), (n,), generator=g)]
-        digits = (pick[:, None] // p ** torch.arange(L, dtype=torch.int64)) % p
-        return digits
+        return _decode(codes[torch.randint(codes.numel(), (n,), generator=g)], p, L)
     seen = {bytes(row) for row in train.to(torch.uint8).numpy()}
     out: list[torch.Tensor] = []
     while len(out) < n:
@@ -73,4 +88,4 @@ def make_dataset(seeds: list[int], p: int, seq_len: int, sparsity: int, n_train:
         train.append(tr)
         test.append(te)
     tr, te = torch.stack(train), torch.stack(test)
-    return Dataset(p, Split(tr, labels(tr, sparsity, p)), Split(te, labels(te, sparsity, p)))
+    return Dataset(p, sparsity, Split(tr, labels(tr, sparsity, p)), Split(te, labels(te, sparsity, p)))

@@ -9,7 +9,6 @@ batch order from its own generator.
 from __future__ import annotations
 
 import time
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -17,15 +16,13 @@ from typing import Callable
 import torch
 
 from testbed import scenario as scenario_mod
-from testbed.model import Architecture, ParamSpace, pair_index, forward, per_seed_loss
+from testbed.gradients import loss_and_grad
+from testbed.model import Architecture, ParamSpace, forward, pair_index
 from testbed.optim import Optimizer
 from testbed.probe import Evaluation, Probe, RunInfo
 from testbed.registry import Registry, default_registry
 from testbed.seeding import generator
-from testbed.task import Dataset, make_dataset
-
-# Autograd warns that views of the flat parameter tensor are not dense; accumulation is still in place.
-warnings.filterwarnings("ignore", message="grad and param do not obey the gradient layout contract")
+from testbed.task import Dataset, distinct, make_dataset
 
 EVAL_CHUNK_ELEMENTS = 1 << 21  # S * N * max(L * d, h) floats per evaluation pass: small enough to stay in cache
 
@@ -66,19 +63,46 @@ def build(scenario, registry: Registry | None = None) -> Components:
 
 @dataclass
 class TrainingData:
-    """One vocabulary stage's samples, prepared for the step loop and for evaluation."""
+    """One vocabulary stage's samples, prepared for the step loop and for evaluation.
+
+    Evaluation runs once over each seed's distinct sequences of the training and test samples
+    (for p = 2, L = 12 about 2600 of 4096 sampled), weighted by how often each occurs in each."""
 
     dataset: Dataset
     train_index: torch.Tensor  # (S, L, n_train) rows of the (token, position) table, see pair_index
-    eval_index: torch.Tensor  # (S, L, n_train + n_test)
-    eval_labels: torch.Tensor  # (S, n_train + n_test)
+    eval_index: torch.Tensor  # (S, L, U): distinct sequences, padded with copies of the first
+    eval_labels: torch.Tensor  # (S, U)
+    train_weight: torch.Tensor  # (S, U) float64: multiplicity in the training sample / n_train
+    test_weight: torch.Tensor  # (S, U) float64: multiplicity in the test sample / n_test
+    last: torch.Tensor  # (S,) index of each seed's last distinct sequence
 
     @classmethod
     def prepare(cls, dataset: Dataset, n_tokens: int) -> "TrainingData":
-        train_index = pair_index(dataset.train.tokens, n_tokens)
-        eval_index = torch.cat([train_index, pair_index(dataset.test.tokens, n_tokens)], dim=2)
-        eval_labels = torch.cat([dataset.train.labels, dataset.test.labels], dim=1)
-        return cls(dataset, train_index, eval_index, eval_labels)
+        train, test = dataset.train.tokens, dataset.test.tokens
+        S, n_train, L = train.shape
+        n_test = test.shape[1]
+        per_seed, weights = [], []
+        for s in range(S):
+            rows, inverse = distinct(torch.cat([train[s], test[s]]), dataset.p)
+            U = rows.shape[0]
+            w = torch.stack([
+                torch.bincount(inverse[:n_train], minlength=U) / n_train,
+                torch.bincount(inverse[n_train:], minlength=U) / n_test,
+            ])
+            per_seed.append(rows)
+            weights.append(w)
+        width = max(r.shape[0] for r in per_seed)
+        tokens = torch.stack([torch.cat([r, r[:1].expand(width - r.shape[0], L)]) for r in per_seed])
+        w = torch.stack([torch.nn.functional.pad(x, (0, width - x.shape[1])) for x in weights])  # (S, 2, U)
+        return cls(
+            dataset,
+            train_index=pair_index(train, n_tokens),
+            eval_index=pair_index(tokens, n_tokens),
+            eval_labels=dataset.labels(tokens),
+            train_weight=w[:, 0].double(),
+            test_weight=w[:, 1].double(),
+            last=torch.tensor([r.shape[0] - 1 for r in per_seed]),
+        )
 
 
 @dataclass
@@ -91,30 +115,35 @@ class RunResult:
 
 
 def evaluate(arch: Architecture, views: dict, data: TrainingData, epoch: int) -> Evaluation:
-    """Loss and accuracy per seed on the training and test samples (one forward pass, chunked)."""
+    """Loss and accuracy per seed on the training and test samples (one chunked forward pass
+    over the distinct sequences of both)."""
     index, labels = data.eval_index, data.eval_labels
     S, L, N = index.shape
-    n_train = data.train_index.shape[2]
-    width = max(L * arch.d, arch.hidden, 1)
+    width = max(L * (arch.d + 1), arch.hidden, 1)
     chunk = max(1, EVAL_CHUNK_ELEMENTS // (S * width))
     losses, correct = [], []
     with torch.inference_mode():
         for lo in range(0, N, chunk):
             logits = forward(arch, views, index[:, :, lo : lo + chunk])
             y = labels[:, lo : lo + chunk]
-            losses.append(
-                torch.nn.functional.cross_entropy(logits.transpose(1, 2), y, reduction="none")
-            )
+            losses.append(torch.nn.functional.cross_entropy(logits.transpose(1, 2), y, reduction="none"))
             correct.append((logits.argmax(-1) == y).float())
         loss, acc = torch.cat(losses, 1), torch.cat(correct, 1)
-    return Evaluation(
-        epoch=epoch,
-        p=data.dataset.p,
-        train_loss=loss[:, :n_train].mean(1),
-        train_acc=acc[:, :n_train].mean(1),
-        test_loss=loss[:, n_train:].mean(1),
-        test_acc=acc[:, n_train:].mean(1),
-    )
+
+        def mean(values: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+            # A running sum up to each seed's last distinct sequence: unlike sum(), its rounding
+            # does not depend on the padding, hence not on the other seeds.
+            running = (values.double() * weight).cumsum(1)
+            return running.gather(1, data.last.unsqueeze(1)).squeeze(1).float()
+
+        return Evaluation(
+            epoch=epoch,
+            p=data.dataset.p,
+            train_loss=mean(loss, data.train_weight),
+            train_acc=mean(acc, data.train_weight),
+            test_loss=mean(loss, data.test_weight),
+            test_acc=mean(acc, data.test_weight),
+        )
 
 
 ProgressFn = Callable[[int, Evaluation | None], None]
@@ -130,15 +159,10 @@ def train(scenario, out_dir: Path | None = None, registry: Registry | None = Non
     epochs = scenario.training.epochs
     B = scenario.training.batch_for(task.n_train)
     n = task.n_train
-    full_steps, rest = divmod(n, B)
-    steps_per_epoch = full_steps + (1 if rest else 0)
+    steps_per_epoch = -(-n // B)
 
     flat = space.init(seeds)
-    grad = torch.zeros_like(flat)
     views = space.views(flat)
-    for name, view in views.items():
-        view.requires_grad_(True)
-        view.grad = grad[:, space.slices[name]].view_as(view)
 
     info = RunInfo(seeds, epochs, steps_per_epoch, space, scenario)
     for probe in c.probes:
@@ -165,20 +189,13 @@ def train(scenario, out_dir: Path | None = None, registry: Registry | None = Non
     for epoch in range(1, epochs + 1):
         data = data_for(c.curriculum.p_at(epoch))
         perm = torch.stack([torch.randperm(n, generator=g) for g in order_gens])  # (S, n)
-        xs = data.train_index.gather(2, perm.unsqueeze(1).expand(S, task.seq_len, n))
-        ys = data.dataset.train.labels.gather(1, perm)
-        batches = _batches(xs, ys, B, full_steps, rest)
+        batches = _batches(data, perm, B)
         for xb, yb in batches:
-            losses = per_seed_loss(forward(arch, views, xb), yb)
-            grad.zero_()
-            losses.sum().backward()
+            losses, grad = loss_and_grad(arch, views, xb, yb)
             step += 1
-            with torch.no_grad():
-                c.optimizer.step(flat, grad)
-            if step_probes:
-                detached = losses.detach()
-                for probe in step_probes:
-                    probe.after_step(step, epoch, detached, grad)
+            c.optimizer.step(flat, grad)
+            for probe in step_probes:
+                probe.after_step(step, epoch, losses, grad)
         evaluation = evaluate(arch, views, data, epoch) if epoch in eval_epochs else None
         for probe in c.probes:
             probe.after_epoch(epoch, flat, evaluation)
@@ -192,13 +209,11 @@ def train(scenario, out_dir: Path | None = None, registry: Registry | None = Non
     return RunResult(seeds, evaluation, columns, time.perf_counter() - started, step)
 
 
-def _batches(xs: torch.Tensor, ys: torch.Tensor, B: int, full_steps: int, rest: int):
-    """Contiguous per-step batches (S, L, B) from an epoch's shuffled samples (S, L, n)."""
-    S, L, n = xs.shape
-    head = full_steps * B
-    xf = xs[:, :, :head].reshape(S, L, full_steps, B).permute(2, 0, 1, 3).contiguous()
-    yf = ys[:, :head].reshape(S, full_steps, B).transpose(0, 1).contiguous()
-    out = [(xf[i], yf[i]) for i in range(full_steps)]
-    if rest:
-        out.append((xs[:, :, head:], ys[:, head:]))
-    return out
+def _batches(data: TrainingData, perm: torch.Tensor, B: int):
+    """Per-step batches ((S, L, B) pair rows, (S, B) labels) in each seed's shuffled order,
+    gathered lazily so that an epoch never copies the whole training set."""
+    S, L, n = data.train_index.shape
+    labels = data.dataset.train.labels
+    for lo in range(0, n, B):
+        idx = perm[:, lo : lo + B]
+        yield data.train_index.gather(2, idx.unsqueeze(1).expand(S, L, idx.shape[1])), labels.gather(1, idx)

@@ -1,0 +1,89 @@
+"""The training step's loss and gradient, with the backward pass written out by hand.
+
+Autograd on the CPU costs more in bookkeeping than this model costs in arithmetic, so the
+training step derives every gradient explicitly (about thirty tensor operations for all seeds
+at once) and writes them into the flat (S, P) gradient. Only the pluggable pieces, the two
+norms and the activation, go through autograd locally, unless the plugin supplies its own
+`vjp(x, y, grad)`. `testbed.model.forward` is the reference this is tested against.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+
+from testbed.model import Architecture, softmax_positions
+
+Backward = Callable[[torch.Tensor], torch.Tensor]
+
+
+def _apply(fn, x: torch.Tensor) -> tuple[torch.Tensor, Backward]:
+    """fn(x) and a function mapping d(loss)/d(output) to d(loss)/d(x)."""
+    vjp = getattr(fn, "vjp", None)
+    if vjp is not None:
+        y = fn(x)
+        return y, lambda g: vjp(x, y, g)
+    leaf = x.detach().requires_grad_(True)
+    with torch.enable_grad():
+        y = fn(leaf)
+    if y is leaf:  # identity
+        return x, lambda g: g
+    return y.detach(), lambda g: torch.autograd.grad(y, leaf, g)[0]
+
+
+def loss_and_grad(arch: Architecture, p: dict[str, torch.Tensor], index: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean cross-entropy per seed (S,) and the gradient of their sum as a flat (S, P) tensor,
+    in `ParamSpace` order. `index` is position-major (S, L, N), see `pair_index`."""
+    S, L, N = index.shape
+    d = arch.d
+    E, P, q, V = p["tok_emb"], p["pos_emb"], p["query"], p["value"]
+    W1, b1, W2, b2 = p["mlp.fc1.weight"], p["mlp.fc1.bias"], p["mlp.fc2.weight"], p["mlp.fc2.bias"]
+    n_tok = E.shape[1]
+    VL = n_tok * L
+    c = 1.0 / math.sqrt(d)
+
+    # Forward, keeping what the backward needs.
+    x_table = E.unsqueeze(2) + P.unsqueeze(1)  # (S, V, L, d)
+    z_table, norm1_back = _apply(arch.embedding_norm, x_table)
+    zt = z_table.reshape(S, VL, d)
+    qs = q * c
+    table = torch.cat([zt, torch.matmul(zt, qs.unsqueeze(-1))], -1)  # (S, VL, d + 1): z and score
+    g = F.embedding(index, table.view(S * VL, d + 1))  # (S, L, N, d + 1)
+    z = g[..., :d]
+    a = softmax_positions(g[..., d])  # (S, L, N)
+    zbar = (a.unsqueeze(-1) * z).sum(1)  # (S, N, d)
+    xi = torch.matmul(zbar, V.transpose(1, 2))
+    m, norm2_back = _apply(arch.mlp_norm, xi)
+    pre = torch.baddbmm(b1.unsqueeze(1), m, W1.transpose(1, 2))  # (S, N, h)
+    hid, act_back = _apply(arch.activation, pre)
+    zeta = torch.baddbmm(b2.unsqueeze(1), hid, W2.transpose(1, 2)).add_(xi)  # (S, N, d)
+    logp = torch.log_softmax(torch.matmul(zeta, E.transpose(1, 2)), -1)  # (S, N, V)
+    target = labels.unsqueeze(-1)
+    losses = logp.gather(-1, target).squeeze(-1).mean(1).neg_()
+
+    # Backward of sum over seeds of the mean loss.
+    dlogits = logp.exp_().scatter_add_(-1, target, torch.full_like(target, -1.0, dtype=logp.dtype)).mul_(1.0 / N)
+    dE = torch.matmul(dlogits.transpose(1, 2), zeta)  # (S, V, d)
+    dzeta = torch.matmul(dlogits, E)  # (S, N, d)
+    db2 = dzeta.sum(1)
+    dW2 = torch.matmul(dzeta.transpose(1, 2), hid)  # (S, d, h)
+    dpre = act_back(torch.matmul(dzeta, W2))  # (S, N, h)
+    db1 = dpre.sum(1)
+    dW1 = torch.matmul(dpre.transpose(1, 2), m)  # (S, h, d)
+    dxi = norm2_back(torch.matmul(dpre, W1)).add_(dzeta)  # (S, N, d)
+    dV = torch.matmul(dxi.transpose(1, 2), zbar)  # (S, d, d)
+    dzbar = torch.matmul(dxi, V).unsqueeze(1)  # (S, 1, N, d)
+    da = (z * dzbar).sum(-1)  # (S, L, N)
+    dscore = a * (da - (a * da).sum(1, keepdim=True))
+    dg = torch.cat([a.unsqueeze(-1) * dzbar, dscore.unsqueeze(-1)], -1)  # (S, L, N, d + 1)
+    dtable = table.new_zeros(S * VL, d + 1).index_add_(0, index.reshape(-1), dg.view(-1, d + 1)).view(S, VL, d + 1)
+    dscore_t = dtable[..., d:]  # (S, VL, 1)
+    dq = (dscore_t * zt).sum(1).mul_(c)  # (S, d)
+    dx = norm1_back((dtable[..., :d] + dscore_t * qs.unsqueeze(1)).view(S, n_tok, L, d))
+    dE = dE + dx.sum(2)
+    dP = dx.sum(1)
+    grad = torch.cat([t.reshape(S, -1) for t in (dE, dP, dq, dV, dW1, db1, dW2, db2)], 1)
+    return losses, grad
