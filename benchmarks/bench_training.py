@@ -135,13 +135,17 @@ def table(rows: list[tuple], headers: tuple) -> str:
 
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--epochs", type=int, default=5, help="testbed epochs timed per measurement (default 5)")
-    ap.add_argument("--naive-epochs", type=int, default=5, help="naive-loop epochs timed (default 5)")
+    ap.add_argument("--epochs", type=int, default=10, help="testbed epochs timed per measurement (default 10)")
+    ap.add_argument("--naive-epochs", type=int, default=10, help="naive-loop epochs timed (default 10)")
+    ap.add_argument(
+        "--repeats", type=int, default=3,
+        help="rounds of the three measurements, interleaved; each reports its median round (default 3)",
+    )
     ap.add_argument("--seeds", type=int, default=100, help="seeds of the multi-seed testbed run (default 100)")
     ap.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: leave as is)")
     ap.add_argument("--json", type=Path, default=None, help="write the results as JSON to this path")
     args = ap.parse_args(argv)
-    for name in ("epochs", "naive_epochs", "seeds"):
+    for name in ("epochs", "naive_epochs", "seeds", "repeats"):
         if getattr(args, name) < 1:
             ap.error(f"--{name.replace('_', '-')} must be >= 1")
     if args.threads is not None:
@@ -167,12 +171,20 @@ def main(argv: list[str] | None = None) -> dict:
     print("warm-up ...", flush=True)
     bench_testbed(1, 1)  # imports, registry, pydantic model, first autograd calls
 
-    print(f"naive loop, 1 seed, {args.naive_epochs} epochs ...", flush=True)
-    naive = bench_naive(args.naive_epochs)
-    print(f"testbed, 1 seed, {args.epochs}+1 epochs ...", flush=True)
-    tb1 = bench_testbed(1, args.epochs)
-    print(f"testbed, {args.seeds} seeds, {args.epochs}+1 epochs ...", flush=True)
-    tbs = bench_testbed(args.seeds, args.epochs)
+    rounds: dict[str, list[dict]] = {"naive": [], "tb1": [], "tbs": []}
+    for r in range(1, args.repeats + 1):
+        # Interleaved, so that a slow spell of the machine hits every measurement alike.
+        print(f"round {r}/{args.repeats}: naive loop 1 seed x {args.naive_epochs} epochs, "
+              f"testbed 1 seed and {args.seeds} seeds x {args.epochs}+1 epochs ...", flush=True)
+        rounds["naive"].append(bench_naive(args.naive_epochs))
+        rounds["tb1"].append(bench_testbed(1, args.epochs))
+        rounds["tbs"].append(bench_testbed(args.seeds, args.epochs))
+
+    def median_round(runs: list[dict]) -> dict:
+        ranked = sorted(runs, key=lambda x: x["s_per_epoch"])
+        return ranked[len(ranked) // 2] | {"s_per_epoch_rounds": [x["s_per_epoch"] for x in runs]}
+
+    naive, tb1, tbs = (median_round(rounds[k]) for k in ("naive", "tb1", "tbs"))
     wall = time.perf_counter() - wall
 
     speedup_1 = naive["s_per_epoch"] / tb1["s_per_epoch"]

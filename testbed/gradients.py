@@ -13,9 +13,8 @@ import math
 from typing import Callable
 
 import torch
-import torch.nn.functional as F
 
-from testbed.model import Architecture, softmax_positions
+from testbed.model import Architecture, attend
 
 Backward = Callable[[torch.Tensor], torch.Tensor]
 
@@ -50,11 +49,7 @@ def loss_and_grad(arch: Architecture, p: dict[str, torch.Tensor], index: torch.T
     z_table, norm1_back = _apply(arch.embedding_norm, x_table)
     zt = z_table.reshape(S, VL, d)
     qs = q * c
-    table = torch.cat([zt, torch.matmul(zt, qs.unsqueeze(-1))], -1)  # (S, VL, d + 1): z and score
-    g = F.embedding(index, table.view(S * VL, d + 1))  # (S, L, N, d + 1)
-    z = g[..., :d]
-    a = softmax_positions(g[..., d])  # (S, L, N)
-    zbar = (a.unsqueeze(-1) * z).sum(1)  # (S, N, d)
+    _, a, mass, zbar = attend(zt, qs, index)  # a (S, L, N), mass (S, VL, N)
     xi = torch.matmul(zbar, V.transpose(1, 2))
     m, norm2_back = _apply(arch.mlp_norm, xi)
     pre = torch.baddbmm(b1.unsqueeze(1), m, W1.transpose(1, 2))  # (S, N, h)
@@ -75,14 +70,16 @@ def loss_and_grad(arch: Architecture, p: dict[str, torch.Tensor], index: torch.T
     dW1 = torch.matmul(dpre.transpose(1, 2), m)  # (S, h, d)
     dxi = norm2_back(torch.matmul(dpre, W1)).add_(dzeta)  # (S, N, d)
     dV = torch.matmul(dxi.transpose(1, 2), zbar)  # (S, d, d)
-    dzbar = torch.matmul(dxi, V).unsqueeze(1)  # (S, 1, N, d)
-    da = (z * dzbar).sum(-1)  # (S, L, N)
+    dzbar = torch.matmul(dxi, V)  # (S, N, d)
+    # Through zbar = mass^T z_table: to the table directly, and to each position's weight.
+    dzt = torch.matmul(mass, dzbar)  # (S, VL, d)
+    flat = index.reshape(S, L * N)
+    da = torch.matmul(zt, dzbar.transpose(1, 2)).gather(1, index)  # (S, L, N)
     dscore = a * (da - (a * da).sum(1, keepdim=True))
-    dg = torch.cat([a.unsqueeze(-1) * dzbar, dscore.unsqueeze(-1)], -1)  # (S, L, N, d + 1)
-    dtable = table.new_zeros(S * VL, d + 1).index_add_(0, index.reshape(-1), dg.view(-1, d + 1)).view(S, VL, d + 1)
-    dscore_t = dtable[..., d:]  # (S, VL, 1)
+    # Through the softmax and the score table (each seed's row summed in order).
+    dscore_t = zt.new_zeros(S, VL).scatter_add_(1, flat, dscore.view(S, L * N)).unsqueeze(-1)  # (S, VL, 1)
     dq = (dscore_t * zt).sum(1).mul_(c)  # (S, d)
-    dx = norm1_back((dtable[..., :d] + dscore_t * qs.unsqueeze(1)).view(S, n_tok, L, d))
+    dx = norm1_back((dzt + dscore_t * qs.unsqueeze(1)).view(S, n_tok, L, d))
     dE = dE + dx.sum(2)
     dP = dx.sum(1)
     grad = torch.cat([t.reshape(S, -1) for t in (dE, dP, dq, dV, dW1, db1, dW2, db2)], 1)

@@ -134,21 +134,15 @@ def forward(
     """Logits (S, N, n_tokens) for sequences given position-major as `pair_index` rows (S, L, N).
 
     z_t depends only on the pair (x_t, t), so the embedding norm and the attention scores are
-    computed once on the table of the n_tokens * L pairs of each seed, and sequences read their
-    rows from it. Position-major layout keeps the softmax over positions and the attention sum
-    vectorized along the sequences. With `trace`, every intermediate is stored in it."""
+    computed once on each seed's table of its n_tokens * L pairs (see `attend`). With `trace`,
+    every intermediate is stored in it."""
     S, L, N = index.shape
     d = arch.d
     E = p["tok_emb"]
     x_table = E.unsqueeze(2) + p["pos_emb"].unsqueeze(1)  # (S, V, L, d)
-    z_table = arch.embedding_norm(x_table)
+    z_table = arch.embedding_norm(x_table).reshape(S, -1, d)
     q = p["query"] * (1.0 / math.sqrt(d))
-    zt = z_table.reshape(S, -1, d)
-    table = torch.cat([zt, torch.matmul(zt, q.unsqueeze(-1))], -1)  # (S, V * L, d + 1): z and score
-    rows = F.embedding(index, table.reshape(-1, d + 1))  # (S, L, N, d + 1)
-    z, scores = rows[..., :d], rows[..., d]
-    attn = softmax_positions(scores)
-    zbar = (attn.unsqueeze(-1) * z).sum(1)  # (S, N, d)
+    scores, attn, mass, zbar = attend(z_table, q, index)
     xi = torch.matmul(zbar, p["value"].transpose(1, 2))
     m = arch.mlp_norm(xi)
     pre = torch.baddbmm(p["mlp.fc1.bias"].unsqueeze(1), m, p["mlp.fc1.weight"].transpose(1, 2))
@@ -156,11 +150,29 @@ def forward(
     zeta = torch.baddbmm(p["mlp.fc2.bias"].unsqueeze(1), hid, p["mlp.fc2.weight"].transpose(1, 2)) + xi
     logits = torch.matmul(zeta, E.transpose(1, 2))
     if trace is not None:
+        z = z_table.gather(1, index.reshape(S, L * N, 1).expand(S, L * N, d)).view(S, L, N, d)
         trace.update(
             x_table=x_table, z_table=z_table, z=z, scores=scores, attn=attn, xi=xi,
             mlp_in=m, pre=pre, hidden=hid, zeta=zeta, logits=logits,
         )
     return logits
+
+
+def attend(z_table: torch.Tensor, q: torch.Tensor, index: torch.Tensor):
+    """Attention of sequences (S, L, N) over their rows of the pair table z_table (S, V*L, d)
+    with the scaled query q (S, d): scores and weights (S, L, N), the weight `mass` (S, V*L, N)
+    each sequence puts on each table row, and the attention output sum_t a_t z_t (S, N, d).
+
+    Summing through `mass` (a matrix product) instead of gathering z for every position keeps
+    both directions to small matrix products; its backward needs no scatter for z."""
+    S, L, N = index.shape
+    flat = index.reshape(S, L * N)
+    scores = torch.matmul(z_table, q.unsqueeze(-1)).squeeze(-1).gather(1, flat).view(S, L, N)
+    attn = softmax_positions(scores)
+    # A sequence's positions are distinct table rows, so no two weights land on one entry.
+    mass = z_table.new_zeros(S, z_table.shape[1], N).scatter_(1, index, attn)
+    zbar = torch.matmul(mass.transpose(1, 2), z_table)  # (S, N, d)
+    return scores, attn, mass, zbar
 
 
 def softmax_positions(scores: torch.Tensor) -> torch.Tensor:
@@ -173,11 +185,10 @@ def softmax_positions(scores: torch.Tensor) -> torch.Tensor:
 
 
 def pair_index(tokens: torch.Tensor, n_tokens: int) -> torch.Tensor:
-    """Tokens (S, N, L) -> position-major rows (S, L, N) of the stacked (S * n_tokens * L) table
-    of (token, position) pairs."""
-    S, _, L = tokens.shape
-    seed_offset = (torch.arange(S) * (n_tokens * L)).view(S, 1, 1)
-    return (seed_offset + tokens * L + torch.arange(L)).transpose(1, 2).contiguous()
+    """Tokens (S, N, L) -> position-major rows (S, L, N) of each seed's (n_tokens * L) table of
+    (token, position) pairs: row x * L + t."""
+    L = tokens.shape[-1]
+    return (tokens * L + torch.arange(L)).transpose(1, 2).contiguous()
 
 
 def per_seed_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

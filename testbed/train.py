@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Callable
 
 import torch
+import torch.nn.functional as F
 
 from testbed import scenario as scenario_mod
 from testbed.gradients import loss_and_grad
@@ -69,15 +70,16 @@ class TrainingData:
     (for p = 2, L = 12 about 2600 of 4096 sampled), weighted by how often each occurs in each."""
 
     dataset: Dataset
-    train_index: torch.Tensor  # (S, L, n_train) rows of the (token, position) table, see pair_index
-    eval_index: torch.Tensor  # (S, L, U): distinct sequences, padded with copies of the first
-    eval_labels: torch.Tensor  # (S, U)
+    train_rows: torch.Tensor  # (S * n_train, L): each training sequence's rows of the pair table
+    train_labels: torch.Tensor  # (S * n_train,)
+    eval_chunks: list[tuple[torch.Tensor, torch.Tensor]]  # contiguous ((S, L, u) pair rows, (S, u) labels)
+    eval_labels: torch.Tensor  # (S, U): distinct sequences, padded with copies of the first
     train_weight: torch.Tensor  # (S, U) float64: multiplicity in the training sample / n_train
     test_weight: torch.Tensor  # (S, U) float64: multiplicity in the test sample / n_test
     last: torch.Tensor  # (S,) index of each seed's last distinct sequence
 
     @classmethod
-    def prepare(cls, dataset: Dataset, n_tokens: int) -> "TrainingData":
+    def prepare(cls, dataset: Dataset, n_tokens: int, arch_width: int) -> "TrainingData":
         train, test = dataset.train.tokens, dataset.test.tokens
         S, n_train, L = train.shape
         n_test = test.shape[1]
@@ -96,8 +98,9 @@ class TrainingData:
         w = torch.stack([torch.nn.functional.pad(x, (0, width - x.shape[1])) for x in weights])  # (S, 2, U)
         return cls(
             dataset,
-            train_index=pair_index(train, n_tokens),
-            eval_index=pair_index(tokens, n_tokens),
+            train_rows=pair_index(train, n_tokens).transpose(1, 2).reshape(S * n_train, L),
+            train_labels=dataset.train.labels.reshape(-1),
+            eval_chunks=_chunks(pair_index(tokens, n_tokens), dataset.labels(tokens), arch_width),
             eval_labels=dataset.labels(tokens),
             train_weight=w[:, 0].double(),
             test_weight=w[:, 1].double(),
@@ -117,15 +120,10 @@ class RunResult:
 def evaluate(arch: Architecture, views: dict, data: TrainingData, epoch: int) -> Evaluation:
     """Loss and accuracy per seed on the training and test samples (one chunked forward pass
     over the distinct sequences of both)."""
-    index, labels = data.eval_index, data.eval_labels
-    S, L, N = index.shape
-    width = max(L * (arch.d + 1), arch.hidden, 1)
-    chunk = max(1, EVAL_CHUNK_ELEMENTS // (S * width))
     losses, correct = [], []
     with torch.inference_mode():
-        for lo in range(0, N, chunk):
-            logits = forward(arch, views, index[:, :, lo : lo + chunk])
-            y = labels[:, lo : lo + chunk]
+        for index, y in data.eval_chunks:
+            logits = forward(arch, views, index)
             losses.append(torch.nn.functional.cross_entropy(logits.transpose(1, 2), y, reduction="none"))
             correct.append((logits.argmax(-1) == y).float())
         loss, acc = torch.cat(losses, 1), torch.cat(correct, 1)
@@ -144,6 +142,19 @@ def evaluate(arch: Architecture, views: dict, data: TrainingData, epoch: int) ->
             test_loss=mean(loss, data.test_weight),
             test_acc=mean(acc, data.test_weight),
         )
+
+
+def _chunks(index: torch.Tensor, labels: torch.Tensor, width: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Split (S, L, U) rows and (S, U) labels along U into contiguous pieces of about
+    EVAL_CHUNK_ELEMENTS * width floats of activations, so evaluation stays in cache."""
+    S, L, U = index.shape
+    size = max(1, EVAL_CHUNK_ELEMENTS // (S * width))
+    return [(index[:, :, lo : lo + size].contiguous(), labels[:, lo : lo + size].contiguous()) for lo in range(0, U, size)]
+
+
+def eval_width(arch: Architecture) -> int:
+    """Floats of activations per sequence in an evaluation pass (the largest intermediate)."""
+    return max(arch.seq_len * (arch.d + 1), arch.hidden, 1)
 
 
 ProgressFn = Callable[[int, Evaluation | None], None]
@@ -177,7 +188,7 @@ def train(scenario, out_dir: Path | None = None, registry: Registry | None = Non
         if p not in stages:
             ds = make_dataset(seeds, p, task.seq_len, task.sparsity, task.n_train, task.n_test, task.test_split)
             stages.clear()  # keep only the stage in force
-            stages[p] = TrainingData.prepare(ds, arch.n_tokens)
+            stages[p] = TrainingData.prepare(ds, arch.n_tokens, eval_width(arch))
         return stages[p]
 
     data = data_for(c.curriculum.p_at(1))
@@ -189,8 +200,7 @@ def train(scenario, out_dir: Path | None = None, registry: Registry | None = Non
     for epoch in range(1, epochs + 1):
         data = data_for(c.curriculum.p_at(epoch))
         perm = torch.stack([torch.randperm(n, generator=g) for g in order_gens])  # (S, n)
-        batches = _batches(data, perm, B)
-        for xb, yb in batches:
+        for xb, yb in _batches(data, perm, B):
             losses, grad = loss_and_grad(arch, views, xb, yb)
             step += 1
             c.optimizer.step(flat, grad)
@@ -211,9 +221,12 @@ def train(scenario, out_dir: Path | None = None, registry: Registry | None = Non
 
 def _batches(data: TrainingData, perm: torch.Tensor, B: int):
     """Per-step batches ((S, L, B) pair rows, (S, B) labels) in each seed's shuffled order,
-    gathered lazily so that an epoch never copies the whole training set."""
-    S, L, n = data.train_index.shape
-    labels = data.dataset.train.labels
+    looked up step by step so that an epoch never copies the whole training set."""
+    S, n = perm.shape
+    flat = perm + torch.arange(S).unsqueeze(1) * n  # rows of the (S * n, ...) tables
     for lo in range(0, n, B):
-        idx = perm[:, lo : lo + B]
-        yield data.train_index.gather(2, idx.unsqueeze(1).expand(S, L, idx.shape[1])), labels.gather(1, idx)
+        rows = flat[:, lo : lo + B]
+        yield (
+            F.embedding(rows, data.train_rows).transpose(1, 2).contiguous(),
+            data.train_labels.gather(0, rows.reshape(-1)).view(rows.shape),
+        )

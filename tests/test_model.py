@@ -152,7 +152,7 @@ def test_softmax_of_logits_and_attention_weights_are_probability_vectors(seeds, 
 
 
 def test_pair_index_reads_each_seeds_own_token_position_rows():
-    """Row index of (seed s, sequence n, position t) is s * V * L + x_t * L + t, laid out (S, L, N)."""
+    """Row of (seed s, sequence n, position t) in seed s's own pair table is x_t * L + t, laid out (S, L, N)."""
     g = torch.Generator().manual_seed(3)
     S, N, L, V = 3, 5, 4, 6
     tokens = torch.randint(V, (S, N, L), generator=g)
@@ -161,7 +161,7 @@ def test_pair_index_reads_each_seeds_own_token_position_rows():
     for s in range(S):
         for n in range(N):
             for t in range(L):
-                assert int(index[s, t, n]) == s * V * L + int(tokens[s, n, t]) * L + t
+                assert int(index[s, t, n]) == int(tokens[s, n, t]) * L + t
 
 
 def assert_forward_is_separable_by_seed(N: int) -> None:
