@@ -44,7 +44,7 @@ class LogProgress:
             self.status = _status(ev)
         if epoch * 10 >= self.next_mark * self.epochs:
             elapsed = time.perf_counter() - self.started
-            self.console.print(f"{self.label}: epoch {epoch}/{self.epochs}, {elapsed:.0f} s, {self.status}", highlight=False)
+            self.console.print(f"{self.label}: epoch {epoch}/{self.epochs}, {elapsed:.0f} s, {self.status}", highlight=False, soft_wrap=True)
             self.next_mark = epoch * 10 // self.epochs + 1
 
 

@@ -214,6 +214,7 @@ def train(scenario, out_dir: Path | None = None, registry: Registry | None = Non
 
     columns: dict[str, list] = {}
     if out_dir is not None:
+        Path(out_dir).mkdir(parents=True, exist_ok=True)
         for probe in c.probes:
             columns.update(probe.finish(Path(out_dir)))
     return RunResult(seeds, evaluation, columns, time.perf_counter() - started, step)
