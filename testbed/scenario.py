@@ -197,7 +197,8 @@ def _clean_loc(loc: tuple) -> str:
 def _message(err: dict) -> str:
     template = _MESSAGES.get(err["type"])
     if template:
-        return template.format(**(err.get("ctx") or {}))
+        ctx = {k: f"{v:g}" if isinstance(v, float) else v for k, v in (err.get("ctx") or {}).items()}
+        return template.format(**ctx)
     msg = err["msg"]
     return msg.removeprefix("Value error, ").removeprefix("Assertion failed, ")
 

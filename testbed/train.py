@@ -166,7 +166,6 @@ def train(scenario, out_dir: Path | None = None, registry: Registry | None = Non
     c = build(scenario, registry)
     arch, space, task = c.arch, c.space, scenario.task
     seeds = list(scenario.seeds)
-    S = len(seeds)
     epochs = scenario.training.epochs
     B = scenario.training.batch_for(task.n_train)
     n = task.n_train
