@@ -109,6 +109,10 @@ def main() -> None:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         sys.exit(130)
+    except OSError as exc:  # an output path that cannot be written, a file that cannot be read
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"error: {where}{exc.strerror or exc}", file=sys.stderr)
+        sys.exit(2)
     except Exception as exc:
         # Usage errors of the command-line parser (typer's click): exit_code 2 and a message.
         if getattr(exc, "exit_code", None) == 2 and hasattr(exc, "format_message"):

@@ -30,7 +30,7 @@ class SpikeParams(Params):
     ratio: float = Field(2.0, gt=1, description="loss / baseline above which a step is elevated")
     min_delta: float = Field(0.05, ge=0, description="loss - baseline above which a step is elevated")
     z: float = Field(6.0, ge=0, description="loss - baseline above this many robust standard deviations (1.4826 MAD)")
-    merge_gap: int = Field(5, ge=0, description="elevated steps at most this far apart form one spike")
+    merge_gap: int = Field(20, ge=0, description="elevated steps at most this far apart form one spike")
 
 
 @dataclass(frozen=True)
@@ -86,7 +86,7 @@ def detect(losses: np.ndarray, seeds: list[int], params: SpikeParams) -> list[Sp
         steps = np.flatnonzero(mask[:, j])
         if steps.size == 0:
             continue
-        breaks = np.flatnonzero(np.diff(steps) > params.merge_gap + 1)
+        breaks = np.flatnonzero(np.diff(steps) > params.merge_gap)
         for group in np.split(steps, breaks + 1):
             seg = losses[group[0] : group[-1] + 1, j]
             seg = np.where(np.isfinite(seg), seg, np.inf)

@@ -50,6 +50,12 @@ def test_run_writes_a_complete_run_directory(tmp_path, write_scenario):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run", "scenario.yaml"]
 
 
+def test_run_into_an_unwritable_place_is_a_user_error(tmp_path, write_scenario):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    assert_user_error(cli("run", str(write_scenario(TINY)), "--out", str(blocker / "run")), str(blocker))
+
+
 def test_run_refuses_to_overwrite_and_leaves_nothing(tmp_path, write_scenario):
     path = write_scenario(TINY)
     out = tmp_path / "existing"
