@@ -171,7 +171,7 @@ def attend(z_table: torch.Tensor, q: torch.Tensor, index: torch.Tensor):
     attn = softmax_positions(scores)
     # A sequence's positions are distinct table rows, so no two weights land on one entry.
     mass = z_table.new_zeros(S, z_table.shape[1], N).scatter_(1, index, attn)
-    zbar = torch.matmul(mass.transpose(1, 2), z_table)  # (S, N, d)
+    zbar = torch.matmul(z_table.transpose(1, 2), mass).transpose(1, 2)  # (S, N, d)
     return scores, attn, mass, zbar
 
 

@@ -17,7 +17,7 @@ from testbed.model import Architecture, forward, pair_index
 from testbed.probe import Evaluation
 from testbed.task import Dataset, distinct
 
-EVAL_CHUNK_ELEMENTS = 1 << 21  # S * N * (widest activation) floats per evaluation piece
+EVAL_CHUNK_ELEMENTS = 1 << 20  # S * N * (widest activation) floats per evaluation piece
 
 
 @dataclass
