@@ -16,6 +16,8 @@ import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Discriminator, Field, ValidationError, create_model
 
 from testbed.errors import UserError
+from testbed.overrides import apply_overrides
+from testbed.problems import ScenarioError, format_errors
 from testbed.registry import Registry, default_registry, unknown_message
 
 
@@ -158,71 +160,6 @@ def scenario_model(registry: Registry | None = None) -> type[BaseModel]:
     )
 
 
-# --------------------------------------------------------------------------- errors
-
-_MESSAGES = {
-    "greater_than": "must be > {gt}",
-    "greater_than_equal": "must be >= {ge}",
-    "less_than": "must be < {lt}",
-    "less_than_equal": "must be <= {le}",
-    "extra_forbidden": "unknown key",
-    "missing": "required",
-}
-
-_PLUGIN_FIELDS = {("model", "norm"), ("model", "embedding_norm"), ("model", "mlp_norm"), ("model", "activation")}
-_PLUGIN_ROOTS = {"optimizer", "curriculum"}
-
-
-def _is_plugin_field(loc: tuple) -> bool:
-    return loc in _PLUGIN_FIELDS or (len(loc) == 1 and loc[0] in _PLUGIN_ROOTS) or (
-        len(loc) == 2 and loc[0] == "probes" and isinstance(loc[1], int)
-    )
-
-
-def _clean_loc(loc: tuple) -> str:
-    """Drop pydantic's union tags (plugin names, 'int', 'literal[...]') from an error location."""
-    out: list = []
-    skip_tag = False
-    for part in loc:
-        if skip_tag:
-            skip_tag = False
-            continue  # the discriminator tag of a plugin union
-        if isinstance(part, str) and (part.startswith(("literal[", "function-", "nullable[")) or part in ("int", "str")):
-            continue
-        out.append(part)
-        skip_tag = _is_plugin_field(tuple(out))
-    return ".".join(str(p) for p in out) or "(top level)"
-
-
-def _message(err: dict) -> str:
-    template = _MESSAGES.get(err["type"])
-    if template:
-        ctx = {k: f"{v:g}" if isinstance(v, float) else v for k, v in (err.get("ctx") or {}).items()}
-        return template.format(**ctx)
-    msg = err["msg"]
-    return msg.removeprefix("Value error, ").removeprefix("Assertion failed, ")
-
-
-def format_errors(exc: ValidationError) -> list[tuple[str, str]]:
-    """(path, message) per error, deduplicated, in the file's order."""
-    seen: dict[tuple[str, str], None] = {}
-    for err in exc.errors():
-        seen[(_clean_loc(tuple(err["loc"])), _message(err))] = None
-    return list(seen)
-
-
-class ScenarioError(UserError):
-    """Every problem of a scenario, each with its path in the file."""
-
-    def __init__(self, source: str, problems: list[tuple[str, str]]):
-        self.source = source
-        self.problems = problems
-        super().__init__("\n".join(f"{source}: {path}: {msg}" for path, msg in problems))
-
-
-# --------------------------------------------------------------------------- loading
-
-
 def read_yaml(path: Path) -> dict:
     if not path.exists():
         raise UserError(f"{path}: no such file")
@@ -243,55 +180,6 @@ def read_yaml(path: Path) -> dict:
         raise UserError(f"{path}: expected a mapping of scenario fields at the top level")
     data.setdefault("name", path.stem)
     return data
-
-
-def apply_overrides(data: dict, overrides: list[str]) -> dict:
-    """Apply `--set a.b.c=value` overrides (values parsed as YAML) to the raw scenario mapping."""
-    for item in overrides:
-        key, sep, raw = item.partition("=")
-        key = key.strip()
-        if not sep or not key:
-            raise UserError(f"--set {item}: expected KEY=VALUE, like training.epochs=50")
-        try:
-            value = yaml.safe_load(raw) if raw.strip() else ""
-        except yaml.YAMLError:
-            value = raw
-        parts = key.split(".")
-        node: Any = data
-        for i, part in enumerate(parts[:-1]):
-            node = _descend(node, part, tuple(parts[: i + 1]), item)
-        last = parts[-1]
-        if isinstance(node, list):
-            if not last.isdigit() or int(last) >= len(node):
-                raise UserError(f"--set {item}: {last} is not an index of that list")
-            node[int(last)] = value
-        else:
-            node[last] = value
-    return data
-
-
-# Plugin fields whose default is a plugin: `--set optimizer.lr=0.01` on a file without an
-# optimizer section starts from that default plugin.
-_PLUGIN_DEFAULTS = {("model", "norm"): "rms", ("model", "activation"): "gelu", ("optimizer",): "adam", ("curriculum",): "constant"}
-
-
-def _descend(node: Any, part: str, path: tuple, item: str) -> Any:
-    plugin_field = _is_plugin_field(tuple(int(x) if x.isdigit() else x for x in path))
-    if isinstance(node, list):
-        if not part.isdigit() or int(part) >= len(node):
-            raise UserError(f"--set {item}: {part} is not an index of that list")
-        key: Any = int(part)
-    elif isinstance(node, dict):
-        key = part
-        if node.get(key) is None:
-            node[key] = {"name": _PLUGIN_DEFAULTS[path]} if path in _PLUGIN_DEFAULTS else {}
-    else:
-        raise UserError(f"--set {item}: cannot set a key inside a {type(node).__name__}")
-    if plugin_field and isinstance(node[key], str):  # plugin shorthand: `norm: rms` -> {name: rms}
-        node[key] = {"name": node[key]}
-    if not isinstance(node[key], (dict, list)):
-        raise UserError(f"--set {item}: {'.'.join(path)} is a {type(node[key]).__name__}, not a section")
-    return node[key]
 
 
 def validate(data: dict, source: str = "scenario", registry: Registry | None = None):
