@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -13,17 +13,27 @@ from testbed.model import ParamSpace
 
 @dataclass(frozen=True)
 class RunInfo:
-    """What probes may know about a run before it starts."""
+    """What probes may know about a run. `step_losses` (steps, S) is filled by the trainer as it
+    goes (NaN until a step has run): the loss of every step is where spikes show, so every run
+    keeps it, once, for whichever probes read it."""
 
     seeds: list[int]
     epochs: int
     steps_per_epoch: int
     space: ParamSpace
     scenario: Any
+    step_losses: torch.Tensor = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "step_losses", torch.full((self.total_steps, len(self.seeds)), float("nan")))
 
     @property
     def total_steps(self) -> int:
         return self.epochs * self.steps_per_epoch
+
+    def epoch_of_steps(self) -> torch.Tensor:
+        """(steps,) the epoch (from 1) of each step."""
+        return torch.arange(self.total_steps, dtype=torch.int32) // self.steps_per_epoch + 1
 
 
 @dataclass(frozen=True)

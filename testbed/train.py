@@ -112,6 +112,7 @@ def train(scenario, out_dir: Path | None = None, registry: Registry | None = Non
         perm = torch.stack([torch.randperm(n, generator=g) for g in order_gens])  # (S, n)
         for xb, yb in batches(data, perm, B):
             losses, grad = loss_and_grad(arch, views, xb, yb)
+            info.step_losses[step].copy_(losses)
             step += 1
             c.optimizer.step(flat, grad)
             for probe in step_probes:

@@ -7,19 +7,18 @@ from pathlib import Path
 
 from testbed import spikes as detector
 from testbed.plugin import plugin
-
-from .step_loss import StepLossRecorder
+from testbed.probe import Probe
 
 FIELDS = ("seed", "start", "peak", "end", "epoch", "baseline", "peak_loss", "ratio")
 
 
-class Spikes(StepLossRecorder):
+class Spikes(Probe):
     def __init__(self, params: detector.SpikeParams):
         self.params = params
 
     def finish(self, out: Path) -> dict[str, list]:
-        found = detector.detect(self.losses.numpy(), self.info.seeds, self.params)
-        epoch_of = self.epoch_of.numpy()
+        found = detector.detect(self.info.step_losses.numpy(), self.info.seeds, self.params)
+        epoch_of = self.info.epoch_of_steps().numpy()
         with open(out / "spikes.csv", "w", newline="") as f:
             w = csv.DictWriter(f, fieldnames=FIELDS)
             w.writeheader()
