@@ -244,11 +244,6 @@ def build_curriculum(scenario, registry: Registry | None = None):
     return registry.get("curriculum", ref.name).build(ref, scenario.task)
 
 
-def n_tokens(scenario, registry: Registry | None = None) -> int:
-    """The number of token embeddings: as set, else the largest p of task and curriculum."""
-    return scenario.model.n_tokens or max(build_curriculum(scenario, registry).vocab_sizes())
-
-
 def _name_first(node: Any) -> Any:
     if isinstance(node, dict):
         items = [(k, _name_first(v)) for k, v in node.items()]

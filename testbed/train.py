@@ -15,7 +15,6 @@ from typing import Callable
 
 import torch
 
-from testbed import scenario as scenario_mod
 from testbed.gradients import loss_and_grad
 from testbed.model import Architecture, ParamSpace
 from testbed.optim import Optimizer
@@ -24,6 +23,7 @@ from testbed.registry import Registry, default_registry
 from testbed.seeding import generator
 from testbed.stage import Stage, batches, evaluate
 from testbed.task import make_dataset
+
 
 @dataclass
 class Components:
@@ -43,10 +43,11 @@ def build(scenario, registry: Registry | None = None) -> Components:
     def make(kind: str, ref, *args):
         return registry.get(kind, ref.name).build(ref, *args)
 
+    curriculum = make("curriculum", scenario.curriculum, scenario.task)
     arch = Architecture(
         d=m.d,
         hidden=m.hidden,
-        n_tokens=scenario_mod.n_tokens(scenario, registry),
+        n_tokens=m.n_tokens or max(curriculum.vocab_sizes()),  # enough for every p the run uses
         seq_len=scenario.task.seq_len,
         embedding_norm=make("norm", m.embedding_norm or m.norm),
         mlp_norm=make("norm", m.mlp_norm or m.norm),
@@ -54,7 +55,6 @@ def build(scenario, registry: Registry | None = None) -> Components:
     )
     space = ParamSpace(arch.shapes())
     optimizer = Optimizer(make("optimizer", scenario.optimizer), scenario.optimizer, space)
-    curriculum = make("curriculum", scenario.curriculum, scenario.task)
     probes = [make("probe", ref) for ref in scenario.probes]
     return Components(arch, space, optimizer, curriculum, probes)
 
@@ -92,23 +92,21 @@ def train(scenario, out_dir: Path | None = None, registry: Registry | None = Non
     eval_epochs = {epochs}.union(*(p.eval_epochs(epochs) for p in c.probes))
 
     order_gens = [generator(seed, "batches") for seed in seeds]
-    stages: dict[int, Stage] = {}
+    def stage_for(p: int, current: Stage | None) -> Stage:
+        """The stage in force: kept while p stays, sampled anew when the curriculum changes p."""
+        if current is not None and current.dataset.p == p:
+            return current
+        ds = make_dataset(seeds, p, task.seq_len, task.sparsity, task.n_train, task.n_test, task.test_split)
+        return Stage.prepare(ds, arch)
 
-    def data_for(p: int) -> Stage:
-        if p not in stages:
-            ds = make_dataset(seeds, p, task.seq_len, task.sparsity, task.n_train, task.n_test, task.test_split)
-            stages.clear()  # keep only the stage in force
-            stages[p] = Stage.prepare(ds, arch)
-        return stages[p]
-
-    data = data_for(c.curriculum.p_at(1))
+    data = stage_for(c.curriculum.p_at(1), None)
     evaluation = evaluate(arch, views, data, 0) if 0 in eval_epochs else None
     for probe in c.probes:
         probe.after_epoch(0, flat, evaluation)
 
     step = 0
     for epoch in range(1, epochs + 1):
-        data = data_for(c.curriculum.p_at(epoch))
+        data = stage_for(c.curriculum.p_at(epoch), data)
         perm = torch.stack([torch.randperm(n, generator=g) for g in order_gens])  # (S, n)
         for xb, yb in batches(data, perm, B):
             losses, grad = loss_and_grad(arch, views, xb, yb)
