@@ -1,4 +1,4 @@
-"""The `testbed` command line: run, validate, schema, plugins.
+"""The `testbed` command line: run, compare, validate, schema, plugins.
 
 Bad input (a missing file, a scenario field out of range, an unknown plugin, a malformed flag)
 prints one line per problem to stderr and exits with status 2, without a traceback.
@@ -49,6 +49,25 @@ def run(
     console = Console(width=max(120, Console().width))
     console.print(table([output.summary]))
     console.print(f"run directory: {output.path}")
+
+
+@app.command()
+def compare(
+    inputs: List[Path] = typer.Argument(..., help="two or more scenario files or run directories (the first is the reference)"),
+    seeds: Optional[str] = typer.Option(None, "--seeds", help="seeds to compare, e.g. 0-99 (default: the first input's)"),
+    set_: Optional[List[str]] = typer.Option(None, "--set", help="override a field of every scenario file, e.g. --set training.epochs=50 (repeatable)"),
+    out: Optional[Path] = typer.Option(None, "--out", help="report directory (default: reports/<a>-vs-<b>-<time>)"),
+    force: bool = typer.Option(False, "--force", help="replace --out if it exists"),
+    lr_grid: Optional[str] = typer.Option(None, "--lr-grid", help="also train every scenario at these learning rates, e.g. 1e-3,3e-3,1e-2,3e-2,1e-1"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bars"),
+) -> None:
+    """Train scenarios on the same seeds (or reuse run directories) and report, with paired
+    statistics and figures, which trains better and more stably."""
+    from testbed.comparison.runner import compare as run_compare
+    from testbed.comparison.terminal import show
+
+    output = run_compare(inputs, seeds, set_ or [], out, force, lr_grid, Console(stderr=True), quiet)
+    show(output, Console(width=max(140, Console().width)))
 
 
 @app.command()

@@ -79,14 +79,17 @@ def progress_bar(console: Console, label: str, epochs: int):
     return bar, advance
 
 
-def run_scenario(scenario, out: Path | None, force: bool = False, console: Console | None = None, quiet: bool = False) -> RunOutput:
-    """Train `scenario` into `out` (default: a fresh folder under the scenario's output root)."""
+def run_scenario(
+    scenario, out: Path | None, force: bool = False, console: Console | None = None, quiet: bool = False, label: str | None = None
+) -> RunOutput:
+    """Train `scenario` into `out` (default: a fresh folder under the scenario's output root);
+    `label` names it on the progress display."""
     console = console or Console(stderr=True)
     path = Path(out) if out is not None else rundir.default_path(scenario.output.root, scenario.name)
     with rundir.staged(path, force) as stage:
         (stage / "scenario.yaml").write_text(scenario_mod.to_yaml(scenario))
         epochs = scenario.training.epochs
-        label = f"{scenario.name} ({len(scenario.seeds)} seeds)"
+        label = label or f"{scenario.name} ({len(scenario.seeds)} seeds)"
         if quiet:
             result = train(scenario, stage)
         else:

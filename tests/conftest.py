@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import subprocess
 import sys
@@ -26,6 +28,26 @@ def cli(*args: str, env: dict | None = None, cwd: Path | None = None) -> subproc
     """Run the installed `testbed` console script."""
     full_env = dict(os.environ, **(env or {}))
     return subprocess.run([TESTBED, *args], capture_output=True, text=True, env=full_env, cwd=cwd, timeout=300)
+
+
+def cli_here(*args: str) -> subprocess.CompletedProcess:
+    """Run the command line in this process (no interpreter start-up, no torch import): the
+    same `main()` the console script calls, with its exit status and captured output."""
+    from testbed.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    argv = sys.argv
+    sys.argv = ["testbed", *args]
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                main()
+                code = 0
+            except SystemExit as exc:
+                code = exc.code if isinstance(exc.code, int) else 1
+    finally:
+        sys.argv = argv
+    return subprocess.CompletedProcess(["testbed", *args], code, out.getvalue(), err.getvalue())
 
 
 @pytest.fixture

@@ -1,0 +1,1 @@
+"""`testbed compare`: paired multi-seed comparison of scenarios, with statistics and a report."""

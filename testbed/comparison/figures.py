@@ -1,0 +1,202 @@
+"""The figures of a comparison report: one function per figure, each reading the loaded runs
+(`RunData`) and per-seed outcomes, so a report can be redrawn without retraining."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+import matplotlib.ticker
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from testbed.comparison.lr_sweep import SweepResult  # noqa: E402
+from testbed.comparison.outcomes import RunData  # noqa: E402
+from testbed.summary import SUCCESS_ACC  # noqa: E402
+
+COLORS = plt.get_cmap("tab10").colors
+STEP_BINS = 400  # step losses are averaged into this many bins per seed before the median
+
+
+def colors(labels: list[str]) -> dict[str, tuple]:
+    return {label: COLORS[i % len(COLORS)] for i, label in enumerate(labels)}
+
+
+def _save(fig, path: Path) -> Path:
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def _median_band(ax, x, values, label, color) -> None:
+    """Median and interquartile band only: with many seeds, per-seed lines are noise."""
+    with np.errstate(all="ignore"):
+        q25, q50, q75 = np.nanpercentile(values, [25, 50, 75], axis=1)
+    ax.fill_between(x, q25, q75, color=color, alpha=0.22, linewidth=0)
+    ax.plot(x, q50, color=color, label=label, linewidth=1.8)
+
+
+def _log_floor(ax) -> None:
+    low, high = ax.get_ylim()
+    ax.set_ylim(max(low, 1e-6), high)
+
+
+def losses(runs: dict[str, RunData], out: Path) -> Path:
+    """Train and test loss over epochs, and train loss over steps."""
+    col = colors(list(runs))
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.3), constrained_layout=True)
+    for label, run in runs.items():
+        _median_band(axes[0], run.epochs, run.curves["train_loss"], label, col[label])
+        _median_band(axes[1], run.epochs, run.curves["test_loss"], label, col[label])
+        steps, binned = bin_steps(run.step_loss)
+        _median_band(axes[2], steps, binned, label, col[label])
+    for ax, title, xlabel in zip(
+        axes, ("Train loss over epochs", "Test loss over epochs", f"Train loss over steps (mean of {STEP_BINS} bins)"), ("epoch", "epoch", "step")
+    ):
+        ax.set_yscale("log")
+        _log_floor(ax)
+        ax.set_title(title)
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel("cross-entropy loss")
+        ax.grid(alpha=0.3)
+    axes[2].xaxis.set_major_formatter(matplotlib.ticker.EngFormatter(sep=""))
+    axes[0].legend(fontsize=8, title="median, IQR band", title_fontsize=8)
+    return _save(fig, out)
+
+
+def bin_steps(step_loss: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(T, S) -> bin centres (B,) and per-seed bin means (B, S)."""
+    T = step_loss.shape[0]
+    bins = min(STEP_BINS, T)
+    edges = np.linspace(0, T, bins + 1).astype(int)
+    with np.errstate(all="ignore"):
+        means = np.add.reduceat(step_loss, edges[:-1], axis=0) / np.diff(edges)[:, None]
+    return (edges[:-1] + edges[1:]) / 2, means
+
+
+def accuracy(runs: dict[str, RunData], out: Path) -> Path:
+    col = colors(list(runs))
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), constrained_layout=True, sharey=True)
+    for label, run in runs.items():
+        _median_band(axes[0], run.epochs, run.curves["train_acc"], label, col[label])
+        axes[1].plot(run.epochs, (run.curves["test_acc"] > SUCCESS_ACC).mean(axis=1), color=col[label], linestyle="--", linewidth=1.2)
+        _median_band(axes[1], run.epochs, run.curves["test_acc"], label, col[label])
+    for ax, title in zip(axes, ("Train accuracy", "Test accuracy (dashed: share of seeds above 0.9)")):
+        ax.axhline(SUCCESS_ACC, color="grey", linestyle=":", linewidth=1)
+        ax.set_ylim(-0.02, 1.02)
+        ax.set_title(title)
+        ax.set_xlabel("epoch")
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("accuracy")
+    axes[0].legend(fontsize=8, loc="lower right", title="median, IQR band", title_fontsize=8)
+    return _save(fig, out)
+
+
+def spike_raster(runs: dict[str, RunData], out: Path) -> Path:
+    """Seed x step, one panel per scenario; a mark per spike at its peak, sized by its ratio."""
+    labels = list(runs)
+    col = colors(labels)
+    fig, axes = plt.subplots(1, len(labels), figsize=(4.6 * len(labels), 4.2), constrained_layout=True, sharey=True, squeeze=False)
+    for ax, label in zip(axes[0], labels):
+        run = runs[label]
+        row = {seed: i for i, seed in enumerate(run.seeds)}
+        if run.spikes:
+            x = [s.peak for s in run.spikes]
+            y = [row[s.seed] for s in run.spikes]
+            ratio = np.array([min(s.ratio, 1e4) for s in run.spikes])
+            ax.scatter(x, y, s=8 + 10 * np.log10(ratio), color=col[label], alpha=0.75, linewidths=0)
+        n_spiking = len({s.seed for s in run.spikes})
+        ax.set_title(f"{label}: {len(run.spikes)} spikes in {n_spiking}/{len(run.seeds)} seeds", fontsize=10)
+        ax.set_xlim(0, run.step_loss.shape[0])
+        ax.xaxis.set_major_formatter(matplotlib.ticker.EngFormatter(sep=""))
+        ax.set_ylim(-1, len(run.seeds))
+        ax.set_xlabel("step")
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("seed (index in the comparison)")
+    fig.suptitle("Loss spikes: one mark per spike at its peak step (size grows with peak / baseline)")
+    return _save(fig, out)
+
+
+def distributions(outcomes: dict[str, dict[str, np.ndarray]], out: Path) -> Path:
+    """Final test accuracy and spike count per seed: strip plots with box summaries."""
+    labels = list(outcomes)
+    col = colors(labels)
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), constrained_layout=True)
+    rng = np.random.default_rng(0)
+    for ax, key, title in ((axes[0], "final_test_acc", "Final test accuracy"), (axes[1], "spikes", "Loss spikes per seed")):
+        data = [np.asarray(outcomes[label][key], dtype=float) for label in labels]
+        ax.boxplot(data, positions=range(len(labels)), widths=0.5, showfliers=False, medianprops={"color": "black"})
+        for i, (label, values) in enumerate(zip(labels, data)):
+            jitter = rng.uniform(-0.18, 0.18, values.size)
+            lift = rng.uniform(-0.12, 0.12, values.size) if key == "spikes" else 0.0
+            ax.scatter(i + jitter, values + lift, s=10, color=col[label], alpha=0.6, linewidths=0)
+        ax.set_xticks(range(len(labels)), labels, rotation=15 if len(labels) > 2 else 0)
+        ax.set_title(title)
+        ax.grid(alpha=0.3, axis="y")
+    axes[0].axhline(SUCCESS_ACC, color="grey", linestyle=":", linewidth=1)
+    axes[0].set_ylabel("test accuracy after the last epoch")
+    axes[1].set_ylabel("spikes (jittered)")
+    return _save(fig, out)
+
+
+def paired_differences(a: str, b: str, outcomes: dict[str, dict[str, np.ndarray]], out: Path) -> Path:
+    """Per seed: b's final test accuracy against a's, and the per-seed change in spikes."""
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.6), constrained_layout=True)
+    xa, xb = outcomes[a]["final_test_acc"], outcomes[b]["final_test_acc"]
+    ax = axes[0]
+    ax.plot([0, 1], [0, 1], color="grey", linewidth=1, linestyle="--", label="no change")
+    better = xb > xa
+    ax.scatter(xa[better], xb[better], s=14, color="tab:green", alpha=0.7, label=f"{b} higher ({better.sum()})")
+    worse = xb < xa
+    ax.scatter(xa[worse], xb[worse], s=14, color="tab:red", alpha=0.7, label=f"{b} lower ({worse.sum()})")
+    same = ~(better | worse)
+    ax.scatter(xa[same], xb[same], s=14, color="tab:grey", alpha=0.7, label=f"equal ({same.sum()})")
+    ax.set_xlim(-0.02, 1.02)
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_aspect("equal")
+    ax.set_xlabel(f"{a}: final test accuracy")
+    ax.set_ylabel(f"{b}: final test accuracy")
+    ax.set_title("Final test accuracy, seed by seed")
+    ax.legend(fontsize=8, loc="lower right")
+    ax.grid(alpha=0.3)
+    ax = axes[1]
+    d = np.sort(outcomes[b]["spikes"] - outcomes[a]["spikes"])
+    ax.bar(np.arange(d.size), d, width=1.0, color=np.where(d < 0, "tab:green", np.where(d > 0, "tab:red", "tab:grey")))
+    ax.axhline(0, color="black", linewidth=0.8)
+    ax.set_xlabel("seeds, sorted by the change")
+    ax.set_ylabel(f"spikes of {b} minus spikes of {a}")
+    ax.set_title("Loss spikes, seed by seed (green: fewer)")
+    ax.grid(alpha=0.3, axis="y")
+    fig.suptitle(f"Paired differences: {b} vs {a}")
+    return _save(fig, out)
+
+
+def lr_sensitivity(sweeps: dict[str, SweepResult], out: Path) -> Path:
+    """Final train loss, final test loss and success rate against the learning rate."""
+    col = colors(list(sweeps))
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.3), constrained_layout=True)
+    for label, sw in sweeps.items():
+        lrs = np.asarray(sw.lrs)
+        for ax, split in zip(axes[:2], ("train", "test")):
+            value, lo, hi = sw.sensitivity[split]
+            _median_band(ax, lrs, sw.final[split], f"{label} (sensitivity {value:.3f})", col[label])
+            ax.plot(lrs, sw.final[split].mean(axis=1), color=col[label], linestyle=":", marker="o", markersize=3)
+        rate = sw.success.mean(axis=1)
+        axes[2].plot(lrs, rate, color=col[label], marker="o", label=label)
+    for ax, title in zip(axes[:2], ("Final train loss", "Final test loss")):
+        ax.set_yscale("log")
+        _log_floor(ax)
+        ax.set_title(f"{title} (median, IQR; dotted: mean)")
+        ax.set_ylabel("loss (diverged or worse than at init: the initial loss)")
+        ax.legend(fontsize=8)
+    axes[2].set_ylim(-0.02, 1.02)
+    axes[2].set_title(f"Success rate (test accuracy > {SUCCESS_ACC})")
+    axes[2].set_ylabel("share of seeds")
+    axes[2].legend(fontsize=8)
+    for ax in axes:
+        ax.set_xscale("log")
+        ax.set_xlabel("learning rate")
+        ax.grid(alpha=0.3)
+    return _save(fig, out)

@@ -1,0 +1,115 @@
+"""What a comparison compares: scenario files to train and run directories to reuse, checked to
+be on one task and resolved to one list of seeds, so every comparison is paired."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from testbed import scenario as scenario_mod
+from testbed.errors import UserError
+from testbed.scenario import format_seeds, parse_seeds
+
+# Files of a run directory a comparison reads; the probes that write them.
+RUN_FILES = {"scenario.yaml": None, "metrics.csv": "metrics", "step_loss.npz": "step_loss"}
+REQUIRED_PROBES = ("metrics", "step_loss", "spikes")
+
+
+@dataclass(frozen=True)
+class Entry:
+    label: str  # unique name in the comparison (the scenario's name unless two share it)
+    source: Path  # the scenario file or run directory given on the command line
+    scenario: object  # validated Scenario (for a run directory: its resolved scenario.yaml)
+    run_dir: Path | None  # an existing run to reuse, or None when the scenario must be trained
+
+
+def is_run_dir(path: Path) -> bool:
+    return path.is_dir() and (path / "scenario.yaml").is_file()
+
+
+def _check_run_dir(path: Path) -> None:
+    for name, probe in RUN_FILES.items():
+        if not (path / name).is_file():
+            why = f" (it was trained without the {probe} probe)" if probe else ""
+            raise UserError(f"{path}: run directory has no {name}{why}; compare needs it")
+
+
+def with_probes(scenario):
+    """The scenario with the probes a comparison reads added when missing."""
+    names = [p.name for p in scenario.probes]
+    missing = [name for name in REQUIRED_PROBES if name not in names]
+    if not missing:
+        return scenario
+    data = scenario.model_dump(mode="json")
+    data["probes"] = data["probes"] + missing
+    return scenario_mod.validate(data, scenario.name)
+
+
+def with_seeds(scenario, seeds: list[int]):
+    if list(scenario.seeds) == seeds:
+        return scenario
+    data = scenario.model_dump(mode="json")
+    data["seeds"] = seeds
+    return scenario_mod.validate(data, scenario.name)
+
+
+def _load(path: Path, overrides: list[str]):
+    if not path.exists():
+        raise UserError(f"{path}: no such file or directory")
+    if path.is_dir():
+        if not is_run_dir(path):
+            raise UserError(f"{path}: not a run directory (no scenario.yaml) and not a scenario file")
+        _check_run_dir(path)
+        return scenario_mod.load(path / "scenario.yaml"), path
+    return scenario_mod.load(path, overrides), None
+
+
+def _labels(loaded: list[tuple[Path, object]]) -> list[str]:
+    """Scenario names, made unique with the file or folder name, then a counter."""
+    names = [sc.name for _, sc in loaded]
+    labels = []
+    for (path, sc), name in zip(loaded, names):
+        label = name if names.count(name) == 1 else f"{name} ({path.stem if path.is_file() else path.name})"
+        labels.append(label)
+    for i, label in enumerate(labels):
+        if labels.count(label) > 1:
+            labels[i] = f"{label} #{labels[:i].count(label) + 1}"
+    return labels
+
+
+def _task_differences(a, b) -> list[str]:
+    da, db = a.task.model_dump(), b.task.model_dump()
+    return [f"task.{k}: {db[k]} vs {da[k]}" for k in da if da[k] != db[k]]
+
+
+def resolve(paths: list[Path], seeds: str | None = None, overrides: list[str] = ()) -> tuple[list[Entry], list[int]]:
+    """Check the inputs and settle the compared seeds: `--seeds`, else the first input's.
+    Scenario files are trained on those seeds; run directories must contain them."""
+    if len(paths) < 2:
+        raise UserError(f"compare needs at least two scenario files or run directories, got {len(paths)}")
+    loaded = [_load(Path(p), list(overrides)) for p in paths]
+    if seeds is not None:
+        try:
+            chosen = parse_seeds(seeds)
+        except ValueError as exc:
+            raise UserError(f"--seeds: {exc}") from None
+    else:
+        chosen = list(loaded[0][0].seeds)
+    first_path, (first, _) = Path(paths[0]), loaded[0]
+    for path, (sc, _) in zip(paths[1:], loaded[1:]):
+        diffs = _task_differences(first, sc)
+        if diffs:
+            raise UserError(f"{path}: not the task of {first_path} ({'; '.join(diffs)}); compare needs one task")
+    entries = []
+    labels = _labels([(Path(p), sc) for p, (sc, _) in zip(paths, loaded)])
+    for path, label, (sc, run_dir) in zip(paths, labels, loaded):
+        if run_dir is not None:
+            missing = sorted(set(chosen) - set(sc.seeds))
+            if missing:
+                raise UserError(
+                    f"{path}: run directory has no seeds {format_seeds(missing)} (it has {format_seeds(list(sc.seeds))}); choose --seeds among them"
+                )
+        else:
+            sc = with_seeds(with_probes(sc), chosen)
+        entries.append(Entry(label, Path(path), sc, run_dir))
+    return entries, chosen

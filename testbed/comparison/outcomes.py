@@ -1,0 +1,116 @@
+"""Per-seed outcomes of a run directory: the metrics a comparison tests, read from the files a
+run leaves (metrics.csv, step_loss.npz), so analysis never retrains.
+
+Spikes are re-detected here from step-level losses with the detector's default parameters, so
+every scenario of a comparison is judged by the same detector whatever its own probe settings.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+
+from testbed import spikes as detector
+from testbed.plots import by_epoch, read_metrics
+from testbed.summary import SUCCESS_ACC
+
+Kind = Literal["continuous", "count", "binary", "time"]
+
+
+@dataclass(frozen=True)
+class Metric:
+    key: str
+    label: str
+    better: Literal["higher", "lower"]
+    kind: Kind
+    fmt: str = ".3f"
+
+
+METRICS: tuple[Metric, ...] = (
+    Metric("final_test_acc", "final test accuracy", "higher", "continuous"),
+    Metric("success", f"success (test acc > {SUCCESS_ACC})", "higher", "binary", ".0%"),
+    Metric("epochs_to_0.9", "epochs to 0.9 test accuracy", "lower", "time", ".0f"),
+    Metric("epochs_to_1.0", "epochs to 1.0 test accuracy", "lower", "time", ".0f"),
+    Metric("spikes", "loss spikes", "lower", "count", ".2f"),
+    Metric("spike_size", "total spike size (loss jump)", "lower", "continuous"),
+    Metric("worst_spike", "worst spike (loss jump)", "lower", "continuous"),
+    Metric("train_loss_auc", "train-loss AUC per epoch", "lower", "continuous", ".4f"),
+    Metric("final_train_loss", "final train loss", "lower", "continuous", ".4f"),
+    Metric("final_test_loss", "final test loss", "lower", "continuous", ".4f"),
+)
+BY_KEY = {m.key: m for m in METRICS}
+
+
+@dataclass
+class RunData:
+    """What a comparison reads from one run directory, restricted to the compared seeds."""
+
+    path: Path
+    seeds: list[int]
+    epochs: np.ndarray  # (E,) evaluated epochs, 0 included
+    curves: dict[str, np.ndarray]  # train_loss, train_acc, test_loss, test_acc: (E, S)
+    step_loss: np.ndarray  # (T, S)
+    spikes: list[detector.Spike]
+
+    @property
+    def total_epochs(self) -> int:
+        return int(self.epochs[-1])
+
+
+def load_run(path: Path, seeds: list[int]) -> RunData:
+    """Read a run directory's metrics and step losses for `seeds` (which it must contain)."""
+    metrics = read_metrics(path / "metrics.csv")
+    curves = {}
+    epochs = None
+    run_seeds = np.unique(metrics["seed"]).tolist()
+    cols = [run_seeds.index(s) for s in seeds]
+    for name in ("train_loss", "train_acc", "test_loss", "test_acc"):
+        epochs, grid = by_epoch(metrics, name)
+        curves[name] = grid[:, cols]
+    with np.load(path / "step_loss.npz") as f:
+        step_seeds = f["seeds"].tolist()
+        step_loss = f["loss"][:, [step_seeds.index(s) for s in seeds]].astype(np.float64)
+    found = detector.detect(step_loss, seeds, detector.SpikeParams())
+    return RunData(path, list(seeds), epochs, curves, step_loss, found)
+
+
+def first_epoch_at(epochs: np.ndarray, acc: np.ndarray, level: float) -> np.ndarray:
+    """(S,) first evaluated epoch with accuracy >= level; NaN where never reached."""
+    reached = acc >= level - 1e-9
+    first = np.argmax(reached, axis=0)
+    return np.where(reached.any(axis=0), epochs[first].astype(float), np.nan)
+
+
+def outcomes(run: RunData) -> dict[str, np.ndarray]:
+    """Metric key -> (S,) values, one per compared seed."""
+    c, e = run.curves, run.epochs
+    S = len(run.seeds)
+    final = {k: v[-1] for k, v in c.items()}
+    count = np.zeros(S)
+    size = np.zeros(S)
+    worst = np.zeros(S)
+    col = {seed: j for j, seed in enumerate(run.seeds)}
+    for s in run.spikes:
+        j = col[s.seed]
+        jump = s.peak_loss - s.baseline if np.isfinite(s.peak_loss) else np.inf
+        count[j] += 1
+        size[j] += jump
+        worst[j] = max(worst[j], jump)
+    train_loss = np.where(np.isfinite(c["train_loss"]), c["train_loss"], np.nan)
+    span = max(float(e[-1] - e[0]), 1.0)
+    auc = np.trapezoid(train_loss, e, axis=0) / span if e.size > 1 else train_loss[0]
+    return {
+        "final_test_acc": final["test_acc"],
+        "success": (final["test_acc"] > SUCCESS_ACC).astype(float),
+        "epochs_to_0.9": first_epoch_at(e, c["test_acc"], 0.9),
+        "epochs_to_1.0": first_epoch_at(e, c["test_acc"], 1.0),
+        "spikes": count,
+        "spike_size": size,
+        "worst_spike": worst,
+        "train_loss_auc": auc,
+        "final_train_loss": final["train_loss"],
+        "final_test_loss": final["test_loss"],
+    }

@@ -1,0 +1,197 @@
+"""`testbed compare`: train what is missing on the shared seeds, then analyse, draw and report.
+
+Everything is written into a staged report directory (renamed into place when complete). The
+runs it trains live under its runs/ folder, so the report can be redrawn, or the runs compared
+again with others, without retraining.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from rich.console import Console
+
+from testbed import rundir
+from testbed.comparison import figures
+from testbed.comparison import report as rep
+from testbed.comparison.analysis import Analysis, analyze, pairs
+from testbed.comparison.inputs import Entry, resolve, with_probes, with_seeds
+from testbed.comparison.lr_sweep import SweepResult, lr_of, parse_grid, summarize, with_lr
+from testbed.comparison.outcomes import RunData, load_run, outcomes
+from testbed.run import run_scenario
+
+REPORT_ROOT = "reports"
+
+
+@dataclass(frozen=True)
+class Job:
+    """One run of the comparison: trained here (scenario set) or reused (path given)."""
+
+    label: str
+    lr: float
+    scenario: object
+    rel: Path  # where it lives, relative to the report directory if trained, else as given
+    trained: bool
+
+
+@dataclass
+class ComparisonOutput:
+    path: Path
+    analysis: Analysis
+    sweeps: dict[str, SweepResult] | None
+    seconds: float
+    report: rep.Report
+
+
+def slug(label: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", label).strip("_") or "scenario"
+
+
+def _same_lr(a: float, b: float) -> bool:
+    return math.isclose(a, b, rel_tol=1e-9)
+
+
+def plan(entries: list[Entry], seeds: list[int], grid: list[float] | None) -> tuple[list[Job], dict[str, dict[float, Job]]]:
+    """The main run of every entry, and with a grid, a run per (entry, learning rate); a run at
+    an entry's own learning rate is its main run, not a second one."""
+    main, sweep = [], {}
+    for e in entries:
+        lr = lr_of(e.scenario)
+        job = Job(e.label, lr, e.scenario, e.run_dir or Path("runs") / slug(e.label), e.run_dir is None)
+        main.append(job)
+        if grid is None:
+            continue
+        base = with_seeds(with_probes(e.scenario), seeds)
+        sweep[e.label] = {
+            g: job if _same_lr(g, lr) else Job(e.label, g, with_lr(base, g), Path("runs") / f"{slug(e.label)}-lr{g:g}", True)
+            for g in grid
+        }
+    return main, sweep
+
+
+def compare(
+    paths: list[Path],
+    seeds: str | None = None,
+    overrides: list[str] = (),
+    out: Path | None = None,
+    force: bool = False,
+    lr_grid: str | None = None,
+    console: Console | None = None,
+    quiet: bool = False,
+) -> ComparisonOutput:
+    started = time.perf_counter()
+    console = console or Console(stderr=True)
+    entries, chosen = resolve(list(paths), seeds, list(overrides))
+    grid = parse_grid(lr_grid) if lr_grid is not None else None
+    main, sweep = plan(entries, chosen, grid)
+    path = Path(out) if out is not None else rundir.default_path(REPORT_ROOT, "-vs-".join(slug(e.label) for e in entries))
+    with rundir.staged(path, force) as stage:
+        to_train = [j for j in main if j.trained] + [j for lrs in sweep.values() for j in lrs.values() if j.trained and j not in main]
+        for i, job in enumerate(to_train, 1):
+            sc = job.scenario
+            label = f"[{i}/{len(to_train)}] {job.label}" + (f" lr={job.lr:g}" if grid else "") + f" ({len(sc.seeds)} seeds)"
+            run_scenario(sc, stage / job.rel, console=console, quiet=quiet, label=label)
+
+        def where(job: Job) -> Path:
+            return stage / job.rel if job.trained else job.rel
+
+        runs: dict[str, RunData] = {j.label: load_run(where(j), chosen) for j in main}
+        per_seed = {label: outcomes(run) for label, run in runs.items()}
+        analysis = analyze(per_seed, chosen, max(r.total_epochs for r in runs.values()))
+        sweeps = None
+        if grid is not None:
+            sweeps = {label: summarize(grid, [load_run(where(lrs[g]), chosen) for g in grid]) for label, lrs in sweep.items()}
+        seconds = time.perf_counter() - started
+        report = build_report(stage, entries, main, runs, per_seed, analysis, sweeps, seconds)
+        (stage / "report.md").write_text(rep.to_markdown(report))
+        (stage / "report.html").write_text(rep.to_html(report, stage))
+        rep.write_comparison_csv(stage / "comparison.csv", analysis, per_seed)
+        rep.write_statistics_csv(stage / "statistics.csv", analysis)
+        if sweeps is not None:
+            rep.write_sweep_csv(stage / "lr_sweep.csv", chosen, sweeps)
+    return ComparisonOutput(path, analysis, sweeps, time.perf_counter() - started, report)
+
+
+def build_report(stage: Path, entries, main: list[Job], runs, per_seed, analysis: Analysis, sweeps, seconds: float) -> rep.Report:
+    fig_dir = stage / "figures"
+    fig_dir.mkdir()
+    rel = lambda p: p.relative_to(stage)  # noqa: E731
+    labels = analysis.labels
+    r = rep.Report(f"Comparison: {' vs '.join(labels)}")
+    r.add(
+        rep.Paragraph(
+            f"{len(analysis.seeds)} paired seeds ({_seed_text(analysis.seeds)}); "
+            f"{_trained_text(main)}; {seconds:.0f} s in all."
+        ),
+        rep.Table(
+            ["scenario", "from", "run directory", "epochs", "lr", "norm", "optimizer"],
+            [
+                [
+                    e.label,
+                    str(e.source),
+                    (str(j.rel) + (" (trained here)" if j.trained else " (reused)")),
+                    str(e.scenario.training.epochs),
+                    f"{j.lr:g}",
+                    _norm_text(e.scenario),
+                    e.scenario.optimizer.name,
+                ]
+                for e, j in zip(entries, main)
+            ],
+        ),
+        rep.Heading("Verdict"),
+        rep.Bullets([analysis.verdicts[p] for p in pairs(labels)]),
+        rep.Heading("Per scenario"),
+        rep.scenario_table(analysis),
+        rep.Heading("Paired differences"),
+    )
+    for a, b in pairs(labels):
+        r.add(rep.pair_table(analysis, a, b))
+    r.add(rep.Heading("Figures"))
+    r.add(
+        rep.Figure(rel(figures.losses(runs, fig_dir / "loss.png")), "Train and test loss over epochs and train loss over steps: median and interquartile band over seeds"),
+        rep.Figure(rel(figures.accuracy(runs, fig_dir / "accuracy.png")), "Train and test accuracy over epochs: median and interquartile band; dashed: share of seeds above 0.9"),
+        rep.Figure(rel(figures.spike_raster(runs, fig_dir / "spike_raster.png")), "Loss spikes by seed and step, one panel per scenario"),
+        rep.Figure(rel(figures.distributions(per_seed, fig_dir / "distributions.png")), "Distributions over seeds of final test accuracy and spike counts"),
+    )
+    for i, (a, b) in enumerate(pairs(labels)):
+        name = f"paired_{i + 1}_{slug(b)}_vs_{slug(a)}.png"
+        r.add(rep.Figure(rel(figures.paired_differences(a, b, per_seed, fig_dir / name)), f"Paired differences per seed: {b} vs {a}"))
+    if sweeps is not None:
+        r.add(
+            rep.Heading("Learning-rate sensitivity"),
+            rep.Paragraph(
+                "After Wortsman et al. (2024): every scenario trained at every learning rate of the grid on the same seeds. "
+                "Sensitivity = mean over learning rates of min(final loss, initial loss) minus the best final loss, "
+                "losses averaged over seeds; a diverged run counts as its initial loss. Lower is more stable."
+            ),
+            *rep.sweep_tables(sweeps),
+            rep.Figure(rel(figures.lr_sensitivity(sweeps, fig_dir / "lr_sensitivity.png")), "Final loss and success rate against the learning rate"),
+        )
+    r.add(rep.Heading("Method"), rep.Bullets(rep.METHOD))
+    return r
+
+
+def _trained_text(main: list[Job]) -> str:
+    trained = sum(j.trained for j in main)
+    if trained == len(main):
+        return "every scenario trained for this report"
+    if trained == 0:
+        return "every scenario reused from its run directory"
+    return f"{trained} of {len(main)} scenarios trained for this report, {len(main) - trained} reused"
+
+
+def _seed_text(seeds: list[int]) -> str:
+    from testbed.scenario import format_seeds
+
+    return "seeds " + format_seeds(seeds)
+
+
+def _norm_text(scenario) -> str:
+    m = scenario.model
+    emb, mlp = (m.embedding_norm or m.norm), (m.mlp_norm or m.norm)
+    describe = lambda n: n.name + ("(" + ", ".join(f"{k}={v}" for k, v in n.model_dump().items() if k != "name") + ")" if len(n.model_dump()) > 1 else "")  # noqa: E731
+    return describe(emb) if emb == mlp else f"{describe(emb)} / {describe(mlp)}"
