@@ -184,4 +184,5 @@ def test_run_directory_without_the_needed_seeds_or_files(two, files, tmp_path):
     (broken / "scenario.yaml").write_text((runs / "tiny" / "scenario.yaml").read_text())
     (broken / "metrics.csv").write_text((runs / "tiny" / "metrics.csv").read_text())
     assert_bad(cli_here("compare", str(broken), str(files["tiny"]), "--out", str(out)), "step_loss.npz", "step_loss probe")
+    assert_bad(cli_here("compare", str(runs / "tiny"), str(runs / "tiny_smooth"), "--set", "training.epochs=2", "--out", str(out)), "--set", "run director")
     assert not out.exists()

@@ -56,16 +56,15 @@ def format_value(value: float, metric: Metric, censor_at: float) -> str:
 
 
 def format_estimate(e: stats.Estimate, metric: Metric, censor_at: float) -> str:
-    """'0.628 ± 0.206 [0.538, 0.716]', '20% [9%, 38%]' or '540 (12/20 reached) [480, never]'."""
+    """'0.628 ± 0.206 [0.538, 0.716]', '20% [9%, 38%]' or '812 ± 310 (12/20 reached) [690, 930]'."""
     v = lambda x: format_value(x, metric, censor_at)  # noqa: E731
     if e.n == 0:
         return "-"
     ci = f"[{v(e.low)}, {v(e.high)}]"
     if e.statistic == "rate":
         return f"{v(e.estimate)} {ci}"
-    if e.statistic == "median":
-        return f"{v(e.estimate)} ({e.reached}/{e.n} reached) {ci}"
-    return f"{v(e.estimate)} ± {e.spread:{metric.fmt}} {ci}"
+    reached = f" ({e.reached}/{e.n} reached)" if e.reached is not None else ""
+    return f"{v(e.estimate)} ± {e.spread:{metric.fmt}}{reached} {ci}"
 
 
 def format_difference(value: float, metric: Metric) -> str:
@@ -77,8 +76,8 @@ def format_difference(value: float, metric: Metric) -> str:
 
 
 def statistic_name(metric: Metric) -> str:
-    return {"binary": "rate", "time": "median"}.get(metric.kind, "mean ± sd")
+    return {"binary": "rate", "time": "restricted mean ± sd"}.get(metric.kind, "mean ± sd")
 
 
 def difference_name(metric: Metric) -> str:
-    return {"binary": "rate", "time": "median"}.get(metric.kind, "mean")
+    return {"binary": "rate", "time": "restricted mean"}.get(metric.kind, "mean")

@@ -88,6 +88,8 @@ def resolve(paths: list[Path], seeds: str | None = None, overrides: list[str] = 
     if len(paths) < 2:
         raise UserError(f"compare needs at least two scenario files or run directories, got {len(paths)}")
     loaded = [_load(Path(p), list(overrides)) for p in paths]
+    if overrides and all(run_dir is not None for _, run_dir in loaded):
+        raise UserError("--set: applies to scenario files only, and every input is a run directory (runs are reused, not retrained)")
     if seeds is not None:
         try:
             chosen = parse_seeds(seeds)

@@ -224,8 +224,9 @@ def write_sweep_csv(path: Path, seeds: list[int], sweeps: dict[str, SweepResult]
 
 METHOD = [
     "Pairing: every scenario runs on the same seeds, and a seed fixes its training and test data, its initialisation (per parameter) and its batch order, so differences are taken seed by seed.",
-    "Means (continuous metrics, counts) carry a BCa bootstrap interval; success rates a Wilson interval; epochs-to-accuracy medians a percentile bootstrap interval, with seeds that never reach the accuracy counted as later than the last epoch ('never').",
-    "Paired tests: Wilcoxon signed-rank (Pratt's treatment of zero differences) for continuous metrics, counts and times; exact McNemar test on the discordant seeds for success. Intervals of paired differences resample seeds (paired bootstrap).",
+    "Means (continuous metrics, counts) carry a BCa bootstrap interval; success rates a Wilson interval.",
+    "Epochs to an accuracy: a seed that never reaches it is censored at one epoch past the end, and the restricted mean (mean of min(epochs, end + 1)) is reported, with the number of seeds that got there.",
+    "Paired tests: Wilcoxon signed-rank (Pratt's treatment of zero differences) for continuous metrics, counts and times; exact McNemar test on the discordant seeds for success. Intervals of paired differences resample seeds (paired BCa bootstrap).",
     f"p-values of one pair are Holm-adjusted across its metrics; a difference is reported when the adjusted p is below {ALPHA}. 'No detectable difference' means that, not that the scenarios are equal.",
     "Spikes are detected on step-level training losses by testbed.spikes with its default parameters, the same for every scenario; a spike's size is its peak loss minus the trailing-median baseline before it.",
     "Train-loss AUC per epoch: the area under the train-loss curve over evaluated epochs, divided by the number of epochs (the mean train loss over training).",

@@ -23,6 +23,7 @@ from testbed.comparison.inputs import Entry, resolve, with_probes, with_seeds
 from testbed.comparison.lr_sweep import SweepResult, lr_of, parse_grid, summarize, with_lr
 from testbed.comparison.outcomes import RunData, load_run, outcomes
 from testbed.run import run_scenario
+from testbed.scenario import format_seeds
 
 REPORT_ROOT = "reports"
 
@@ -185,13 +186,16 @@ def _trained_text(main: list[Job]) -> str:
 
 
 def _seed_text(seeds: list[int]) -> str:
-    from testbed.scenario import format_seeds
-
     return "seeds " + format_seeds(seeds)
+
+
+def _plugin_text(ref) -> str:
+    """smooth(radius=1.0, shape=quintic) from a plugin reference."""
+    params = {k: v for k, v in ref.model_dump().items() if k != "name"}
+    return ref.name + (f"({', '.join(f'{k}={v}' for k, v in params.items())})" if params else "")
 
 
 def _norm_text(scenario) -> str:
     m = scenario.model
-    emb, mlp = (m.embedding_norm or m.norm), (m.mlp_norm or m.norm)
-    describe = lambda n: n.name + ("(" + ", ".join(f"{k}={v}" for k, v in n.model_dump().items() if k != "name") + ")" if len(n.model_dump()) > 1 else "")  # noqa: E731
-    return describe(emb) if emb == mlp else f"{describe(emb)} / {describe(mlp)}"
+    emb, mlp = _plugin_text(m.embedding_norm or m.norm), _plugin_text(m.mlp_norm or m.norm)
+    return emb if emb == mlp else f"{emb} / {mlp}"

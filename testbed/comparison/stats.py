@@ -9,9 +9,10 @@ counts are mostly zero, times to accuracy are censored where a seed never gets t
   handling of zero differences, which ties make common);
 - success (binary): rate with a Wilson interval; paired difference of rates with a bootstrap
   interval and the exact McNemar test on the discordant seeds;
-- epochs to an accuracy (time): median, where never reaching counts as later than any epoch
-  (censored), with percentile bootstrap intervals and the Wilcoxon test on those values, which
-  only uses their order.
+- epochs to an accuracy (time): seeds that never get there are censored at one epoch past the
+  end, and the restricted mean (the mean of min(time, end + 1), standard for censored times)
+  is compared like a continuous metric; most seeds may never get there, which would leave a
+  median, and a median difference, stuck at "never".
 
 p-values of one pair of scenarios are Holm-adjusted across its metrics before the verdict.
 """
@@ -38,9 +39,9 @@ class Estimate:
     """One scenario's metric over its seeds."""
 
     n: int
-    estimate: float  # mean, rate or median (see `statistic`)
-    statistic: str  # "mean", "rate" or "median"
-    spread: float  # sd (mean), nothing for rates (NaN), IQR (median)
+    estimate: float  # see `statistic`
+    statistic: str  # "mean", "rate" or "restricted mean" (times, censored at the end)
+    spread: float  # standard deviation (NaN for rates)
     low: float
     high: float
     reached: int | None = None  # time metrics: seeds that got there
@@ -68,9 +69,6 @@ def _mean(x, axis=-1):
     return np.mean(x, axis=axis)
 
 
-def _median(x, axis=-1):
-    return np.median(x, axis=axis)
-
 
 def _bootstrap(data: tuple[np.ndarray, ...], statistic, method: str) -> tuple[float, float]:
     """The bootstrap, vectorized over resamples (statistics take an `axis=-1` form)."""
@@ -96,15 +94,12 @@ def _bootstrap(data: tuple[np.ndarray, ...], statistic, method: str) -> tuple[fl
 
 
 def estimate(values: np.ndarray, kind: Kind, censor_at: float = math.inf) -> Estimate:
-    """Mean (continuous, count), rate (binary) or median (time) with a 95% interval."""
+    """Mean (continuous, count), rate (binary) or restricted mean (time) with a 95% interval."""
     x = np.asarray(values, dtype=float)
+    reached = None
     if kind == "time":
         reached = int(np.isfinite(x).sum())
-        y = censor(x, censor_at)
-        med = float(np.median(y))
-        q25, q75 = np.percentile(y, [25, 75])
-        lo, hi = _bootstrap((y,), _median, "percentile")
-        return Estimate(x.size, med, "median", float(q75 - q25), lo, hi, reached)
+        x = censor(x, censor_at)
     x = x[np.isfinite(x)]
     if x.size == 0:
         return Estimate(0, math.nan, "mean", math.nan, math.nan, math.nan)
@@ -114,33 +109,26 @@ def estimate(values: np.ndarray, kind: Kind, censor_at: float = math.inf) -> Est
         return Estimate(x.size, k / x.size, "rate", math.nan, float(ci.low), float(ci.high))
     sd = float(x.std(ddof=1)) if x.size > 1 else 0.0
     lo, hi = _bootstrap((x,), _mean, "BCa") if x.size > 1 else (float(x[0]), float(x[0]))
-    return Estimate(x.size, float(x.mean()), "mean", sd, lo, hi)
+    return Estimate(x.size, float(x.mean()), "restricted mean" if kind == "time" else "mean", sd, lo, hi, reached)
 
 
 def _mean_difference(a, b, axis=-1):
     return np.mean(b - a, axis=axis)
 
 
-def _median_difference(a, b, axis=-1):
-    return np.median(b - a, axis=axis)
-
-
 def paired(a: np.ndarray, b: np.ndarray, kind: Kind, censor_at: float = math.inf) -> PairedTest:
-    """b - a over seeds present (finite) in both; the test suited to the metric's kind."""
+    """b - a over seeds present (finite) in both, with the test suited to the metric's kind."""
     a = np.asarray(a, dtype=float)
     b = np.asarray(b, dtype=float)
     if kind == "time":
         a, b = censor(a, censor_at), censor(b, censor_at)
-        statistic, method = _median_difference, "percentile"
-    else:
-        keep = np.isfinite(a) & np.isfinite(b)
-        a, b = a[keep], b[keep]
-        statistic, method = _mean_difference, "BCa"
+    keep = np.isfinite(a) & np.isfinite(b)
+    a, b = a[keep], b[keep]
     n = a.size
     if n == 0:
         return PairedTest(0, math.nan, math.nan, math.nan, math.nan, "none")
-    diff = float(statistic(a, b))
-    lo, hi = _bootstrap((a, b), statistic, method) if n > 1 else (diff, diff)
+    diff = float(_mean_difference(a, b))
+    lo, hi = _bootstrap((a, b), _mean_difference, "BCa") if n > 1 else (diff, diff)
     if kind == "binary":
         gained = int(((b > 0.5) & (a < 0.5)).sum())
         lost = int(((a > 0.5) & (b < 0.5)).sum())
