@@ -67,7 +67,45 @@ def trailing_stats(losses: np.ndarray, window: int, chunk: int = 2048) -> tuple[
 
 
 def elevated(losses: np.ndarray, params: SpikeParams) -> tuple[np.ndarray, np.ndarray]:
-    """(elevated mask, baseline), both (T, S)."""
+    """(elevated mask, baseline), both (T, S); the baseline is computed only at candidate steps
+    (NaN elsewhere).
+
+    The median of a window is at least its minimum, so a step can only beat `ratio` x baseline
+    and baseline + `min_delta` if it beats them with the window's minimum in place of its median.
+    The trailing minimum is cheap; medians are then taken only at those candidates, which are a
+    small fraction of the steps. Same numbers as `trailing_stats` everywhere, at a fraction of the
+    cost (tests/test_spikes.py checks the two agree)."""
+    T, S = losses.shape
+    w = params.window
+    finite = np.isfinite(losses)
+    x = torch.from_numpy(np.where(finite, losses, np.inf).astype(np.float32))
+    history = np.minimum(np.arange(T), w)[:, None]
+    lowest = torch.cat([torch.full((w, S), float("inf")), x], 0).unfold(0, w, 1)[:T].amin(-1).numpy()
+    with np.errstate(invalid="ignore"):
+        candidate = (history >= params.min_history) & (
+            ((losses > params.ratio * lowest) & (losses - lowest > params.min_delta)) | ~finite
+        )
+    steps, cols = np.nonzero(candidate)
+    base = np.full((T, S), np.nan, dtype=np.float32)
+    mask = np.zeros((T, S), dtype=bool)
+    if steps.size == 0:
+        return mask, base
+    padded = torch.cat([torch.full((w, S), float("nan")), x], 0)
+    win = padded[torch.from_numpy(steps)[:, None] + torch.arange(w), torch.from_numpy(cols)[:, None]]  # (n, w)
+    med = torch.nanmedian(win, dim=-1).values
+    spread = (1.4826 * torch.nanmedian((win - med.unsqueeze(-1)).abs(), dim=-1).values).numpy()
+    med = med.numpy()
+    loss = losses[steps, cols]
+    with np.errstate(invalid="ignore"):
+        excess = loss - med
+        high = (loss > params.ratio * med) & (excess > params.min_delta) & (excess > params.z * spread)
+    base[steps, cols] = med
+    mask[steps, cols] = np.isfinite(med) & (high | ~finite[steps, cols])
+    return mask, base
+
+
+def elevated_reference(losses: np.ndarray, params: SpikeParams) -> np.ndarray:
+    """The elevated mask from the trailing statistics of every step (the definition; slow)."""
     base, spread = trailing_stats(losses, params.window)
     finite = np.isfinite(losses)
     history = np.minimum(np.arange(losses.shape[0]), params.window)[:, None]
@@ -75,7 +113,7 @@ def elevated(losses: np.ndarray, params: SpikeParams) -> tuple[np.ndarray, np.nd
     with np.errstate(invalid="ignore"):
         excess = losses - base
         high = (losses > params.ratio * base) & (excess > params.min_delta) & (excess > params.z * spread)
-    return ok & (high | ~finite), base
+    return ok & (high | ~finite)
 
 
 def detect(losses: np.ndarray, seeds: list[int], params: SpikeParams) -> list[Spike]:

@@ -71,3 +71,22 @@ def test_seeds_are_detected_independently():
     assert [(s.seed, s.peak) for s in both] == [(9, 600)]
     alone = detect(b[:, None], [9], PARAMS)
     assert [(s.seed, s.peak, s.baseline) for s in alone] == [(s.seed, s.peak, s.baseline) for s in both]
+
+
+@given(seed=st.integers(0, 10_000), n_bad=st.integers(0, 5), floor=st.sampled_from([1e-4, 1e-2, 0.3]))
+@settings(max_examples=30, deadline=None)
+def test_candidate_shortcut_matches_the_full_trailing_statistics(seed, n_bad, floor):
+    """`elevated` computes medians only where the trailing minimum allows a spike; it must flag
+    exactly the steps the definition (medians at every step) flags, NaN and inf losses included."""
+    from testbed.spikes import elevated, elevated_reference
+
+    rng = np.random.default_rng(seed)
+    loss = np.stack([decaying_noisy_loss(1500, seed + j, floor) for j in range(3)], axis=1)
+    for _ in range(12):
+        t, j = rng.integers(0, 1500), rng.integers(0, 3)
+        loss[t : t + rng.integers(1, 30), j] *= rng.uniform(1.5, 400)
+    for _ in range(n_bad):
+        loss[rng.integers(0, 1500), rng.integers(0, 3)] = rng.choice([np.nan, np.inf])
+    mask, base = elevated(loss, PARAMS)
+    np.testing.assert_array_equal(mask, elevated_reference(loss, PARAMS))
+    assert np.isfinite(base[mask & np.isfinite(loss)]).all()
