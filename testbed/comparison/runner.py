@@ -100,6 +100,8 @@ def compare(
         def where(job: Job) -> Path:
             return stage / job.rel if job.trained else job.rel
 
+        if not quiet:
+            console.print(f"analysing {len(main)} runs{' and the learning-rate grid' if grid else ''} on {len(chosen)} seeds: spikes, statistics, figures", highlight=False)
         runs: dict[str, RunData] = {j.label: load_run(where(j), chosen) for j in main}
         per_seed = {label: outcomes(run) for label, run in runs.items()}
         analysis = analyze(per_seed, chosen, max(r.total_epochs for r in runs.values()))
