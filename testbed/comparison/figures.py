@@ -14,6 +14,7 @@ import numpy as np  # noqa: E402
 
 from testbed.comparison.lr_sweep import SweepResult  # noqa: E402
 from testbed.comparison.outcomes import RunData  # noqa: E402
+from testbed.comparison.stats import estimate  # noqa: E402
 from testbed.summary import SUCCESS_ACC  # noqa: E402
 
 COLORS = plt.get_cmap("tab10").colors
@@ -183,16 +184,18 @@ def lr_sensitivity(sweeps: dict[str, SweepResult], out: Path) -> Path:
             value, lo, hi = sw.sensitivity[split]
             _median_band(ax, lrs, sw.final[split], f"{label} (sensitivity {value:.3f})", col[label])
             ax.plot(lrs, sw.final[split].mean(axis=1), color=col[label], linestyle=":", marker="o", markersize=3)
-        rate = sw.success.mean(axis=1)
-        axes[2].plot(lrs, rate, color=col[label], marker="o", label=label)
+        rates = [estimate(row, "binary") for row in sw.success]
+        rate = np.array([r.estimate for r in rates])
+        err = np.array([[r.estimate - r.low for r in rates], [r.high - r.estimate for r in rates]])
+        axes[2].errorbar(lrs, rate, yerr=err, color=col[label], marker="o", capsize=3, label=label)
     for ax, title in zip(axes[:2], ("Final train loss", "Final test loss")):
         ax.set_yscale("log")
         _log_floor(ax)
         ax.set_title(f"{title} (median, IQR; dotted: mean)")
-        ax.set_ylabel("loss (diverged or worse than at init: the initial loss)")
+        ax.set_ylabel("final loss (capped at the initial loss)")
         ax.legend(fontsize=8)
     axes[2].set_ylim(-0.02, 1.02)
-    axes[2].set_title(f"Success rate (test accuracy > {SUCCESS_ACC})")
+    axes[2].set_title(f"Success rate (test accuracy > {SUCCESS_ACC}), Wilson 95% CI")
     axes[2].set_ylabel("share of seeds")
     axes[2].legend(fontsize=8)
     for ax in axes:

@@ -178,6 +178,12 @@ def format_p(p: float) -> str:
     return "<0.0001" if p < 1e-4 else f"{p:.4f}" if p < 0.01 else f"{p:.3f}"
 
 
+def p_text(p: float) -> str:
+    """'p = 0.012' or 'p < 0.0001'."""
+    text = format_p(p)
+    return f"p {text[0]} {text[1:]}" if text.startswith("<") else f"p = {text}"
+
+
 def verdict(a: str, b: str, metrics: list[Metric], tests: dict[str, PairedTest]) -> str:
     """One line: where b is better or worse than a, or that no difference is detectable."""
     n = max((t.n for t in tests.values()), default=0)
@@ -186,10 +192,10 @@ def verdict(a: str, b: str, metrics: list[Metric], tests: dict[str, PairedTest])
     head = f"{b} vs {a} ({n} paired seeds)"
     if not better and not worse:
         smallest = min((t.p_adjusted for t in tests.values() if np.isfinite(t.p_adjusted)), default=math.nan)
-        return f"{head}: no detectable difference on any metric (smallest adjusted p = {format_p(smallest)})."
+        return f"{head}: no detectable difference on any metric (smallest adjusted {p_text(smallest)})."
 
     def said(ms: list[Metric]) -> str:
-        return ", ".join(f"{m.label} ({_signed(tests[m.key].difference, m)}, p = {format_p(tests[m.key].p_adjusted)})" for m in ms)
+        return ", ".join(f"{m.label} ({_signed(tests[m.key].difference, m)}, {p_text(tests[m.key].p_adjusted)})" for m in ms)
 
     parts = []
     if better:
