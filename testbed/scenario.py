@@ -142,6 +142,10 @@ def scenario_model(registry: Registry | None = None) -> type[BaseModel]:
         embedding_norm=(Union[norm, None], Field(None, description="norm of E(x_t)+P(t) before attention")),
         mlp_norm=(Union[norm, None], Field(None, description="pre-norm of the attention output before the MLP")),
         activation=(activation, Field("gelu", description="MLP activation")),
+        init=(
+            Literal["default", "ideal"],
+            Field("default", description="default: PyTorch's initialisation per seed; ideal: the first paper's hand-set circuit (section 3.1)"),
+        ),
     )
     return create_model(
         "Scenario",

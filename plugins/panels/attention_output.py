@@ -15,6 +15,8 @@ from testbed.render.panel import Panel
 class AttentionOutput(Panel):
     title = "Attention output z_A by prefix sum"
 
+    include_origin = False  # the clusters matter here, not the distance to the origin
+
     def points(self, q):
         return q.cloud_xi
 

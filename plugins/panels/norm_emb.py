@@ -1,5 +1,7 @@
 """Normalized embeddings Z(x, t) = norm(E(x) + P(t)) with the query q as an arrow: the
-attention score of a pair is its alignment with q, so this shows where attention can focus."""
+attention score of a pair is its alignment with q, so this shows where attention can focus.
+The arrow keeps q's direction at a fixed length (its norm is written beside it), so a long
+query does not squeeze the points."""
 
 from __future__ import annotations
 
@@ -17,7 +19,7 @@ class NormalizedEmbeddings(Panel):
 
     def points(self, q):
         t = q.tables["z"]
-        return np.concatenate([t.reshape(t.shape[0], -1, 2), q.params["query"][:, None, :]], 1)
+        return t.reshape(t.shape[0], -1, 2)
 
     def setup(self, ax, q, extent):
         self.prepare(ax, extent)
@@ -26,12 +28,16 @@ class NormalizedEmbeddings(Panel):
         self.table = TablePoints(self, ax, q)
         self.arrow = self.keep(ax.quiver([0], [0], [1], [0], angles="xy", scale_units="xy", scale=1, color="red",
                                          width=0.012, zorder=5, label="query q"))
-        ax.legend(handles=[self.arrow], fontsize=5, loc="upper right", framealpha=0.6)
+        self.length = 0.9 * r
+        self.norm = self.keep(ax.text(0.02, 0.02, "", transform=ax.transAxes, fontsize=6, color="red"))
 
     def update(self, q, i):
         self.table.update(q.tables["z"][i])
         qv = q.params["query"][i]
-        self.arrow.set_UVC([qv[0]], [qv[1]])
+        n = float(np.hypot(*qv))
+        u = qv * (self.length / n) if n > 0 else qv
+        self.arrow.set_UVC([u[0]], [u[1]])
+        self.norm.set_text(f"query q (|q| = {n:.3g})")
 
 
 @plugin("norm_emb", Params)

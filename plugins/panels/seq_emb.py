@@ -10,6 +10,8 @@ from testbed.render.panel import Panel, SentencePoints, class_legend
 class SequenceEmbeddings(Panel):
     title = "Sequence embeddings xi"
 
+    include_origin = False  # the clusters matter here, not the distance to the origin
+
     def points(self, q):
         return q.trace["xi"]
 

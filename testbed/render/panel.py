@@ -27,6 +27,7 @@ class Panel:
     xlabel: str = ""
     ylabel: str = ""
     geometric: bool = True  # equal aspect, square view fitted to `points`
+    include_origin: bool = True  # keep the origin in view (where norms are steep)
 
     def __init__(self, params=None):
         self.params = params
@@ -46,9 +47,10 @@ class Panel:
             lo = np.nanquantile(np.nanmin(pts, 1), 0.02, axis=0)
             hi = np.nanquantile(np.nanmax(pts, 1), 0.98, axis=0)
             pts = np.stack([lo, hi])[None]
-        return square_extent(pts)
+        return square_extent(pts, include_origin=self.include_origin)
 
     def prepare(self, ax: Axes, extent) -> None:
+        self.ax = ax
         ax.set_title(self.title, fontsize=TITLE_SIZE)
         ax.set_xlabel(self.xlabel, fontsize=LABEL_SIZE + 1, labelpad=1)
         ax.set_ylabel(self.ylabel, fontsize=LABEL_SIZE + 1, labelpad=1)
@@ -71,6 +73,24 @@ class Panel:
         return artists[0] if len(artists) == 1 else artists
 
 
+MIN_LABEL_GAP = 0.09  # labels closer than this (in axes fractions) to a shown one are hidden
+
+
+def place_labels(ax: Axes, texts, pts: np.ndarray) -> None:
+    """Move labels to their points, hiding any that would sit on a label already shown, so
+    labels of collapsed points do not pile up."""
+    (x0, x1), (y0, y1) = ax.get_xlim(), ax.get_ylim()
+    shown: list[tuple[float, float]] = []
+    for t, (x, y) in zip(texts, pts):
+        t.set_position((x, y))
+        fx, fy = (x - x0) / ((x1 - x0) or 1), (y - y0) / ((y1 - y0) or 1)
+        ok = np.isfinite(fx) and np.isfinite(fy) and 0 <= fx <= 1 and 0 <= fy <= 1
+        ok = ok and all(abs(fx - a) > MIN_LABEL_GAP * 1.6 or abs(fy - b) > MIN_LABEL_GAP * 0.5 for a, b in shown)
+        t.set_visible(bool(ok))
+        if ok:
+            shown.append((fx, fy))
+
+
 class SentencePoints:
     """The probe sentences as points: colour by prefix, marker by class, a few text labels."""
 
@@ -83,14 +103,14 @@ class SentencePoints:
             for y, idx in self.groups
         ]
         self.label_idx = np.flatnonzero(s.labelled) if labels else np.array([], int)
-        self.texts = [ax.text(0, 0, s.text(i), fontsize=5, color="0.15", zorder=4, clip_on=True) for i in self.label_idx]
+        self.texts = [ax.text(0, 0, " " + s.text(i), fontsize=5, color="0.15", zorder=4, clip_on=True, va="center") for i in self.label_idx]
+        self.ax = ax
         panel.keep(*self.scatters, *self.texts) if self.texts else panel.keep(*self.scatters)
 
     def update(self, pts: np.ndarray) -> None:
         for sc, (_, idx) in zip(self.scatters, self.groups):
             sc.set_offsets(pts[idx])
-        for t, i in zip(self.texts, self.label_idx):
-            t.set_position((pts[i, 0], pts[i, 1]))
+        place_labels(self.ax, self.texts, pts[self.label_idx])
 
 
 class TablePoints:
@@ -112,15 +132,15 @@ class TablePoints:
             self.parts.append((sc, ts))
         shown = sorted({0, k - 1, min(k, L - 1), L - 1})
         self.labels = [(x, t) for x in range(V) for t in shown] if label else []
-        self.texts = [ax.text(0, 0, f"({x},{t + 1})", fontsize=5, color="0.2", zorder=4, clip_on=True) for x, t in self.labels]
+        self.texts = [ax.text(0, 0, f" ({x},{t + 1})", fontsize=5, color="0.2", zorder=4, clip_on=True, va="center") for x, t in self.labels]
+        self.ax = ax
         panel.keep(*[sc for sc, _ in self.parts], *self.texts)
 
     def update(self, table: np.ndarray) -> None:
         """table (V, L, 2)."""
         for sc, ts in self.parts:
             sc.set_offsets(table[:, ts].reshape(-1, 2))
-        for txt, (x, t) in zip(self.texts, self.labels):
-            txt.set_position((table[x, t, 0], table[x, t, 1]))
+        place_labels(self.ax, self.texts, np.array([table[x, t] for x, t in self.labels]).reshape(-1, 2))
 
 
 def position_legend(ax: Axes, k: int) -> None:
