@@ -56,7 +56,7 @@ def render(run_dir: Path, epoch: int | None, seed: int | None, out: Path | None,
         return [_video(run, s, names, shape, out, dpi or VIDEO_DPI, workers, console, quiet)]
     i, note = run.snapshot_index(epoch)
     if note:
-        console.print(note, highlight=False)
+        console.print(note, highlight=False, soft_wrap=True)
     default = run.path / "render" / f"epoch{int(run.epochs[i]):05d}-seed{run.seeds[s]}.png"
     path = _out_path(out, default, STILL_FORMATS, "a single frame")
     q = snapshot_quantities(run, s, np.array([i]))
@@ -91,5 +91,5 @@ def _video(run, s, names, shape, out, dpi, workers, console, quiet) -> Path:
         task = bar.add_task("render", total=len(frames))
         video.write(job, frames, path, workers, lambda n: bar.advance(task, n))
     if not quiet:
-        console.print(f"{len(frames)} frames in {time.perf_counter() - started:.1f} s", highlight=False)
+        console.print(f"{len(frames)} frames in {time.perf_counter() - started:.1f} s", highlight=False, soft_wrap=True)
     return path

@@ -28,12 +28,12 @@ def render_spikes(run: rundata.RunData, seed: int | None, names: list[str], out:
         raise UserError(f"--out {out_dir}: --spikes writes a folder of PNG files; this is a file")
     if not spikes:
         where = "spikes.csv" if (run.path / "spikes.csv").is_file() else "this run (no spikes.csv: add the spikes probe)"
-        console.print(f"no spikes found in {where}{'' if seed is None else f' for seed {seed}'}; nothing written", highlight=False)
+        console.print(f"no spikes found in {where}{'' if seed is None else f' for seed {seed}'}; nothing written", highlight=False, soft_wrap=True)
         return []
     steps = rundata.load_spike_steps(run.path)
     if steps is None:
         console.print("no step-level parameters (spike_steps.npz): showing the nearest epoch snapshots around each spike; "
-                      "for the exact steps add spike_steps: true to the snapshots probe", highlight=False)
+                      "for the exact steps add spike_steps: true to the snapshots probe", highlight=False, soft_wrap=True)
     out_dir.mkdir(parents=True, exist_ok=True)
     spe = run.steps_per_epoch
     written = []
@@ -46,6 +46,9 @@ def render_spikes(run: rundata.RunData, seed: int | None, names: list[str], out:
             labels = (f"before: step {b_step}", f"after: step {a_step}")
             epochs = np.array([b_step / spe, a_step / spe])
         else:
+            if steps is not None:
+                console.print(f"seed {sd}, step {start}: no step-level weights kept for this spike; showing the nearest epoch snapshots",
+                              highlight=False, soft_wrap=True)
             e = start // spe + 1  # epoch of the first elevated step; the snapshot of e - 1 precedes it
             lo = int(np.searchsorted(run.epochs, e, side="left")) - 1
             hi = int(np.searchsorted(run.epochs, e, side="left"))
@@ -70,7 +73,7 @@ def render_spikes(run: rundata.RunData, seed: int | None, names: list[str], out:
             g.close()
             partial.unlink(missing_ok=True)
         written.append(path)
-    console.print(f"{len(written)} spike figure{'s' if len(written) != 1 else ''} in {out_dir}", highlight=False)
+    console.print(f"{len(written)} spike figure{'s' if len(written) != 1 else ''} in {out_dir}", highlight=False, soft_wrap=True)
     return written
 
 
