@@ -24,14 +24,15 @@ class AttentionGraph(Panel):
         L, k = q.run.arch.seq_len, q.run.k
         xs = np.arange(1, L + 1, dtype=float)
         top = ((L + 1) / 2, 1.0)
-        self.edges = self.keep(LineCollection([[(x, 0.0), top] for x in xs], linewidths=1, colors=GREY, zorder=2))
+        # edges stop short of the nodes, so the nodes and their labels can stay in the static
+        # background of a video while only the edges are redrawn
+        self.edges = self.keep(LineCollection([[(x, 0.09), (top[0], top[1] - 0.09)] for x in xs], linewidths=1, colors=GREY, zorder=2))
         ax.add_collection(self.edges)
-        # nodes and their tokens are redrawn after the edges of each frame, so they stay on top
-        self.keep(ax.scatter(xs, np.zeros(L), s=60, c="white", edgecolors="k", linewidths=0.6, zorder=3))
+        ax.scatter(xs, np.zeros(L), s=60, c="white", edgecolors="k", linewidths=0.6, zorder=3)
         for x, tok in zip(xs, q.focus_tokens):
-            self.keep(ax.text(x, 0, str(tok), ha="center", va="center", fontsize=6, zorder=4))
+            ax.text(x, 0, str(tok), ha="center", va="center", fontsize=6, zorder=4)
             ax.text(x, -0.16, str(int(x)), ha="center", va="center", fontsize=5, color="0.4")
-        self.keep(ax.scatter([top[0]], [top[1]], s=90, c="0.85", edgecolors="k", linewidths=0.6, zorder=3))
+        ax.scatter([top[0]], [top[1]], s=90, c="0.85", edgecolors="k", linewidths=0.6, zorder=3)
         ax.text(top[0], top[1] + 0.13, "xi", ha="center", fontsize=6)
         ax.axvline(k + 0.5, color="red", lw=0.6, ls="--")
         ax.set_xlim(0.3, L + 0.7)

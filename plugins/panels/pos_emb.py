@@ -27,7 +27,7 @@ class PositionEmbeddings(Panel):
                                 edgecolors="k", linewidths=0.4, zorder=3)
                 self.parts.append((self.keep(sc), ts))
         self.shown = sorted({0, k - 1, min(k, L - 1), L - 1})
-        self.texts = [self.keep(ax.text(0, 0, f" {t + 1}", fontsize=6, zorder=4, clip_on=True)) for t in self.shown]
+        self.texts = [self.keep(ax.text(0, 0, f" {t + 1}", fontsize=6, zorder=4, clip_on=True)) for t in self.shown] if self.labels else []
         position_legend(ax, k)
 
     def update(self, q, i):

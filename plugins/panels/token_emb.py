@@ -20,7 +20,7 @@ class TokenEmbeddings(Panel):
         V, p = q.run.arch.n_tokens, q.run.p
         colors = np.array([class_colors(p)[x] if x < p else (0.6, 0.6, 0.6) for x in range(V)])
         self.sc = self.keep(ax.scatter(np.zeros(V), np.zeros(V), c=colors, s=40, edgecolors="k", linewidths=0.5, zorder=3))
-        self.texts = [self.keep(ax.text(0, 0, f" {x}", fontsize=7, zorder=4, clip_on=True)) for x in range(V)]
+        self.texts = [self.keep(ax.text(0, 0, f" {x}", fontsize=7, zorder=4, clip_on=True)) for x in range(V)] if self.labels else []
 
     def update(self, q, i):
         E = q.params["tok_emb"][i]

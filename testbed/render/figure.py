@@ -68,8 +68,10 @@ class Grid:
     """A figure holding panels in a grid. `slots` gives, per panel, which frame of a frame set it
     shows (0 for a normal frame; the before/after rows of a spike figure show frames 0 and 1)."""
 
-    def __init__(self, panels, grid: tuple[int, int], q, extents, dpi: float, slots=None, pixel_multiple: int = 1):
+    def __init__(self, panels, grid: tuple[int, int], q, extents, dpi: float, slots=None, pixel_multiple: int = 1, labels: bool = True):
         self.panels, self.dpi = panels, dpi
+        for panel in panels:
+            panel.labels = labels
         self.slots = slots or [0] * len(panels)
         R, C = grid
         w, h = C * PANEL_INCHES, R * PANEL_INCHES + 0.35

@@ -28,6 +28,7 @@ class Panel:
     ylabel: str = ""
     geometric: bool = True  # equal aspect, square view fitted to `points`
     include_origin: bool = True  # keep the origin in view (where norms are steep)
+    labels: bool = True  # text labels on points; videos turn them off (text is the dearest to draw)
 
     def __init__(self, params=None):
         self.params = params
@@ -102,7 +103,7 @@ class SentencePoints:
                        edgecolors="k", linewidths=0.3, zorder=3, label=f"y={y}")
             for y, idx in self.groups
         ]
-        self.label_idx = np.flatnonzero(s.labelled) if labels else np.array([], int)
+        self.label_idx = np.flatnonzero(s.labelled) if labels and panel.labels else np.array([], int)
         self.texts = [ax.text(0, 0, " " + s.text(i), fontsize=5, color="0.15", zorder=4, clip_on=True, va="center") for i in self.label_idx]
         self.ax = ax
         panel.keep(*self.scatters, *self.texts) if self.texts else panel.keep(*self.scatters)
@@ -115,7 +116,8 @@ class SentencePoints:
 
 class TablePoints:
     """Points of the (token, position) table: circles for t <= k, squares for t > k, one colour
-    per position shared by every token; (x, t) labels on a few positions only."""
+    per position shared by every token; (x, t) labels on the first and last positions only
+    (text is the dearest thing to draw in a video frame)."""
 
     def __init__(self, panel: Panel, ax: Axes, q: Quantities, size: float = 18, label: bool = True):
         from testbed.render.style import PREFIX_MARKER, SUFFIX_MARKER, position_colors
@@ -130,8 +132,8 @@ class TablePoints:
             sc = ax.scatter(np.zeros(V * len(ts)), np.zeros(V * len(ts)), c=c, marker=marker, s=size,
                             edgecolors="k", linewidths=0.3, zorder=3)
             self.parts.append((sc, ts))
-        shown = sorted({0, k - 1, min(k, L - 1), L - 1})
-        self.labels = [(x, t) for x in range(V) for t in shown] if label else []
+        shown = sorted({0, L - 1})
+        self.labels = [(x, t) for x in range(V) for t in shown] if label and panel.labels else []
         self.texts = [ax.text(0, 0, f" ({x},{t + 1})", fontsize=5, color="0.2", zorder=4, clip_on=True, va="center") for x, t in self.labels]
         self.ax = ax
         panel.keep(*[sc for sc, _ in self.parts], *self.texts)

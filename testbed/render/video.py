@@ -30,6 +30,7 @@ class Job:
     extents: tuple
     dpi: float
     fmt: str  # "mp4" or "gif"
+    labels: bool = False  # point labels cost more to draw than anything else in a frame
 
 
 _CACHE: dict = {}
@@ -42,7 +43,7 @@ def _grid_for(job: Job, q):
     if _CACHE.get("job") != job:
         if "grid" in _CACHE:
             _CACHE["grid"].close()
-        grid = Grid(build_panels(list(job.panels)), job.grid, q, list(job.extents), job.dpi, pixel_multiple=16)
+        grid = Grid(build_panels(list(job.panels)), job.grid, q, list(job.extents), job.dpi, pixel_multiple=16, labels=job.labels)
         grid.start_blitting()
         _CACHE.update(job=job, grid=grid)
     return _CACHE["grid"]
