@@ -51,7 +51,7 @@ def main() -> None:
         for r in range(args.repeats):
             started = time.perf_counter()
             subprocess.run([TESTBED, "render", str(run), "--video", "--seed", str(args.seed), "--out", str(out), "--quiet",
-                            "--workers", str(args.workers)], check=True)
+                            "--workers", str(args.workers)], check=True, stdout=subprocess.DEVNULL)
             times.append(time.perf_counter() - started)
             print(f"round {r + 1}: {frames} frames in {times[-1]:.1f} s ({frames / times[-1]:.1f} frames/s), "
                   f"{out.stat().st_size / 1e6:.1f} MB", flush=True)
