@@ -19,7 +19,9 @@ class NormalizedEmbeddings(Panel):
 
     def points(self, q):
         t = q.tables["z"]
-        return t.reshape(t.shape[0], -1, 2)
+        r = math.sqrt(q.run.arch.d)
+        frame = np.array([[-r, -r], [r, r]], dtype=t.dtype)  # the circle stays whole, the arrow inside
+        return np.concatenate([t.reshape(t.shape[0], -1, 2), np.broadcast_to(frame, (t.shape[0], 2, 2))], 1)
 
     def setup(self, ax, q, extent):
         self.prepare(ax, extent)
@@ -29,7 +31,7 @@ class NormalizedEmbeddings(Panel):
         self.arrow = self.keep(ax.quiver([0], [0], [1], [0], angles="xy", scale_units="xy", scale=1, color="red",
                                          width=0.012, zorder=5, label="query q"))
         self.length = 0.9 * r
-        self.norm = self.keep(ax.text(0.02, 0.02, "", transform=ax.transAxes, fontsize=6, color="red"))
+        self.norm = self.keep(ax.text(0.05, 0.03, "", transform=ax.transAxes, fontsize=6, color="red"))
 
     def update(self, q, i):
         self.table.update(q.tables["z"][i])

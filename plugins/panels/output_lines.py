@@ -1,7 +1,8 @@
 """Output level lines: the decoding zeta -> softmax(E zeta) is linear in zeta, so its level
 lines are straight. Drawn: the colour-wheel field, for each pair of classes the lines where
 their probability ratio is 1 (solid) and 9 or 1/9 (dotted, p = 2 only), the directions of
-the token embeddings, and the sentences' zeta."""
+the token embeddings (arrows of a fixed length: only their direction decides), and the
+sentences' zeta."""
 
 from __future__ import annotations
 
@@ -36,6 +37,7 @@ class OutputLevels(Panel):
         ax.add_collection(self.lines)
         self.pts = SentencePoints(self, ax, q, size=10, labels=False)
         self.reach = 4 * (extent[1] - extent[0])
+        self.arrow_length = 0.35 * (extent[1] - extent[0])
         self.arrows = self.keep(ax.quiver(np.zeros(p), np.zeros(p), np.ones(p), np.zeros(p), angles="xy", scale_units="xy",
                                           scale=1, color=class_colors(p), edgecolor="k", linewidth=0.3, width=0.012, zorder=4))
 
@@ -50,7 +52,8 @@ class OutputLevels(Panel):
         self.lines.set_segments(np.asarray(segs))
         self.im.set_data(q.field("zeta", self.extent, self.params.resolution)[i])
         self.pts.update(q.trace["zeta"][i])
-        self.arrows.set_UVC(E[: q.run.p, 0], E[: q.run.p, 1])
+        u = E[: q.run.p] / np.maximum(np.linalg.norm(E[: q.run.p], axis=1, keepdims=True), 1e-12) * self.arrow_length
+        self.arrows.set_UVC(u[:, 0], u[:, 1])
 
 
 @plugin("output_lines", FieldParams)
