@@ -54,7 +54,7 @@ def run_dir(tmp_path_factory) -> Path:
 def test_every_default_panel_is_a_registered_plugin():
     names = default_registry().names("panel")
     assert set(DEFAULT_PANELS) <= set(names)
-    assert len(DEFAULT_PANELS) == len(set(DEFAULT_PANELS)) >= 19
+    assert len(DEFAULT_PANELS) == len(set(DEFAULT_PANELS)) == 20
 
 
 def test_frame_in_png_pdf_and_svg(run_dir, tmp_path):
@@ -123,7 +123,7 @@ def test_spikes_writes_one_side_by_side_figure_per_spike(run_dir, tmp_path):
     [
         (["--panels", "seq_emd"], ["unknown panel 'seq_emd'", "did you mean 'seq_emb'"]),
         (["--grid", "3by4"], ["--grid", "ROWSxCOLUMNS"]),
-        (["--grid", "2x2"], ["4 cells for 19 panels"]),
+        (["--grid", "2x2"], ["4 cells for 20 panels"]),
         (["--epoch", "40"], ["--epoch 40: out of range", "0-4"]),
         (["--seed", "7"], ["--seed 7: not in this run", "0-1"]),
         (["--out", "frame.jpg"], ["--out frame.jpg", ".png, .pdf, .svg"]),

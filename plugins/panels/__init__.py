@@ -17,6 +17,7 @@ from .output_lines import output_lines
 from .pos_emb import pos_emb
 from .receptors import receptors
 from .seq_emb import seq_emb
+from .step_loss import step_loss
 from .token_emb import token_emb
 from .value import value
 from .xi_field import xi_field
@@ -29,5 +30,5 @@ def testbed_panels():
         token_emb, pos_emb, emb_sum, norm_emb, value,
         attention_map, attention_graph, attention_history, seq_emb, attention_output,
         mlp_input, receptors, assemblers, xi_field, zeta,
-        output_lines, output, loss, accuracy,
+        output_lines, output, loss, accuracy, step_loss,
     ]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import numpy as np
+from matplotlib.ticker import NullFormatter
 
 from testbed.plugin import Params, plugin
 from testbed.render.panel import Panel
@@ -25,6 +25,7 @@ class Curves(Panel):
             ax.legend(fontsize=5.5, loc="best", framealpha=0.6)
         if self.log:
             ax.set_yscale("log")
+            ax.yaxis.set_minor_formatter(NullFormatter())  # a narrow log range would label minor ticks
         ax.grid(alpha=0.3, lw=0.4)
         self.now = self.keep(ax.axvline(0, color="red", lw=0.9, ls="--"))
 

@@ -16,7 +16,7 @@ from testbed.render.quantities import Quantities
 STILL_FORMATS = (".png", ".pdf", ".svg")
 VIDEO_FORMATS = (".mp4", ".gif")
 STILL_DPI, VIDEO_DPI = 110, 60
-SPIKE_PANELS = ("norm_emb", "seq_emb", "xi_field", "mlp_input", "assemblers", "zeta", "attention_graph", "loss")
+SPIKE_PANELS = ("norm_emb", "seq_emb", "xi_field", "mlp_input", "assemblers", "zeta", "attention_graph", "step_loss")
 
 
 def snapshot_quantities(run: rundata.RunData, s: int, idx: np.ndarray) -> Quantities:

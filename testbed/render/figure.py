@@ -24,7 +24,7 @@ DEFAULT_PANELS = (
     "token_emb", "pos_emb", "emb_sum", "norm_emb", "value",
     "attention_map", "attention_graph", "attention_history", "seq_emb", "attention_output",
     "mlp_input", "receptors", "assemblers", "xi_field", "zeta",
-    "output_lines", "output", "loss", "accuracy",
+    "output_lines", "output", "loss", "accuracy", "step_loss",
 )
 PANEL_INCHES = 3.2
 

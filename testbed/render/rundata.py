@@ -24,7 +24,7 @@ class RunData:
     arch: Architecture
     space: ParamSpace
     k: int
-    p: int  # vocabulary of the first stage (probe sentences use it)
+    p: int  # the largest vocabulary the run uses (probe sentences and class colours use it)
     epochs: np.ndarray  # (n,) snapshot epochs
     seeds: list[int]
     params: dict[str, np.ndarray]  # name -> (n, S, ...)
@@ -53,6 +53,13 @@ class RunData:
     def seed_params(self, s: int, index=slice(None)) -> dict[str, np.ndarray]:
         """name -> (F, ...) parameters of seed column s at snapshot indices `index`."""
         return {n: np.ascontiguousarray(a[index, s]) for n, a in self.params.items()}
+
+    def step_losses(self) -> np.ndarray | None:
+        """(steps, S) loss of every optimizer step (step_loss.npz), read once when first asked."""
+        if not hasattr(self, "_step_losses"):
+            f = self.path / "step_loss.npz"
+            self._step_losses = np.load(f)["loss"] if f.is_file() else None
+        return self._step_losses
 
     def seed_metrics(self, seed: int) -> dict[str, np.ndarray] | None:
         if self.metrics is None:
@@ -104,7 +111,7 @@ def load(path: Path) -> RunData:
         arch=components.arch,
         space=components.space,
         k=task.sparsity,
-        p=build_curriculum(scenario).p_at(1),
+        p=max(build_curriculum(scenario).vocab_sizes()),
         epochs=epochs,
         seeds=seeds,
         params=params,
