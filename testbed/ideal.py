@@ -46,7 +46,7 @@ def _count_patterns(k: int, p: int) -> np.ndarray:
 
 
 def _embedding_weights(arch: Architecture, k: int, angles: np.ndarray, c_pos: float, query: float) -> dict[str, torch.Tensor]:
-    V, L, d, h = arch.n_tokens, arch.seq_len, arch.d, arch.hidden
+    L, d, h = arch.seq_len, arch.d, arch.hidden
     pos = np.zeros((L, d))
     pos[:k, 1], pos[k:, 1] = c_pos, -c_pos
     return {

@@ -296,7 +296,7 @@ def test_ideal_run_and_its_frame_show_collapsed_positions_and_clusters(tmp_path,
     m = run.seed_metrics(0)
     assert m["train_acc"][m["epoch"] == 0][0] == 1.0 and m["test_acc"][m["epoch"] == 0][0] == 1.0
     q = snapshot_quantities(run, 0, np.array([0]))
-    k, L, p = run.k, run.arch.seq_len, run.p
+    k, p = run.k, run.p
     assert len(np.unique(np.round(q.params["pos_emb"][0], 6), axis=0)) == 2  # summed positions / the rest
     clusters = np.unique(np.round(q.trace["xi"][0], 4), axis=0)
     assert len(clusters) == math.comb(k + p - 1, k)  # one per count pattern of the prefix

@@ -3,8 +3,6 @@ snapshot, one column per position, the line at k marked, the current epoch as a 
 
 from __future__ import annotations
 
-import numpy as np
-
 from testbed.plugin import Params, plugin
 from testbed.render.panel import Panel
 

@@ -32,7 +32,7 @@ class StepLoss(Panel):
             return
         y = losses[:, q.run.seeds.index(q.seed)]
         steps = q.epochs * self.spe
-        if q.n_frames <= 2 and steps.max() - steps.min() < 2 * self.params.around:  # a spike figure: zoom in
+        if q.step_level:  # a spike figure: zoom in
             lo, hi = int(max(0, steps.min() - self.params.around)), int(min(len(y), steps.max() + self.params.around + 1))
             x = np.arange(lo, hi)
             y = y[lo:hi]

@@ -79,7 +79,8 @@ class Grid:
             w = math.ceil(w * dpi / pixel_multiple) * pixel_multiple / dpi
             h = math.ceil(h * dpi / pixel_multiple) * pixel_multiple / dpi
         self.fig = plt.figure(figsize=(w, h), dpi=dpi)
-        self.fig.subplots_adjust(left=0.035, right=0.99, bottom=0.04, top=1 - 0.55 / h, wspace=0.38, hspace=0.42)
+        # margins in inches, so that a one-row grid keeps room for its tick and axis labels
+        self.fig.subplots_adjust(left=0.55 / w, right=1 - 0.12 / w, bottom=0.45 / h, top=1 - 0.55 / h, wspace=0.38, hspace=0.42)
         axes = self.fig.subplots(R, C, squeeze=False).ravel()
         for ax, panel, ext in zip(axes, panels, extents):
             panel.setup(ax, q, ext)

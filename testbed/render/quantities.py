@@ -55,6 +55,7 @@ class Quantities:
     focus_prev: np.ndarray  # (F, L) the same one update (frame) earlier
     history_epochs: np.ndarray  # (n,) every snapshot of the run
     history_attn: np.ndarray  # (n, L)
+    step_level: bool = False  # frames of a spike figure: steps apart, not snapshots
     _fields: dict = field(default_factory=dict, repr=False)
 
     @property

@@ -59,6 +59,7 @@ def render_spikes(run: rundata.RunData, seed: int | None, names: list[str], out:
         params = _stack(before, after)
         prev = _stack(before, before)  # the attention graph of the 'after' row shows the spike's update
         q = Quantities.build(run, s, params, prev, epochs, list(labels))
+        q.step_level = True
         built = figure.build_panels(names) + figure.build_panels(names)
         extents = [p.extent(q) for p in built]
         caption = (f"{run.scenario.name} - seed {sd} - spike at step {peak} (epoch {peak // spe + 1}), "
