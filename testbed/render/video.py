@@ -1,7 +1,8 @@
-"""Videos of a whole run: frames rendered in parallel worker processes, each writing its chunk
-of frames (a segment of the MP4, or pixels for a GIF); segments are then joined without
-re-encoding. The encoder comes from the imageio-ffmpeg package (it ships an ffmpeg binary), so
-no system ffmpeg is needed."""
+"""Videos of a whole run: frames rendered in parallel worker processes, each encoding its chunk
+of frames as an MP4 segment; segments are then joined without re-encoding (and, for a GIF,
+converted with a palette in one streaming ffmpeg pass, so frames never pile up in memory). The
+encoder comes from the imageio-ffmpeg package (it ships an ffmpeg binary), so no system ffmpeg
+is needed."""
 
 from __future__ import annotations
 
@@ -57,8 +58,8 @@ def _run(job: Job):
     return _CACHE["run"]
 
 
-def render_chunk(args) -> tuple[int, int, list | None]:
-    """Render snapshot indices `idx` of the job; write an MP4 segment or return the pixels."""
+def render_chunk(args) -> tuple[int, int]:
+    """Render snapshot indices `idx` of the job into the MP4 segment `segment`."""
     import torch
 
     from testbed.render.command import snapshot_quantities
@@ -68,17 +69,15 @@ def render_chunk(args) -> tuple[int, int, list | None]:
     run = _run(job)
     q = snapshot_quantities(run, job.seed_col, np.asarray(idx))
     grid = _grid_for(job, q)
-    if job.fmt == "gif":
-        return chunk, len(idx), [grid.frame(q, i) for i in range(len(idx))]
     import imageio.v2 as imageio
 
     with imageio.get_writer(segment, format="FFMPEG", mode="I", fps=FPS, codec="libx264", quality=None,
                             pixelformat="yuv420p", macro_block_size=16,
-                            ffmpeg_params=["-preset", "veryfast", "-crf", "26", "-threads", "1"],
+                            ffmpeg_params=["-preset", "veryfast", "-crf", "20", "-threads", "1"],
                             ffmpeg_log_level="error") as w:
         for i in range(len(idx)):
             w.append_data(grid.frame(q, i))
-    return chunk, len(idx), None
+    return chunk, len(idx)
 
 
 def write(job: Job, frames: np.ndarray, out: Path, workers: int, advance) -> None:
@@ -92,13 +91,9 @@ def write(job: Job, frames: np.ndarray, out: Path, workers: int, advance) -> Non
     chunks = [frames[lo : lo + size] for lo in range(0, n, size)]
     with tempfile.TemporaryDirectory(prefix=".render-", dir=out.parent) as tmp:
         tasks = [(job, c, list(map(int, idx)), str(Path(tmp) / f"seg{c:05d}.mp4")) for c, idx in enumerate(chunks)]
-        pixels: dict[int, list] = {}
 
         def collect(result):
-            chunk, count, px = result
-            if px is not None:
-                pixels[chunk] = px
-            advance(count)
+            advance(result[1])
 
         if workers == 1:
             for t in tasks:
@@ -109,21 +104,23 @@ def write(job: Job, frames: np.ndarray, out: Path, workers: int, advance) -> Non
                     collect(result)
         partial = out.with_name(f".{out.stem}.partial{out.suffix}")
         if job.fmt == "gif":
-            import imageio.v3 as iio
-
-            iio.imwrite(partial, np.stack([f for c in sorted(pixels) for f in pixels[c]]), duration=1000 / FPS, loop=0, extension=".gif")
+            joined = Path(tmp) / "joined.mp4"
+            _concat([t[3] for t in tasks], joined, Path(tmp))
+            _ffmpeg(["-i", str(joined), "-vf", "split[a][b];[a]palettegen=stats_mode=diff[p];[b][p]paletteuse", "-loop", "0", str(partial)])
         else:
             _concat([t[3] for t in tasks], partial, Path(tmp))
         os.replace(partial, out)
 
 
 def _concat(segments: list[str], out: Path, tmp: Path) -> None:
-    import imageio_ffmpeg
-
     listing = tmp / "segments.txt"
     listing.write_text("".join(f"file '{s}'\n" for s in segments))
-    cmd = [imageio_ffmpeg.get_ffmpeg_exe(), "-y", "-loglevel", "error", "-f", "concat", "-safe", "0", "-i", str(listing),
-           "-c", "copy", "-movflags", "+faststart", str(out)]
-    proc = subprocess.run(cmd, capture_output=True, text=True)
+    _ffmpeg(["-f", "concat", "-safe", "0", "-i", str(listing), "-c", "copy", "-movflags", "+faststart", str(out)])
+
+
+def _ffmpeg(args: list[str]) -> None:
+    import imageio_ffmpeg
+
+    proc = subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-y", "-loglevel", "error", *args], capture_output=True, text=True)
     if proc.returncode != 0:
-        raise RuntimeError(f"ffmpeg could not join the video segments: {proc.stderr.strip()}")
+        raise RuntimeError(f"ffmpeg failed: {proc.stderr.strip()}")
