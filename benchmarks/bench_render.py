@@ -29,7 +29,9 @@ def ensure_run(path: Path, seed: int) -> Path:
     print(f"training {path} (seed {seed}, snapshot every epoch) ...", flush=True)
     cmd = [TESTBED, "run", str(ROOT / "scenarios" / "smooth_norm.yaml"), "--seeds", str(seed), "--out", str(path), "--force",
            "--quiet", "--set", "probes=[metrics, step_loss, spikes, {name: snapshots, every: 1}]"]
-    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+    # one thread: a seed's trajectory is the same with one or two (tests/test_replicas.py), and
+    # two threads fight any other busy process on a 2-core machine
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, env=dict(os.environ, OMP_NUM_THREADS="1"))
     return path
 
 
