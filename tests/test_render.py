@@ -305,6 +305,13 @@ def test_ideal_run_and_its_frame_show_collapsed_positions_and_clusters(tmp_path,
     assert proc.returncode == 0 and frame.is_file()
 
 
+def test_ideal_circuit_that_cannot_fit_is_a_validation_error(write_scenario):
+    data = copy.deepcopy(RENDER_TINY)
+    data["model"] = {"hidden": 2, "init": "ideal"}
+    proc = cli("validate", str(write_scenario(data)))
+    assert proc.returncode == 2 and "model.init: ideal needs model.hidden >= 3" in proc.stderr, proc.stderr
+
+
 def test_grid_default_fits_the_panels():
     for n in range(1, 25):
         r, c = parse_grid(None, n)
