@@ -1,4 +1,4 @@
-"""The `testbed` command line: run, compare, validate, schema, plugins.
+"""The `testbed` command line: run, compare, render, validate, schema, plugins.
 
 Bad input (a missing file, a scenario field out of range, an unknown plugin, a malformed flag)
 prints one line per problem to stderr and exits with status 2, without a traceback.
@@ -107,6 +107,28 @@ def plugins(kind: Optional[str] = typer.Option(None, "--kind", help="only this k
             p = reg.get(k, name)
             t.add_row(k, name, p.source, _describe_params(p.params), p.doc)
     Console(width=max(120, Console().width)).print(t)
+
+
+@app.command()
+def render(
+    run_dir: Path = typer.Argument(..., help="run directory (with snapshots.npz)"),
+    epoch: Optional[int] = typer.Option(None, "--epoch", help="the snapshot to draw (default: the last)"),
+    seed: Optional[int] = typer.Option(None, "--seed", help="which seed of the run (default: its first)"),
+    out: Optional[Path] = typer.Option(None, "--out", help="output file (.png/.pdf/.svg, .mp4/.gif with --video) or folder (--spikes)"),
+    video: bool = typer.Option(False, "--video", help="one frame per snapshot, as MP4 (or GIF)"),
+    spikes: bool = typer.Option(False, "--spikes", help="frames just before and after every loss spike"),
+    panels: Optional[str] = typer.Option(None, "--panels", help="comma-separated panel names (see testbed plugins --kind panel)"),
+    grid: Optional[str] = typer.Option(None, "--grid", help="ROWSxCOLUMNS, e.g. 4x5"),
+    dpi: Optional[float] = typer.Option(None, "--dpi", min=20, max=600, help="resolution (default 110 for frames, 60 for videos)"),
+    workers: int = typer.Option(0, "--workers", min=0, help="video worker processes (0: one per core)"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar"),
+) -> None:
+    """Draw every layer of the model in the plane from a run's snapshots: a frame, a video, or spikes."""
+    from testbed.render.command import render as render_run
+
+    err = Console(stderr=True)
+    for path in render_run(run_dir, epoch, seed, out, video, spikes, panels, grid, dpi, workers, err, quiet):
+        print(path)
 
 
 def _describe_params(model) -> str:

@@ -38,6 +38,10 @@ class TestbedSpecs:
     def testbed_probes(self) -> list:
         """Probes: build(params) -> `testbed.probe.Probe` observing a training run."""
 
+    @hookspec
+    def testbed_panels(self) -> list:
+        """Panels of `testbed render`: build(params) -> `testbed.render.panel.Panel`."""
+
 
 # Plugin kind -> hook name; the order is the order of `testbed plugins`.
 KINDS: dict[str, str] = {
@@ -46,4 +50,5 @@ KINDS: dict[str, str] = {
     "optimizer": "testbed_optimizers",
     "curriculum": "testbed_curricula",
     "probe": "testbed_probes",
+    "panel": "testbed_panels",
 }

@@ -142,6 +142,10 @@ def scenario_model(registry: Registry | None = None) -> type[BaseModel]:
         embedding_norm=(Union[norm, None], Field(None, description="norm of E(x_t)+P(t) before attention")),
         mlp_norm=(Union[norm, None], Field(None, description="pre-norm of the attention output before the MLP")),
         activation=(activation, Field("gelu", description="MLP activation")),
+        init=(
+            Literal["default", "ideal"],
+            Field("default", description="default: PyTorch's initialisation per seed; ideal: the first paper's hand-set circuit (section 3.1)"),
+        ),
     )
     return create_model(
         "Scenario",
@@ -232,6 +236,14 @@ def check(scenario, registry: Registry) -> list[tuple[str, str]]:
     for key in getattr(scenario.optimizer, "lr_multipliers", {}) or {}:
         if not any(key == g or g.startswith(key + ".") for g in PARAM_GROUPS):
             problems.append((f"optimizer.lr_multipliers.{key}", f"unknown module; use a parameter or a prefix of one (e.g. mlp): {', '.join(PARAM_GROUPS)}"))
+    if model.init == "ideal":
+        from math import comb
+
+        patterns = comb(task.sparsity + curriculum.p_at(1) - 1, task.sparsity)
+        if model.d != 2:
+            problems.append(("model.init", "ideal is built for model.d = 2"))
+        if model.hidden < patterns - 1:
+            problems.append(("model.init", f"ideal needs model.hidden >= {patterns - 1} (one neuron per gap between the {patterns} prefix count patterns)"))
     names = [p.name for p in scenario.probes]
     for dup in sorted({n for n in names if names.count(n) > 1}):
         problems.append(("probes", f"probe '{dup}' is listed twice"))

@@ -82,7 +82,12 @@ def train(scenario, out_dir: Path | None = None, registry: Registry | None = Non
     n = task.n_train
     steps_per_epoch = -(-n // B)
 
-    flat = space.init(seeds)
+    if scenario.model.init == "ideal":
+        from testbed.ideal import flat_weights
+
+        flat = flat_weights(arch, space, task.sparsity, c.curriculum.p_at(1), len(seeds))
+    else:
+        flat = space.init(seeds)
     views = space.views(flat)
 
     info = RunInfo(seeds, epochs, steps_per_epoch, space, scenario)

@@ -1,4 +1,7 @@
-"""All weights of every seed every few epochs, for rendering later -> snapshots.npz."""
+"""All weights of every seed every few epochs, for rendering later -> snapshots.npz; with
+`spike_steps`, also the weights just before and after each step whose loss jumps ->
+spike_steps.npz (what `testbed render --spikes` shows: a spike happens within one step, far
+finer than any epoch snapshot)."""
 
 from __future__ import annotations
 
@@ -15,6 +18,7 @@ from testbed.probe import Evaluation, Probe
 
 class SnapshotParams(Params):
     every: int = Field(10, ge=1, description="snapshot every this many epochs (and at 0 and the last)")
+    spike_steps: bool = Field(False, description="also keep the weights before and after every step whose loss jumps (spike_steps.npz)")
 
 
 class Snapshots(Probe):
@@ -45,7 +49,79 @@ class Snapshots(Probe):
         return {}
 
 
+class SpikeSnapshots(Snapshots):
+    """Snapshots plus the weights around loss jumps.
+
+    After each step the loss of that step is compared, per seed, with the median of the
+    previous `window` step losses (recomputed every REFRESH steps), with the `ratio` and `min_delta` of the spike detector (the
+    scenario's `spikes` probe settings, else its defaults; its noise test is left out, so this
+    keeps a superset of what the detector reports). The first elevated step s of a jump (one
+    more than `merge_gap` steps after the previous elevated step) keeps the weights that gave
+    the normal loss of step s - 1 and those that gave the elevated loss of step s. Two recent
+    weight copies (a ring of two) are all it needs; at most `MAX_EVENTS` jumps are kept per seed."""
+
+    MAX_EVENTS = 64
+    REFRESH = 10  # steps between recomputations of the median baseline
+
+    def start(self, info) -> None:
+        from testbed.spikes import SpikeParams
+
+        super().start(info)
+        found = [p for p in getattr(info.scenario, "probes", []) if getattr(p, "name", None) == "spikes"]
+        self.detector = SpikeParams(**found[0].model_dump(exclude={"name"})) if found else SpikeParams()
+        self.flat: torch.Tensor | None = None
+        self.ring = torch.zeros(2, len(info.seeds), info.space.size)  # weights entering steps n by n % 2
+        self.base = torch.full((len(info.seeds),), float("inf"))
+        self.base_until = 0
+        self.last_elevated = [-(10**9)] * len(info.seeds)
+        self.kept = [0] * len(info.seeds)
+        self.events: list[tuple[int, int, float, torch.Tensor, torch.Tensor]] = []
+
+    def after_epoch(self, epoch: int, flat: torch.Tensor, evaluation: Evaluation | None) -> None:
+        super().after_epoch(epoch, flat, evaluation)
+        if epoch == 0:
+            self.flat = flat  # updated in place by the optimizer: read after every step
+            self.ring[0].copy_(flat)
+
+    def after_step(self, step: int, epoch: int, loss: torch.Tensor, grad: torch.Tensor) -> None:
+        s = step - 1  # the step whose loss this is, computed with the weights entering it
+        det = self.detector
+        if s >= max(det.min_history, 1):
+            if s >= self.base_until:  # the median baseline, refreshed every few steps (cheap per step)
+                history = self.info.step_losses[max(0, s - det.window) : s]
+                self.base = torch.nanmedian(history, 0).values
+                self.base_until = s + self.REFRESH
+            jump = (loss > det.ratio * self.base) & (loss - self.base > det.min_delta) | ~torch.isfinite(loss)
+            if bool(jump.any()):
+                for j in torch.nonzero(jump).flatten().tolist():
+                    new = s - self.last_elevated[j] > det.merge_gap
+                    self.last_elevated[j] = s
+                    if new and self.kept[j] < self.MAX_EVENTS:
+                        self.kept[j] += 1
+                        before, after = self.ring[(s - 1) % 2, j].clone(), self.ring[s % 2, j].clone()
+                        self.events.append((j, s, float(loss[j]), before, after))
+        self.ring[step % 2].copy_(self.flat)
+
+    def finish(self, out: Path) -> dict[str, list]:
+        super().finish(out)
+        space, n = self.info.space, len(self.events)
+        arrays = {}
+        for key, col in (("before", 3), ("after", 4)):
+            stacked = torch.stack([e[col] for e in self.events]) if n else torch.zeros(0, space.size)
+            for name, sl in space.slices.items():
+                arrays[f"{key}/{name}"] = stacked[:, sl].reshape(n, *space.shapes[name]).numpy()
+        np.savez_compressed(
+            out / "spike_steps.npz",
+            seed=np.asarray([self.info.seeds[e[0]] for e in self.events], dtype=np.int64),
+            step=np.asarray([e[1] for e in self.events], dtype=np.int64),
+            before_step=np.asarray([e[1] - 1 for e in self.events], dtype=np.int64),
+            loss=np.asarray([e[2] for e in self.events], dtype=np.float64),
+            **arrays,
+        )
+        return {}
+
+
 @plugin("snapshots", SnapshotParams)
 def snapshots(params: SnapshotParams):
-    """Every parameter of every seed every `every` epochs (snapshots.npz: param/<name> (n, S, ...))."""
-    return Snapshots(params)
+    """Every parameter of every seed every `every` epochs (snapshots.npz: param/<name> (n, S, ...)); spike_steps: weights around loss jumps."""
+    return SpikeSnapshots(params) if params.spike_steps else Snapshots(params)

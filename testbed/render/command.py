@@ -1,0 +1,95 @@
+"""`testbed render`: one frame, a video, or the frames around every loss spike of a run."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+from rich.console import Console
+
+from testbed.errors import UserError
+from testbed.render import figure, rundata
+from testbed.render.quantities import Quantities
+
+STILL_FORMATS = (".png", ".pdf", ".svg")
+VIDEO_FORMATS = (".mp4", ".gif")
+STILL_DPI, VIDEO_DPI = 110, 60
+SPIKE_PANELS = ("norm_emb", "seq_emb", "xi_field", "mlp_input", "assemblers", "zeta", "attention_graph", "step_loss")
+
+
+def snapshot_quantities(run: rundata.RunData, s: int, idx: np.ndarray) -> Quantities:
+    """Quantities of snapshots `idx` of seed column s; each frame's previous frame is the snapshot before."""
+    idx = np.asarray(idx, dtype=int)
+    seed = run.seeds[s]
+    captions = [f"{run.scenario.name} - seed {seed} - epoch {int(run.epochs[i])}" for i in idx]
+    return Quantities.build(run, s, run.seed_params(s, idx), run.seed_params(s, np.maximum(idx - 1, 0)), run.epochs[idx], captions)
+
+
+def _out_path(out: Path | None, default: Path, allowed: tuple[str, ...], flag: str) -> Path:
+    path = Path(out) if out is not None else default
+    if path.suffix.lower() not in allowed:
+        raise UserError(f"--out {path}: {flag} writes {', '.join(allowed)} files")
+    if path.is_dir():
+        raise UserError(f"--out {path}: is a directory")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def render(run_dir: Path, epoch: int | None, seed: int | None, out: Path | None, video: bool, spikes: bool,
+           panels: str | None, grid: str | None, dpi: float | None, workers: int, console: Console, quiet: bool = False) -> list[Path]:
+    if video and spikes:
+        raise UserError("--video and --spikes: choose one")
+    if (video or spikes) and epoch is not None:
+        raise UserError("--epoch selects one frame; it cannot be combined with --video or --spikes")
+    names = figure.parse_panels(panels) if (panels or not spikes) else list(SPIKE_PANELS)
+    if not spikes:
+        shape = figure.parse_grid(grid, len(names))
+    run = rundata.load(run_dir)
+    s = run.seed_index(seed)
+    if spikes:
+        from testbed.render.spikes import render_spikes
+
+        return render_spikes(run, seed, names, out, dpi or STILL_DPI, console)
+    if video:
+        return [_video(run, s, names, shape, out, dpi or VIDEO_DPI, workers, console, quiet)]
+    i, note = run.snapshot_index(epoch)
+    if note:
+        console.print(note, highlight=False, soft_wrap=True)
+    default = run.path / "render" / f"epoch{int(run.epochs[i]):05d}-seed{run.seeds[s]}.png"
+    path = _out_path(out, default, STILL_FORMATS, "a single frame")
+    q = snapshot_quantities(run, s, np.array([i]))
+    built = figure.build_panels(names)
+    g = figure.Grid(built, shape, q, [p.extent(q) for p in built], dpi or STILL_DPI)
+    partial = path.with_name(f".{path.stem}.partial{path.suffix}")
+    try:
+        g.save(q, 0, partial)
+        os.replace(partial, path)
+    finally:
+        g.close()
+        partial.unlink(missing_ok=True)
+    return [path]
+
+
+def _video(run, s, names, shape, out, dpi, workers, console, quiet) -> Path:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    from testbed.render import video
+
+    default = run.path / "render" / f"seed{run.seeds[s]}.mp4"
+    path = _out_path(out, default, VIDEO_FORMATS, "--video")
+    frames = np.arange(len(run.epochs))
+    started = time.perf_counter()
+    # Views are fixed over the whole video: fitted once to every frame's data (no fields needed).
+    q_all = snapshot_quantities(run, s, frames)
+    extents = tuple(p.extent(q_all) for p in figure.build_panels(names))
+    job = video.Job(str(run.path), s, tuple(names), shape, extents, dpi, path.suffix.lower().lstrip("."))
+    bar = Progress(TextColumn("[bold]rendering"), BarColumn(), MofNCompleteColumn(), TextColumn("frames"),
+                   TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(), console=console, disable=quiet)
+    with bar:
+        task = bar.add_task("render", total=len(frames))
+        video.write(job, frames, path, workers, lambda n: bar.advance(task, n))
+    if not quiet:
+        console.print(f"{len(frames)} frames in {time.perf_counter() - started:.1f} s", highlight=False, soft_wrap=True)
+    return path
