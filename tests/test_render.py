@@ -96,8 +96,9 @@ def test_video_mp4_and_gif_have_one_frame_per_snapshot(run_dir, tmp_path):
 def test_spikes_writes_one_side_by_side_figure_per_spike(run_dir, tmp_path):
     run = tmp_path / "run"
     shutil.copytree(run_dir, run)
-    # the tiny run has no real spike: declare one at a step the snapshots probe did not keep
-    (run / "spikes.csv").write_text("seed,start,peak,end,epoch,baseline,peak_loss,ratio\n1,4,5,6,2,0.5,1.5,3.0\n")
+    # the tiny run has no real spike: declare one at a step the snapshots probe did not keep,
+    # from a loss of exactly 0 (so its ratio is inf, as the detector writes it)
+    (run / "spikes.csv").write_text("seed,start,peak,end,epoch,baseline,peak_loss,ratio\n1,4,5,6,2,-0.0,1.5,inf\n")
     proc = cli("render", str(run), "--spikes")
     assert proc.returncode == 0, proc.stderr
     assert "nearest epoch snapshots" in proc.stderr

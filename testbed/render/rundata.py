@@ -16,6 +16,8 @@ from testbed.model import Architecture, ParamSpace
 
 SPIKE_STEPS_FILE = "spike_steps.npz"
 
+SPIKE_INT_FIELDS = {"seed", "start", "peak", "end", "epoch"}  # the rest of spikes.csv is float (ratio may be inf)
+
 
 @dataclass
 class RunData:
@@ -102,7 +104,7 @@ def load(path: Path) -> RunData:
     spikes = []
     if (path / "spikes.csv").is_file():
         with open(path / "spikes.csv") as f:
-            spikes = [{k: (float(v) if "." in v or "e" in v else int(v)) for k, v in row.items()} for row in csv.DictReader(f)]
+            spikes = [{k: (int(v) if k in SPIKE_INT_FIELDS else float(v)) for k, v in row.items()} for row in csv.DictReader(f)]
     task = scenario.task
     B = scenario.training.batch_for(task.n_train)
     return RunData(
