@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import csv
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -198,3 +199,14 @@ def test_third_party_package_adds_a_plugin_through_its_entry_point(tmp_path, wri
 
     data["model"]["norm"] = {"name": "clipped_rms", "limit": -1}
     assert_user_error(cli("validate", str(write_scenario(data)), env=env), "model.norm.limit: must be > 0")
+
+
+SHIPPED = sorted((Path(__file__).resolve().parent.parent / "scenarios").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.name)
+def test_every_shipped_scenario_is_valid(path):
+    from testbed import scenario as scenario_mod
+
+    sc = scenario_mod.load(path)
+    assert sc.name == path.stem
