@@ -117,6 +117,7 @@ def render(
     out: Optional[Path] = typer.Option(None, "--out", help="output file (.png/.pdf/.svg, .mp4/.gif with --video) or folder (--spikes)"),
     video: bool = typer.Option(False, "--video", help="one frame per snapshot, as MP4 (or GIF)"),
     spikes: bool = typer.Option(False, "--spikes", help="frames just before and after every loss spike"),
+    top: Optional[int] = typer.Option(None, "--top", min=1, help="with --spikes: only the N largest spikes (by loss jump)"),
     panels: Optional[str] = typer.Option(None, "--panels", help="comma-separated panel names (see testbed plugins --kind panel)"),
     grid: Optional[str] = typer.Option(None, "--grid", help="ROWSxCOLUMNS, e.g. 4x5"),
     dpi: Optional[float] = typer.Option(None, "--dpi", min=20, max=600, help="resolution (default 110 for frames, 60 for videos)"),
@@ -127,7 +128,7 @@ def render(
     from testbed.render.command import render as render_run
 
     err = Console(stderr=True)
-    for path in render_run(run_dir, epoch, seed, out, video, spikes, panels, grid, dpi, workers, err, quiet):
+    for path in render_run(run_dir, epoch, seed, out, video, spikes, panels, grid, dpi, workers, err, quiet, top):
         print(path)
 
 

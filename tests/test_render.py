@@ -129,6 +129,7 @@ def test_spikes_writes_one_side_by_side_figure_per_spike(run_dir, tmp_path):
         (["--seed", "7"], ["--seed 7: not in this run", "0-1"]),
         (["--out", "frame.jpg"], ["--out frame.jpg", ".png, .pdf, .svg"]),
         (["--video", "--epoch", "2"], ["--epoch"]),
+        (["--top", "2"], ["--top", "--spikes"]),
     ],
 )
 def test_bad_input_is_one_line_and_status_2(run_dir, args, needles):
@@ -317,3 +318,17 @@ def test_grid_default_fits_the_panels():
     for n in range(1, 25):
         r, c = parse_grid(None, n)
         assert r * c >= n and r <= c + 1
+
+
+def test_top_keeps_the_largest_loss_jumps_in_file_order():
+    from testbed.render.spikes import largest
+
+    rows = [
+        {"seed": 0, "peak": 10, "baseline": 0.1, "peak_loss": 0.4},
+        {"seed": 1, "peak": 20, "baseline": 0.0, "peak_loss": 2.0},
+        {"seed": 0, "peak": 30, "baseline": 0.5, "peak_loss": 0.6},
+        {"seed": 2, "peak": 40, "baseline": 0.2, "peak_loss": float("inf")},
+    ]
+    assert [r["peak"] for r in largest(rows, 2)] == [20, 40]
+    assert [r["peak"] for r in largest(rows, 3)] == [10, 20, 40]
+    assert largest(rows, None) == rows and largest(rows, 9) == rows

@@ -38,9 +38,12 @@ def _out_path(out: Path | None, default: Path, allowed: tuple[str, ...], flag: s
 
 
 def render(run_dir: Path, epoch: int | None, seed: int | None, out: Path | None, video: bool, spikes: bool,
-           panels: str | None, grid: str | None, dpi: float | None, workers: int, console: Console, quiet: bool = False) -> list[Path]:
+           panels: str | None, grid: str | None, dpi: float | None, workers: int, console: Console, quiet: bool = False,
+           top: int | None = None) -> list[Path]:
     if video and spikes:
         raise UserError("--video and --spikes: choose one")
+    if top is not None and not spikes:
+        raise UserError("--top chooses among spikes; use it with --spikes")
     if (video or spikes) and epoch is not None:
         raise UserError("--epoch selects one frame; it cannot be combined with --video or --spikes")
     names = figure.parse_panels(panels) if (panels or not spikes) else list(SPIKE_PANELS)
@@ -51,7 +54,7 @@ def render(run_dir: Path, epoch: int | None, seed: int | None, out: Path | None,
     if spikes:
         from testbed.render.spikes import render_spikes
 
-        return render_spikes(run, seed, names, out, dpi or STILL_DPI, console)
+        return render_spikes(run, seed, names, out, dpi or STILL_DPI, console, top, quiet)
     if video:
         return [_video(run, s, names, shape, out, dpi or VIDEO_DPI, workers, console, quiet)]
     i, note = run.snapshot_index(epoch)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 from rich.console import Console
+from rich.progress import track
 
 from testbed.render import figure, rundata
 from testbed.render.quantities import Quantities
@@ -18,9 +19,19 @@ def _stack(a: dict, b: dict) -> dict:
     return {n: np.stack([a[n], b[n]]) for n in a}
 
 
-def render_spikes(run: rundata.RunData, seed: int | None, names: list[str], out: Path | None, dpi: float, console: Console) -> list[Path]:
+def largest(spikes: list[dict], top: int | None) -> list[dict]:
+    """The `top` spikes with the largest loss jump (peak - baseline), in the order of spikes.csv."""
+    if top is None or len(spikes) <= top:
+        return spikes
+    jump = [float(sp["peak_loss"]) - float(sp["baseline"]) for sp in spikes]
+    keep = sorted(np.argsort(np.nan_to_num(jump, nan=np.inf), kind="stable")[::-1][:top])
+    return [spikes[i] for i in keep]
+
+
+def render_spikes(run: rundata.RunData, seed: int | None, names: list[str], out: Path | None, dpi: float, console: Console,
+                  top: int | None = None, quiet: bool = False) -> list[Path]:
     spikes = [sp for sp in run.spikes if seed is None or int(sp["seed"]) == seed]
-    spikes = [sp for sp in spikes if int(sp["seed"]) in run.seeds]
+    spikes = largest([sp for sp in spikes if int(sp["seed"]) in run.seeds], top)
     out_dir = Path(out) if out is not None else run.path / "render" / "spikes"
     if out_dir.exists() and not out_dir.is_dir():
         from testbed.errors import UserError
@@ -37,7 +48,7 @@ def render_spikes(run: rundata.RunData, seed: int | None, names: list[str], out:
     out_dir.mkdir(parents=True, exist_ok=True)
     spe = run.steps_per_epoch
     written = []
-    for sp in spikes:
+    for sp in track(spikes, description="spike figures", console=console, disable=quiet or len(spikes) < 2, transient=True):
         sd, start, peak, end = int(sp["seed"]), int(sp["start"]), int(sp["peak"]), int(sp["end"])
         s = run.seeds.index(sd)
         pair = _step_pair(steps, run, sd, start, end)
