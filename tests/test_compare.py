@@ -150,6 +150,13 @@ def test_lr_grid_trains_every_rate_and_reports_sensitivity(files, tmp_path):
     rows = read_rows(out / "lr_sweep.csv")
     assert {(r["scenario"], r["lr"]) for r in rows} == {(s, lr) for s in ("tiny", "tiny_smooth") for lr in (f"{own:g}", "0.05")}
     assert "sensitivity" in r.stdout
+    # the report directory is itself an input: re-analysed, grid included, nothing retrained
+    again = tmp_path / "again"
+    r = cli_here("compare", str(out), "--out", str(again), "-q")
+    assert r.returncode == 0, r.stderr
+    assert not (again / "runs").exists()
+    for name in ("lr_sweep.csv", "comparison.csv", "statistics.csv"):
+        assert (again / name).read_text() == (out / name).read_text()
 
 
 def assert_bad(result, *fragments: str) -> None:

@@ -16,7 +16,7 @@ from pathlib import Path
 from rich.console import Console
 
 from testbed import rundir
-from testbed.comparison import figures
+from testbed.comparison import figures, manifest
 from testbed.comparison import report as rep
 from testbed.comparison.analysis import Analysis, analyze, pairs
 from testbed.comparison.inputs import Entry, resolve, with_probes, with_seeds
@@ -56,9 +56,13 @@ def _same_lr(a: float, b: float) -> bool:
     return math.isclose(a, b, rel_tol=1e-9)
 
 
-def plan(entries: list[Entry], seeds: list[int], grid: list[float] | None) -> tuple[list[Job], dict[str, dict[float, Job]]]:
+def plan(
+    entries: list[Entry], seeds: list[int], grid: list[float] | None, known: dict[tuple[Path, float], Path] | None = None
+) -> tuple[list[Job], dict[str, dict[float, Job]]]:
     """The main run of every entry, and with a grid, a run per (entry, learning rate); a run at
-    an entry's own learning rate is its main run, not a second one."""
+    an entry's own learning rate is its main run, not a second one, and a grid run an earlier
+    report already trained (`known`: (main run, lr) -> run) is reused."""
+    known = known or {}
     main, sweep = [], {}
     for e in entries:
         lr = lr_of(e.scenario)
@@ -67,10 +71,15 @@ def plan(entries: list[Entry], seeds: list[int], grid: list[float] | None) -> tu
         if grid is None:
             continue
         base = with_seeds(with_probes(e.scenario), seeds)
-        sweep[e.label] = {
-            g: job if _same_lr(g, lr) else Job(e.label, g, with_lr(base, g), Path("runs") / f"{slug(e.label)}-lr{g:g}", True)
-            for g in grid
-        }
+        sweep[e.label] = {}
+        for g in grid:
+            earlier = next((run for (main_run, k), run in known.items() if e.run_dir is not None and main_run == e.run_dir.resolve() and _same_lr(k, g)), None)
+            if _same_lr(g, lr):
+                sweep[e.label][g] = job
+            elif earlier is not None:
+                sweep[e.label][g] = Job(e.label, g, e.scenario, earlier, False)
+            else:
+                sweep[e.label][g] = Job(e.label, g, with_lr(base, g), Path("runs") / f"{slug(e.label)}-lr{g:g}", True)
     return main, sweep
 
 
@@ -86,9 +95,10 @@ def compare(
 ) -> ComparisonOutput:
     started = time.perf_counter()
     console = console or Console(stderr=True)
-    entries, chosen = resolve(list(paths), seeds, list(overrides))
-    grid = parse_grid(lr_grid) if lr_grid is not None else None
-    main, sweep = plan(entries, chosen, grid)
+    expanded = manifest.expand(list(paths))
+    entries, chosen = resolve(expanded.paths, seeds, list(overrides))
+    grid = parse_grid(lr_grid) if lr_grid is not None else expanded.grid
+    main, sweep = plan(entries, chosen, grid, expanded.known_runs)
     path = Path(out) if out is not None else rundir.default_path(REPORT_ROOT, "-vs-".join(slug(e.label) for e in entries))
     with rundir.staged(path, force) as stage:
         to_train = [j for j in main if j.trained] + [j for lrs in sweep.values() for j in lrs.values() if j.trained and j not in main]
@@ -116,6 +126,10 @@ def compare(
         rep.write_statistics_csv(stage / "statistics.csv", analysis)
         if sweeps is not None:
             rep.write_sweep_csv(stage / "lr_sweep.csv", chosen, sweeps)
+        final = lambda job: path / job.rel if job.trained else job.rel  # noqa: E731  (where runs live once renamed)
+        manifest.write(
+            stage, path, chosen, grid, [(j.label, final(j)) for j in main], {label: {g: final(j) for g, j in lrs.items()} for label, lrs in sweep.items()}
+        )
     return ComparisonOutput(path, analysis, sweeps, time.perf_counter() - started, report)
 
 
