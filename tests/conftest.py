@@ -30,6 +30,20 @@ def cli(*args: str, env: dict | None = None, cwd: Path | None = None) -> subproc
     return subprocess.run([TESTBED, *args], capture_output=True, text=True, env=full_env, cwd=cwd, timeout=300)
 
 
+def third_party_package(root: Path, module: str, source: str, dist: str, version: str) -> dict[str, str]:
+    """Lay out an installed package testbed has never heard of: a module under `root` and its
+    dist-info with an entry point in the `testbed.plugins` group. Returns the environment in
+    which the console script finds it."""
+    site = root / "site"
+    site.mkdir()
+    (site / f"{module}.py").write_text(source)
+    info = site / f"{module}-{version}.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: {version}\n")
+    (info / "entry_points.txt").write_text(f"[testbed.plugins]\nacme = {module}\n")
+    return {"PYTHONPATH": str(site)}
+
+
 def cli_here(*args: str) -> subprocess.CompletedProcess:
     """Run the command line in this process (no interpreter start-up, no torch import): the
     same `main()` the console script calls, with its exit status and captured output."""

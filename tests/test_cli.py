@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import yaml
 
-from conftest import TINY, cli
+from conftest import TINY, cli, third_party_package
 
 
 def assert_user_error(proc, *needles: str) -> None:
@@ -177,14 +177,7 @@ def testbed_norms():
 
 def test_third_party_package_adds_a_plugin_through_its_entry_point(tmp_path, write_scenario):
     """A package that testbed has never heard of ships a norm with an entry point."""
-    site = tmp_path / "site"
-    site.mkdir()
-    (site / "acme_norms.py").write_text(THIRD_PARTY)
-    dist = site / "acme_norms-0.3.dist-info"
-    dist.mkdir()
-    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: acme-norms\nVersion: 0.3\n")
-    (dist / "entry_points.txt").write_text("[testbed.plugins]\nacme = acme_norms\n")
-    env = {"PYTHONPATH": str(site)}
+    env = third_party_package(tmp_path, "acme_norms", THIRD_PARTY, "acme-norms", "0.3")
 
     listing = cli("plugins", "--kind", "norm", env=env)
     assert listing.returncode == 0, listing.stderr

@@ -17,7 +17,7 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conftest import TINY, cli
+from conftest import TINY, cli, third_party_package
 from testbed.model import Architecture, ParamSpace, forward, pair_index
 from testbed.registry import default_registry
 from testbed.render import rundata, sentences, style
@@ -179,14 +179,7 @@ def testbed_panels():
 
 
 def test_third_party_panel_through_an_entry_point(run_dir, tmp_path):
-    site = tmp_path / "site"
-    site.mkdir()
-    (site / "acme_panels.py").write_text(THIRD_PARTY)
-    dist = site / "acme_panels-0.1.dist-info"
-    dist.mkdir()
-    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: acme-panels\nVersion: 0.1\n")
-    (dist / "entry_points.txt").write_text("[testbed.plugins]\nacme = acme_panels\n")
-    env = {"PYTHONPATH": str(site)}
+    env = third_party_package(tmp_path, "acme_panels", THIRD_PARTY, "acme-panels", "0.1")
     listing = cli("plugins", "--kind", "panel", env=env)
     assert "xi_norms" in listing.stdout and "acme-panels 0.1" in listing.stdout
     out = tmp_path / "f.png"

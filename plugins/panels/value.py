@@ -4,23 +4,12 @@ the pairs that faulty attention still looks at."""
 from __future__ import annotations
 
 from testbed.plugin import Params, plugin
-from testbed.render.panel import Panel, TablePoints, position_legend
+from testbed.render.panel import TablePanel
 
 
-class ValueTransform(Panel):
+class ValueTransform(TablePanel):
     title = "Value transform V Z(x,t)"
-
-    def points(self, q):
-        t = q.tables["vz"]
-        return t.reshape(t.shape[0], -1, 2)
-
-    def setup(self, ax, q, extent):
-        self.prepare(ax, extent)
-        self.table = TablePoints(self, ax, q)
-        position_legend(ax, q.run.k)
-
-    def update(self, q, i):
-        self.table.update(q.tables["vz"][i])
+    table = "vz"
 
 
 @plugin("value", Params)

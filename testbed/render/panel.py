@@ -161,3 +161,22 @@ def class_legend(ax: Axes, p: int) -> None:
     handles = [Line2D([], [], marker=class_marker(y), ls="", mfc="0.6", mec="k", mew=0.3, ms=4, label=f"y={y}") for y in range(p)]
     ax.legend(handles=handles, fontsize=5, loc="upper right", framealpha=0.6, handletextpad=0.2, borderpad=0.3,
               ncol=1 if p <= 3 else 2)
+
+
+class TablePanel(Panel):
+    """Every (token, position) pair of one of the per-frame tables (`q.tables[table]`), with the
+    position legend: the panels that differ only by which table they draw."""
+
+    table = ""
+
+    def points(self, q):
+        t = q.tables[self.table]
+        return t.reshape(t.shape[0], -1, 2)
+
+    def setup(self, ax, q, extent):
+        self.prepare(ax, extent)
+        self.pairs = TablePoints(self, ax, q)
+        position_legend(ax, q.run.k)
+
+    def update(self, q, i):
+        self.pairs.update(q.tables[self.table][i])
