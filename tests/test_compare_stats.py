@@ -34,6 +34,7 @@ def synthetic(rng: np.random.Generator, n: int) -> dict[str, np.ndarray]:
         "train_loss_auc": loss * 2,
         "final_train_loss": loss,
         "final_test_loss": loss * 1.1,
+        "diverged": (rng.random(n) < 0.05).astype(float),
     }
 
 
@@ -176,3 +177,17 @@ def test_outcomes_read_times_spikes_and_final_values():
 def test_first_epoch_at_ignores_later_drops():
     acc = np.array([[0.1], [0.95], [0.5], [0.99]])
     assert first_epoch_at(np.array([0, 10, 20, 30]), acc, 0.9)[0] == 10
+
+
+def test_a_diverged_seed_is_counted_and_its_losses_count_as_initial():
+    acc = np.array([[0.5, 0.5], [0.6, 0.5], [0.7, 0.5]])
+    steps = np.full((300, 2), 0.3) + np.random.default_rng(1).normal(0, 0.001, (300, 2))
+    steps[250:, 1] = np.nan  # seed 1 diverges
+    run = run_data(acc, steps)
+    run.curves["train_loss"] = np.array([[0.7, 0.69], [0.4, 0.5], [0.2, np.nan]])
+    run.curves["test_loss"] = run.curves["train_loss"].copy()
+    out = outcomes(run)
+    np.testing.assert_array_equal(out["diverged"], [0.0, 1.0])
+    np.testing.assert_allclose(out["final_train_loss"], [0.2, 0.69])
+    assert np.isfinite(out["train_loss_auc"]).all() and np.isfinite(out["worst_spike"]).all()
+    assert out["spikes"][1] == 1 and out["worst_spike"][1] == pytest.approx(0.69 - 0.3, abs=0.01)

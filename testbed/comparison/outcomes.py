@@ -3,6 +3,10 @@ run leaves (metrics.csv, step_loss.npz), so analysis never retrains.
 
 Spikes are re-detected here from step-level losses with the detector's default parameters, so
 every scenario of a comparison is judged by the same detector whatever its own probe settings.
+
+A seed that diverges (a non-finite loss) is counted, and its losses count as its loss at
+initialisation, as Wortsman et al. (2024) do: dropping it would flatter the scenario that
+diverges, and an infinite value would leave no mean to compare.
 """
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ METRICS: tuple[Metric, ...] = (
     Metric("train_loss_auc", "train-loss AUC per epoch", "lower", "continuous", ".4f"),
     Metric("final_train_loss", "final train loss", "lower", "continuous", ".4f"),
     Metric("final_test_loss", "final test loss", "lower", "continuous", ".4f"),
+    Metric("diverged", "diverged (non-finite loss)", "lower", "binary", ".0%"),
 )
 BY_KEY = {m.key: m for m in METRICS}
 
@@ -84,33 +89,40 @@ def first_epoch_at(epochs: np.ndarray, acc: np.ndarray, level: float) -> np.ndar
     return np.where(reached.any(axis=0), epochs[first].astype(float), np.nan)
 
 
+def finite_or_initial(loss: np.ndarray) -> np.ndarray:
+    """(E, S) loss curve with non-finite values replaced by the seed's initial loss."""
+    return np.where(np.isfinite(loss), loss, loss[0])
+
+
 def outcomes(run: RunData) -> dict[str, np.ndarray]:
     """Metric key -> (S,) values, one per compared seed."""
     c, e = run.curves, run.epochs
     S = len(run.seeds)
-    final = {k: v[-1] for k, v in c.items()}
+    train_loss, test_loss = finite_or_initial(c["train_loss"]), finite_or_initial(c["test_loss"])
     count = np.zeros(S)
     size = np.zeros(S)
     worst = np.zeros(S)
     col = {seed: j for j, seed in enumerate(run.seeds)}
     for s in run.spikes:
         j = col[s.seed]
-        jump = s.peak_loss - s.baseline if np.isfinite(s.peak_loss) else np.inf
+        peak = s.peak_loss if np.isfinite(s.peak_loss) else train_loss[0, j]
+        jump = max(peak - s.baseline, 0.0)
         count[j] += 1
         size[j] += jump
         worst[j] = max(worst[j], jump)
-    train_loss = np.where(np.isfinite(c["train_loss"]), c["train_loss"], np.nan)
     span = max(float(e[-1] - e[0]), 1.0)
     auc = np.trapezoid(train_loss, e, axis=0) / span if e.size > 1 else train_loss[0]
+    final_acc = c["test_acc"][-1]
     return {
-        "final_test_acc": final["test_acc"],
-        "success": (final["test_acc"] > SUCCESS_ACC).astype(float),
+        "final_test_acc": final_acc,
+        "success": (final_acc > SUCCESS_ACC).astype(float),
         "epochs_to_0.9": first_epoch_at(e, c["test_acc"], 0.9),
         "epochs_to_1.0": first_epoch_at(e, c["test_acc"], 1.0),
         "spikes": count,
         "spike_size": size,
         "worst_spike": worst,
         "train_loss_auc": auc,
-        "final_train_loss": final["train_loss"],
-        "final_test_loss": final["test_loss"],
+        "final_train_loss": train_loss[-1],
+        "final_test_loss": test_loss[-1],
+        "diverged": (~np.isfinite(c["train_loss"][-1]) | ~np.isfinite(run.step_loss).all(axis=0)).astype(float),
     }

@@ -229,5 +229,6 @@ METHOD = [
     "Paired tests: Wilcoxon signed-rank (Pratt's treatment of zero differences) for continuous metrics, counts and times; exact McNemar test on the discordant seeds for success. Intervals of paired differences resample seeds (paired BCa bootstrap).",
     f"p-values of one pair are Holm-adjusted across its metrics; a difference is reported when the adjusted p is below {ALPHA}. 'No detectable difference' means that, not that the scenarios are equal.",
     "Spikes are detected on step-level training losses by testbed.spikes with its default parameters, the same for every scenario; a spike's size is its peak loss minus the trailing-median baseline before it.",
+    "A seed that diverges (a non-finite loss) is counted in 'diverged', and its losses count as its loss at initialisation (as in Wortsman et al. 2024), so it is neither dropped nor infinite.",
     "Train-loss AUC per epoch: the area under the train-loss curve over evaluated epochs, divided by the number of epochs (the mean train loss over training).",
 ]
