@@ -4,22 +4,12 @@ each cluster towards the token embedding of its class."""
 from __future__ import annotations
 
 from testbed.plugin import Params, plugin
-from testbed.render.panel import Panel, SentencePoints, class_legend
+from testbed.render.panel import SentencePanel
 
 
-class TransformedSequences(Panel):
+class TransformedSequences(SentencePanel):
     title = "Transformed sequences zeta"
-
-    def points(self, q):
-        return q.trace["zeta"]
-
-    def setup(self, ax, q, extent):
-        self.prepare(ax, extent)
-        self.pts = SentencePoints(self, ax, q)
-        class_legend(ax, q.run.p)
-
-    def update(self, q, i):
-        self.pts.update(q.trace["zeta"][i])
+    quantity = "zeta"
 
 
 @plugin("zeta", Params)

@@ -180,3 +180,21 @@ class TablePanel(Panel):
 
     def update(self, q, i):
         self.pairs.update(q.tables[self.table][i])
+
+
+class SentencePanel(Panel):
+    """The probe sentences at one traced quantity (`q.trace[quantity]`), with the class legend:
+    the panels that differ only by which quantity they draw."""
+
+    quantity = ""
+
+    def points(self, q):
+        return q.trace[self.quantity]
+
+    def setup(self, ax, q, extent):
+        self.prepare(ax, extent)
+        self.pts = SentencePoints(self, ax, q)
+        class_legend(ax, q.run.p)
+
+    def update(self, q, i):
+        self.pts.update(q.trace[self.quantity][i])
