@@ -73,7 +73,7 @@ def plan(
         base = with_seeds(with_probes(e.scenario), seeds)
         sweep[e.label] = {}
         for g in grid:
-            earlier = next((run for (main_run, k), run in known.items() if e.run_dir is not None and main_run == e.run_dir.resolve() and _same_lr(k, g)), None)
+            earlier = known.get((e.run_dir.resolve(), g)) if e.run_dir is not None else None
             if _same_lr(g, lr):
                 sweep[e.label][g] = job
             elif earlier is not None:
@@ -107,17 +107,23 @@ def compare(
             label = f"[{i}/{len(to_train)}] {job.label}" + (f" lr={job.lr:g}" if grid else "") + f" ({len(sc.seeds)} seeds)"
             run_scenario(sc, stage / job.rel, console=console, quiet=quiet, label=label)
 
-        def where(job: Job) -> Path:
-            return stage / job.rel if job.trained else job.rel
+        loaded: dict[Path, RunData] = {}
+
+        def data(job: Job) -> RunData:
+            """The run of a job, read once (a grid's run at a scenario's own rate is its main run)."""
+            where = stage / job.rel if job.trained else job.rel
+            if where not in loaded:
+                loaded[where] = load_run(where, chosen)
+            return loaded[where]
 
         if not quiet:
             console.print(f"analysing {len(main)} runs{' and the learning-rate grid' if grid else ''} on {len(chosen)} seeds: spikes, statistics, figures", highlight=False)
-        runs: dict[str, RunData] = {j.label: load_run(where(j), chosen) for j in main}
+        runs: dict[str, RunData] = {j.label: data(j) for j in main}
         per_seed = {label: outcomes(run) for label, run in runs.items()}
         analysis = analyze(per_seed, chosen, max(r.total_epochs for r in runs.values()))
         sweeps = None
         if grid is not None:
-            sweeps = {label: summarize(grid, [load_run(where(lrs[g]), chosen) for g in grid]) for label, lrs in sweep.items()}
+            sweeps = {label: summarize(grid, [data(lrs[g]) for g in grid]) for label, lrs in sweep.items()}
         seconds = time.perf_counter() - started
         report = build_report(stage, entries, main, runs, per_seed, analysis, sweeps, seconds)
         (stage / "report.md").write_text(rep.to_markdown(report))
