@@ -199,6 +199,14 @@ def validate(data: dict, source: str = "scenario", registry: Registry | None = N
     return scenario
 
 
+def revised(scenario, **fields: Any):
+    """A copy of a validated scenario with some top-level fields replaced, validated again:
+    scenarios are frozen, and a changed one must pass the same checks as a file."""
+    data = scenario.model_dump(mode="json")
+    data.update(fields)
+    return validate(data, scenario.name)
+
+
 def load(path: str | Path, overrides: list[str] = (), seeds: str | None = None, registry: Registry | None = None):
     """Read, override and validate a scenario file."""
     path = Path(path)

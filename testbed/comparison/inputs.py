@@ -40,17 +40,11 @@ def with_probes(scenario):
     missing = [name for name in REQUIRED_PROBES if name not in names]
     if not missing:
         return scenario
-    data = scenario.model_dump(mode="json")
-    data["probes"] = data["probes"] + missing
-    return scenario_mod.validate(data, scenario.name)
+    return scenario_mod.revised(scenario, probes=[p.model_dump(mode="json") for p in scenario.probes] + missing)
 
 
 def with_seeds(scenario, seeds: list[int]):
-    if list(scenario.seeds) == seeds:
-        return scenario
-    data = scenario.model_dump(mode="json")
-    data["seeds"] = seeds
-    return scenario_mod.validate(data, scenario.name)
+    return scenario if list(scenario.seeds) == seeds else scenario_mod.revised(scenario, seeds=seeds)
 
 
 def _load(path: Path, overrides: list[str]):

@@ -37,9 +37,7 @@ def parse_grid(spec: str) -> list[float]:
 
 
 def with_lr(scenario, lr: float):
-    data = scenario.model_dump(mode="json")
-    data["optimizer"]["lr"] = lr
-    return scenario_mod.validate(data, scenario.name)
+    return scenario_mod.revised(scenario, optimizer={**scenario.optimizer.model_dump(mode="json"), "lr": lr})
 
 
 def lr_of(scenario) -> float:
