@@ -20,7 +20,7 @@ from testbed.comparison import figures, manifest
 from testbed.comparison import report as rep
 from testbed.comparison.analysis import Analysis, analyze, pairs
 from testbed.comparison.inputs import Entry, resolve, with_probes, with_seeds
-from testbed.comparison.lr_sweep import SweepResult, lr_of, parse_grid, summarize, with_lr
+from testbed.comparison.lr_sweep import lr_of, parse_grid, summarize, with_lr
 from testbed.comparison.outcomes import RunData, load_run, outcomes
 from testbed.run import run_scenario
 from testbed.scenario import format_seeds
@@ -43,7 +43,7 @@ class Job:
 class ComparisonOutput:
     path: Path
     analysis: Analysis
-    sweeps: dict[str, SweepResult] | None
+    sweep_tables: list[rep.Table]  # learning-rate grid tables (bootstrapped once, shown twice)
     seconds: float
     report: rep.Report
 
@@ -125,7 +125,8 @@ def compare(
         if grid is not None:
             sweeps = {label: summarize(grid, [data(lrs[g]) for g in grid]) for label, lrs in sweep.items()}
         seconds = time.perf_counter() - started
-        report = build_report(stage, entries, main, runs, per_seed, analysis, sweeps, seconds)
+        sweep_tables = rep.sweep_tables(sweeps) if sweeps is not None else []
+        report = build_report(stage, entries, main, runs, per_seed, analysis, sweeps, sweep_tables, seconds)
         (stage / "report.md").write_text(rep.to_markdown(report))
         (stage / "report.html").write_text(rep.to_html(report, stage))
         rep.write_comparison_csv(stage / "comparison.csv", analysis, per_seed)
@@ -136,10 +137,12 @@ def compare(
         manifest.write(
             stage, path, chosen, grid, [(j.label, final(j)) for j in main], {label: {g: final(j) for g, j in lrs.items()} for label, lrs in sweep.items()}
         )
-    return ComparisonOutput(path, analysis, sweeps, time.perf_counter() - started, report)
+    return ComparisonOutput(path, analysis, sweep_tables, time.perf_counter() - started, report)
 
 
-def build_report(stage: Path, entries, main: list[Job], runs, per_seed, analysis: Analysis, sweeps, seconds: float) -> rep.Report:
+def build_report(
+    stage: Path, entries, main: list[Job], runs, per_seed, analysis: Analysis, sweeps, sweep_tables: list[rep.Table], seconds: float
+) -> rep.Report:
     fig_dir = stage / "figures"
     fig_dir.mkdir()
     rel = lambda p: p.relative_to(stage)  # noqa: E731
@@ -191,7 +194,7 @@ def build_report(stage: Path, entries, main: list[Job], runs, per_seed, analysis
                 "Sensitivity = mean over learning rates of min(final loss, initial loss) minus the best final loss, "
                 "losses averaged over seeds; a diverged run counts as its initial loss. Lower is more stable."
             ),
-            *rep.sweep_tables(sweeps),
+            *sweep_tables,
             rep.Figure(rel(figures.lr_sensitivity(sweeps, fig_dir / "lr_sensitivity.png")), "Final loss and success rate against the learning rate"),
         )
     r.add(rep.Heading("Method"), rep.Bullets(rep.METHOD))

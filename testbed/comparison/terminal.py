@@ -24,9 +24,8 @@ def show(output: ComparisonOutput, console: Console) -> None:
     console.print(rich_table(rep.scenario_table(a)))
     for x, y in pairs(a.labels):
         console.print(rich_table(rep.pair_table(a, x, y)))
-    if output.sweeps is not None:
-        for table in rep.sweep_tables(output.sweeps):
-            console.print(rich_table(table))
+    for table in output.sweep_tables:
+        console.print(rich_table(table))
     for x, y in pairs(a.labels):
         console.print(f"verdict: {a.verdicts[(x, y)]}", highlight=False, soft_wrap=True)
     console.print(f"report: {output.path / 'report.md'} (and report.html), {output.seconds:.0f} s", highlight=False, soft_wrap=True)
