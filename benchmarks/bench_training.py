@@ -6,7 +6,7 @@ What is measured, in one process on this machine:
    torch.optim.Adam, train + test evaluation every epoch), one seed. Seconds per epoch are
    ``(T(N) - T(0)) / N`` where ``T(N)`` is the wall time of ``train_one_seed(seed, N)`` and
    ``T(0)`` the same call with no epochs (data and model set-up only), after a 1-epoch warm-up.
-2. **testbed, 1 seed** -- ``testbed.train.train`` on the papers' default scenario
+2. **testbed, 1 seed** -- ``testbed.engine.loop.train`` on the papers' default scenario
    (p=2, L=12, k=5, n=2048, d=2, h=32, Adam 3e-3, batch 32) with the probes
    ``metrics`` (evaluation on train and test every epoch, like the naive loop), ``step_loss`` and
    ``spikes``.
@@ -52,8 +52,8 @@ if str(ROOT) not in sys.path:  # testbed itself, should the editable install be 
 import torch  # noqa: E402
 
 import naive_loop  # noqa: E402
-from testbed.scenario import validate  # noqa: E402
-from testbed.train import train  # noqa: E402
+from testbed.config.scenario import validate  # noqa: E402
+from testbed.engine.loop import train  # noqa: E402
 
 PROBES = ["metrics", "step_loss", "spikes"]
 TARGET_SPEEDUP_1 = 2.0

@@ -7,8 +7,9 @@ from typing import Callable, Literal
 import torch
 from pydantic import Field
 
-from testbed.hookspecs import hookimpl
-from testbed.plugin import Params, plugin
+from testbed.plugin_api.hookspecs import hookimpl
+from testbed.plugin_api.base import Params
+from testbed.plugin_api.base import plugin
 
 aten = torch.ops.aten
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from testbed.hookspecs import hookimpl
-from testbed.plugin import Params, plugin
+from testbed.plugin_api.hookspecs import hookimpl
+from testbed.plugin_api.base import Params
+from testbed.plugin_api.base import plugin
 
 
 class Constant:

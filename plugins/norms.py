@@ -12,8 +12,9 @@ from typing import Literal
 import torch
 from pydantic import Field
 
-from testbed.hookspecs import hookimpl
-from testbed.plugin import Params, plugin
+from testbed.plugin_api.hookspecs import hookimpl
+from testbed.plugin_api.base import Params
+from testbed.plugin_api.base import plugin
 
 
 class EpsParams(Params):

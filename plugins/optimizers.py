@@ -11,9 +11,9 @@ import math
 import torch
 from pydantic import Field, field_validator, model_validator
 
-from testbed.hookspecs import hookimpl
-from testbed.optim import OptimizerParams
-from testbed.plugin import plugin
+from testbed.plugin_api.hookspecs import hookimpl
+from testbed.engine.optimizer import OptimizerParams
+from testbed.plugin_api.base import plugin
 
 
 class AdamParams(OptimizerParams):

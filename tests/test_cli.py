@@ -156,8 +156,9 @@ def test_plugins_lists_every_kind_name_and_source():
 THIRD_PARTY = '''
 import torch
 from pydantic import Field
-from testbed.hookspecs import hookimpl
-from testbed.plugin import Params, plugin
+from testbed.plugin_api.hookspecs import hookimpl
+from testbed.plugin_api.base import Params
+from testbed.plugin_api.base import plugin
 
 class ClipParams(Params):
     limit: float = Field(2.0, gt=0)
@@ -199,7 +200,7 @@ SHIPPED = sorted((Path(__file__).resolve().parent.parent / "scenarios").glob("*.
 
 @pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.name)
 def test_every_shipped_scenario_is_valid(path):
-    from testbed import scenario as scenario_mod
+    from testbed.config import scenario as scenario_mod
 
     sc = scenario_mod.load(path)
     assert sc.name == path.stem

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 import yaml
 
-from testbed import scenario as scenario_mod
-from testbed.comparison.outcomes import METRICS
-from testbed.task import make_dataset
+from testbed.config import scenario as scenario_mod
+from testbed.analysis.outcomes import METRICS
+from testbed.engine.task import make_dataset
 
 from conftest import TINY, cli, cli_here
 

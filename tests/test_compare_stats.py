@@ -9,10 +9,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from testbed import spikes as detector
-from testbed.comparison import stats
-from testbed.comparison.analysis import analyze
-from testbed.comparison.outcomes import BY_KEY, METRICS, RunData, first_epoch_at, outcomes
+from testbed.analysis import spike_detector as detector
+from testbed.analysis import stats
+from testbed.comparison.pairwise import analyze
+from testbed.analysis.outcomes import BY_KEY
+from testbed.analysis.outcomes import METRICS
+from testbed.analysis.outcomes import RunData
+from testbed.analysis.outcomes import first_epoch_at
+from testbed.analysis.outcomes import outcomes
 
 
 def synthetic(rng: np.random.Generator, n: int) -> dict[str, np.ndarray]:

@@ -6,8 +6,9 @@ import csv
 
 import pytest
 
-from testbed.scenario import ScenarioError, validate
-from testbed.train import train
+from testbed.config.scenario import ScenarioError
+from testbed.config.scenario import validate
+from testbed.engine.loop import train
 
 SWITCH = {
     "name": "transfer",

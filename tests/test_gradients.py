@@ -9,9 +9,13 @@ import itertools
 import pytest
 import torch
 
-from testbed.gradients import loss_and_grad
-from testbed.model import Architecture, ParamSpace, forward, pair_index, per_seed_loss
-from testbed.registry import default_registry
+from testbed.engine.gradients import loss_and_grad
+from testbed.engine.model import Architecture
+from testbed.engine.model import ParamSpace
+from testbed.engine.model import forward
+from testbed.engine.model import pair_index
+from testbed.engine.model import per_seed_loss
+from testbed.plugin_api.registry import default_registry
 
 REG = default_registry()
 NORMS = [("rms", {}), ("l2", {}), ("identity", {})] + [("smooth", {"shape": s, "radius": 1.3}) for s in ("linear", "cubic", "quintic")]

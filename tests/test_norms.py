@@ -9,7 +9,7 @@ import torch
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from testbed.registry import default_registry
+from testbed.plugin_api.registry import default_registry
 
 SHAPES = ("linear", "cubic", "quintic")
 FAST = settings(max_examples=40, deadline=None)

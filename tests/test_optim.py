@@ -7,9 +7,10 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from testbed.model import ParamSpace
-from testbed.optim import Optimizer, clip_per_seed
-from testbed.registry import default_registry
+from testbed.engine.model import ParamSpace
+from testbed.engine.optimizer import Optimizer
+from testbed.engine.optimizer import clip_per_seed
+from testbed.plugin_api.registry import default_registry
 
 SHAPES = {
     "tok_emb": (3, 2),

@@ -9,11 +9,12 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from testbed import scenario as scenario_mod
-from testbed.model import pair_index
-from testbed.seeding import generator
-from testbed.task import make_dataset
-from testbed.train import build, train
+from testbed.config import scenario as scenario_mod
+from testbed.engine.model import pair_index
+from testbed.engine.seeding import generator
+from testbed.engine.task import make_dataset
+from testbed.engine.loop import build
+from testbed.engine.loop import train
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 from naive_loop import Transformer  # noqa: E402
@@ -48,7 +49,7 @@ def test_forward_matches_the_reference_module():
     flat = c.space.init(sc.seeds)
     views = c.space.views(flat)
     tokens = torch.randint(3, (2, 50, 8), generator=torch.Generator().manual_seed(0))
-    from testbed.model import forward
+    from testbed.engine.model import forward
 
     logits = forward(c.arch, views, pair_index(tokens, 3))
     for s in range(2):

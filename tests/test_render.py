@@ -18,11 +18,17 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from conftest import TINY, cli, third_party_package
-from testbed.model import Architecture, ParamSpace, forward, pair_index
-from testbed.registry import default_registry
-from testbed.render import rundata, sentences, style
+from testbed.engine.model import Architecture
+from testbed.engine.model import ParamSpace
+from testbed.engine.model import forward
+from testbed.engine.model import pair_index
+from testbed.plugin_api.registry import default_registry
+from testbed.render import rundata
+from testbed.render import sentences
+from testbed.render import style
 from testbed.render.command import snapshot_quantities
-from testbed.render.figure import DEFAULT_PANELS, parse_grid
+from testbed.render.figure import DEFAULT_PANELS
+from testbed.render.figure import parse_grid
 
 RENDER_TINY = copy.deepcopy(TINY) | {
     "probes": ["metrics", "step_loss", "spikes", {"name": "snapshots", "every": 2, "spike_steps": True}],
@@ -146,9 +152,10 @@ def test_missing_run_and_run_without_snapshots(run_dir, tmp_path):
 
 THIRD_PARTY = '''
 import numpy as np
-from testbed.hookspecs import hookimpl
-from testbed.plugin import Params, plugin
-from testbed.render.panel import Panel
+from testbed.plugin_api.hookspecs import hookimpl
+from testbed.plugin_api.base import Params
+from testbed.plugin_api.base import plugin
+from testbed.plugin_api.panel import Panel
 
 
 class XiNorms(Panel):
@@ -228,7 +235,7 @@ def test_colour_wheel_pure_classes_distinct_and_uniform_is_white(p):
 
 
 def test_spike_steps_keeps_the_weights_before_and_after_a_jump(tmp_path):
-    from testbed.probe import RunInfo
+    from testbed.plugin_api.probe import RunInfo
     from testbed_plugins.probes.snapshots import SnapshotParams, snapshots
 
     space = ParamSpace({"w": (3,)})
@@ -271,7 +278,7 @@ def _arch(L: int, p: int, hidden: int, norm: str, activation: str) -> Architectu
     activation=st.sampled_from(["gelu", "relu", "silu", "tanh"]),
 )
 def test_ideal_circuit_classifies_every_sequence(p, k, extra, norm, activation):
-    from testbed.ideal import weights
+    from testbed.engine.ideal_circuit import weights
 
     L = k + extra
     arch = _arch(L, p, 32, norm, activation)
@@ -314,7 +321,7 @@ def test_grid_default_fits_the_panels():
 
 
 def test_top_keeps_the_largest_loss_jumps_in_file_order():
-    from testbed.render.spikes import largest
+    from testbed.render.spike_figures import largest
 
     rows = [
         {"seed": 0, "peak": 10, "baseline": 0.1, "peak_loss": 0.4},

@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 import torch
 
-from testbed.scenario import validate
-from testbed.train import train
+from testbed.config.scenario import validate
+from testbed.engine.loop import train
 
 FIELDS = ("train_loss", "train_acc", "test_loss", "test_acc")
 

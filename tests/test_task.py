@@ -7,8 +7,9 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from testbed import task as task_mod
-from testbed.task import labels, make_dataset
+from testbed.engine import task as task_mod
+from testbed.engine.task import labels
+from testbed.engine.task import make_dataset
 
 SETTINGS = settings(max_examples=40, deadline=None)
 

@@ -1,6 +1,6 @@
 """Built-in panels of `testbed render`, one module each."""
 
-from testbed.hookspecs import hookimpl
+from testbed.plugin_api.hookspecs import hookimpl
 
 from .accuracy import accuracy
 from .assemblers import assemblers

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from testbed.plugin import Params, plugin
+from testbed.plugin_api.base import Params
+from testbed.plugin_api.base import plugin
 from testbed_plugins.panels.loss import Curves
 
 

@@ -6,8 +6,9 @@ from __future__ import annotations
 import numpy as np
 from matplotlib.colors import PowerNorm
 
-from testbed.plugin import Params, plugin
-from testbed.render.panel import Panel
+from testbed.plugin_api.base import Params
+from testbed.plugin_api.base import plugin
+from testbed.plugin_api.panel import Panel
 
 
 class AttentionMap(Panel):

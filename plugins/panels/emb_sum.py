@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from testbed.plugin import Params, plugin
-from testbed.render.panel import TablePanel
+from testbed.plugin_api.base import Params
+from testbed.plugin_api.base import plugin
+from testbed.plugin_api.panel import TablePanel
 
 
 class EmbeddingSum(TablePanel):

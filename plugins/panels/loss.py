@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from matplotlib.ticker import NullFormatter
 
-from testbed.plugin import Params, plugin
-from testbed.render.panel import Panel
+from testbed.plugin_api.base import Params
+from testbed.plugin_api.base import plugin
+from testbed.plugin_api.panel import Panel
 
 
 class Curves(Panel):

@@ -10,8 +10,10 @@ import math
 import numpy as np
 from matplotlib.patches import Circle
 
-from testbed.plugin import Params, plugin
-from testbed.render.panel import Panel, TablePoints
+from testbed.plugin_api.base import Params
+from testbed.plugin_api.base import plugin
+from testbed.plugin_api.panel import Panel
+from testbed.plugin_api.panel import TablePoints
 
 
 class NormalizedEmbeddings(Panel):

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from testbed.plugin import Params, plugin
-from testbed.render.panel import Panel
-from testbed.render.style import class_colors, wheel
+from testbed.plugin_api.base import Params
+from testbed.plugin_api.base import plugin
+from testbed.plugin_api.panel import Panel
+from testbed.render.style import class_colors
+from testbed.render.style import wheel
 
 
 class Output(Panel):

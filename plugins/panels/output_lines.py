@@ -12,8 +12,9 @@ import math
 import numpy as np
 from matplotlib.collections import LineCollection
 
-from testbed.plugin import plugin
-from testbed.render.panel import Panel, SentencePoints
+from testbed.plugin_api.base import plugin
+from testbed.plugin_api.panel import Panel
+from testbed.plugin_api.panel import SentencePoints
 from testbed.render.style import class_colors
 from testbed_plugins.panels.xi_field import FieldParams
 

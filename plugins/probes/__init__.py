@@ -1,6 +1,6 @@
 """Built-in probes, one module each."""
 
-from testbed.hookspecs import hookimpl
+from testbed.plugin_api.hookspecs import hookimpl
 
 from .grad_norms import grad_norms
 from .metrics import metrics

@@ -9,8 +9,10 @@ import numpy as np
 import torch
 from pydantic import Field
 
-from testbed.plugin import Params, plugin
-from testbed.probe import Probe, RunInfo
+from testbed.plugin_api.base import Params
+from testbed.plugin_api.base import plugin
+from testbed.plugin_api.probe import Probe
+from testbed.plugin_api.probe import RunInfo
 
 
 class GradNormParams(Params):

@@ -8,8 +8,10 @@ from pathlib import Path
 import torch
 from pydantic import Field
 
-from testbed.plugin import Params, plugin
-from testbed.probe import Evaluation, Probe
+from testbed.plugin_api.base import Params
+from testbed.plugin_api.base import plugin
+from testbed.plugin_api.probe import Evaluation
+from testbed.plugin_api.probe import Probe
 
 COLUMNS = ("seed", "epoch", "p", "train_loss", "train_acc", "test_loss", "test_acc")
 

@@ -12,8 +12,10 @@ import numpy as np
 import torch
 from pydantic import Field
 
-from testbed.plugin import Params, plugin
-from testbed.probe import Evaluation, Probe
+from testbed.plugin_api.base import Params
+from testbed.plugin_api.base import plugin
+from testbed.plugin_api.probe import Evaluation
+from testbed.plugin_api.probe import Probe
 
 
 class SnapshotParams(Params):
@@ -64,7 +66,7 @@ class SpikeSnapshots(Snapshots):
     REFRESH = 10  # steps between recomputations of the median baseline
 
     def start(self, info) -> None:
-        from testbed.spikes import SpikeParams
+        from testbed.analysis.spike_detector import SpikeParams
 
         super().start(info)
         found = [p for p in getattr(info.scenario, "probes", []) if getattr(p, "name", None) == "spikes"]

@@ -5,9 +5,9 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-from testbed import spikes as detector
-from testbed.plugin import plugin
-from testbed.probe import Probe
+from testbed.analysis import spike_detector as detector
+from testbed.plugin_api.base import plugin
+from testbed.plugin_api.probe import Probe
 
 FIELDS = ("seed", "start", "peak", "end", "epoch", "baseline", "peak_loss", "ratio")
 
@@ -34,5 +34,5 @@ class Spikes(Probe):
 
 @plugin("spikes", detector.SpikeParams)
 def spikes(params: detector.SpikeParams):
-    """Loss spikes per seed from step losses (spikes.csv), with the documented detector of testbed.spikes."""
+    """Loss spikes per seed from step losses (spikes.csv), with the documented detector of testbed.analysis.spike_detector."""
     return Spikes(params)

@@ -6,8 +6,9 @@ from pathlib import Path
 
 import numpy as np
 
-from testbed.plugin import Params, plugin
-from testbed.probe import Probe
+from testbed.plugin_api.base import Params
+from testbed.plugin_api.base import plugin
+from testbed.plugin_api.probe import Probe
 
 
 class StepLoss(Probe):

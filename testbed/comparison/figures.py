@@ -13,9 +13,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from testbed.comparison.lr_sweep import SweepResult  # noqa: E402
-from testbed.comparison.outcomes import RunData  # noqa: E402
-from testbed.comparison.stats import estimate  # noqa: E402
-from testbed.summary import SUCCESS_ACC  # noqa: E402
+from testbed.analysis.outcomes import RunData  # noqa: E402
+from testbed.analysis.stats import estimate  # noqa: E402
+from testbed.rundir.summary import SUCCESS_ACC  # noqa: E402
 
 COLORS = plt.get_cmap("tab10").colors
 STEP_BINS = 400  # step losses are averaged into this many bins per seed before the median

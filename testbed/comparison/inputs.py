@@ -6,9 +6,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from testbed import scenario as scenario_mod
+from testbed.config import scenario as scenario_mod
 from testbed.errors import UserError
-from testbed.scenario import format_seeds, parse_seeds
+from testbed.config.scenario import format_seeds
+from testbed.config.scenario import parse_seeds
 
 # Files of a run directory a comparison reads; the probes that write them.
 RUN_FILES = {"scenario.yaml": None, "metrics.csv": "metrics", "step_loss.npz": "step_loss"}

@@ -18,11 +18,13 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats
 
-from testbed import scenario as scenario_mod
-from testbed.comparison.outcomes import RunData
-from testbed.comparison.stats import BOOTSTRAP_SEED, CONFIDENCE, N_RESAMPLES
+from testbed.config import scenario as scenario_mod
+from testbed.analysis.outcomes import RunData
+from testbed.analysis.stats import BOOTSTRAP_SEED
+from testbed.analysis.stats import CONFIDENCE
+from testbed.analysis.stats import N_RESAMPLES
 from testbed.errors import UserError
-from testbed.summary import SUCCESS_ACC
+from testbed.rundir.summary import SUCCESS_ACC
 
 
 def parse_grid(spec: str) -> list[float]:

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from testbed.errors import UserError
-from testbed.scenario import format_seeds
+from testbed.config.scenario import format_seeds
 
 MANIFEST = "comparison.json"
 

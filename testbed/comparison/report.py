@@ -13,15 +13,19 @@ from pathlib import Path
 
 import numpy as np
 
-from testbed.comparison.analysis import (
+from testbed.comparison.pairwise import (
     Analysis,
     difference_name,
     format_difference,
     format_estimate,
     statistic_name,
 )
-from testbed.comparison.lr_sweep import SweepResult, paired_difference
-from testbed.comparison.stats import ALPHA, CONFIDENCE, direction, format_p
+from testbed.comparison.lr_sweep import SweepResult
+from testbed.comparison.lr_sweep import paired_difference
+from testbed.analysis.stats import ALPHA
+from testbed.analysis.stats import CONFIDENCE
+from testbed.analysis.stats import direction
+from testbed.analysis.stats import format_p
 
 
 @dataclass
@@ -228,7 +232,7 @@ METHOD = [
     "Epochs to an accuracy: a seed that never reaches it is censored at one epoch past the end, and the restricted mean (mean of min(epochs, end + 1)) is reported, with the number of seeds that got there.",
     "Paired tests: Wilcoxon signed-rank (Pratt's treatment of zero differences) for continuous metrics, counts and times; exact McNemar test on the discordant seeds for success. Intervals of paired differences resample seeds (paired BCa bootstrap).",
     f"p-values of one pair are Holm-adjusted across its metrics; a difference is reported when the adjusted p is below {ALPHA}. 'No detectable difference' means that, not that the scenarios are equal.",
-    "Spikes are detected on step-level training losses by testbed.spikes with its default parameters, the same for every scenario; a spike's size is its peak loss minus the trailing-median baseline before it.",
+    "Spikes are detected on step-level training losses by testbed.analysis.spike_detector with its default parameters, the same for every scenario; a spike's size is its peak loss minus the trailing-median baseline before it.",
     "A seed that diverges (a non-finite loss) is counted in 'diverged', and its losses count as its loss at initialisation (as in Wortsman et al. 2024), so it is neither dropped nor infinite.",
     "Train-loss AUC per epoch: the area under the train-loss curve over evaluated epochs, divided by the number of epochs (the mean train loss over training).",
 ]

@@ -15,15 +15,26 @@ from pathlib import Path
 
 from rich.console import Console
 
-from testbed import rundir
-from testbed.comparison import figures, manifest
+from testbed.rundir import writer as rundir
+from testbed.comparison import figures
+from testbed.comparison import manifest
 from testbed.comparison import report as rep
-from testbed.comparison.analysis import Analysis, analyze, pairs
-from testbed.comparison.inputs import Entry, resolve, with_probes, with_seeds
-from testbed.comparison.lr_sweep import lr_of, parse_grid, summarize, with_lr
-from testbed.comparison.outcomes import RunData, load_run, outcomes
-from testbed.run import run_scenario
-from testbed.scenario import format_seeds
+from testbed.comparison.pairwise import Analysis
+from testbed.comparison.pairwise import analyze
+from testbed.comparison.pairwise import pairs
+from testbed.comparison.inputs import Entry
+from testbed.comparison.inputs import resolve
+from testbed.comparison.inputs import with_probes
+from testbed.comparison.inputs import with_seeds
+from testbed.comparison.lr_sweep import lr_of
+from testbed.comparison.lr_sweep import parse_grid
+from testbed.comparison.lr_sweep import summarize
+from testbed.comparison.lr_sweep import with_lr
+from testbed.analysis.outcomes import RunData
+from testbed.analysis.outcomes import load_run
+from testbed.analysis.outcomes import outcomes
+from testbed.trainer import run_scenario
+from testbed.config.scenario import format_seeds
 
 REPORT_ROOT = "reports"
 

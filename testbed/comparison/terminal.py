@@ -6,7 +6,7 @@ from rich.console import Console
 from rich.table import Table as RichTable
 
 from testbed.comparison import report as rep
-from testbed.comparison.analysis import pairs
+from testbed.comparison.pairwise import pairs
 from testbed.comparison.runner import ComparisonOutput
 
 

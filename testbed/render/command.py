@@ -10,7 +10,8 @@ import numpy as np
 from rich.console import Console
 
 from testbed.errors import UserError
-from testbed.render import figure, rundata
+from testbed.render import figure
+from testbed.render import rundata
 from testbed.render.quantities import Quantities
 
 STILL_FORMATS = (".png", ".pdf", ".svg")
@@ -52,7 +53,7 @@ def render(run_dir: Path, epoch: int | None, seed: int | None, out: Path | None,
     run = rundata.load(run_dir)
     s = run.seed_index(seed)
     if spikes:
-        from testbed.render.spikes import render_spikes
+        from testbed.render.spike_figures import render_spikes
 
         return render_spikes(run, seed, names, out, dpi or STILL_DPI, console, top, quiet)
     if video:

@@ -18,7 +18,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from testbed.errors import UserError  # noqa: E402
-from testbed.registry import Registry, default_registry, unknown_message  # noqa: E402
+from testbed.plugin_api.registry import Registry, default_registry, unknown_message  # noqa: E402
 
 DEFAULT_PANELS = (
     "token_emb", "pos_emb", "emb_sum", "norm_emb", "value",

@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from testbed.model import forward, pair_index
+from testbed.engine.model import forward
+from testbed.engine.model import pair_index
 from testbed.render import sentences as sentences_mod
 from testbed.render.rundata import RunData
 from testbed.render.style import wheel

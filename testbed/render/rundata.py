@@ -12,7 +12,8 @@ from pathlib import Path
 import numpy as np
 
 from testbed.errors import UserError
-from testbed.model import Architecture, ParamSpace
+from testbed.engine.model import Architecture
+from testbed.engine.model import ParamSpace
 
 SPIKE_STEPS_FILE = "spike_steps.npz"
 
@@ -73,16 +74,16 @@ class RunData:
 
 
 def _ranges(seeds: list[int]) -> str:
-    from testbed.scenario import format_seeds
+    from testbed.config.scenario import format_seeds
 
     return format_seeds(sorted(seeds))
 
 
 def load(path: Path) -> RunData:
-    from testbed import plots
-    from testbed import scenario as scenario_mod
-    from testbed.scenario import build_curriculum
-    from testbed.train import build
+    from testbed.rundir import curves as plots
+    from testbed.config import scenario as scenario_mod
+    from testbed.config.scenario import build_curriculum
+    from testbed.engine.loop import build
 
     path = Path(path)
     if not path.is_dir():

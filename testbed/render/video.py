@@ -39,7 +39,8 @@ _CACHE: dict = {}
 
 def _grid_for(job: Job, q):
     """This process's figure for `job`, built once and reused for every chunk."""
-    from testbed.render.figure import Grid, build_panels
+    from testbed.render.figure import Grid
+    from testbed.render.figure import build_panels
 
     if _CACHE.get("job") != job:
         if "grid" in _CACHE:

@@ -7,7 +7,7 @@ from typing import Any
 import yaml
 
 from testbed.errors import UserError
-from testbed.problems import is_plugin_field
+from testbed.config.validation_errors import is_plugin_field
 
 
 def apply_overrides(data: dict, overrides: list[str]) -> dict:

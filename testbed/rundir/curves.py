@@ -10,7 +10,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from testbed.summary import SUCCESS_ACC  # noqa: E402
+from testbed.rundir.summary import SUCCESS_ACC  # noqa: E402
 
 
 def read_metrics(path: Path) -> dict[str, np.ndarray]:

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from pydantic import Field
 
-from testbed.plugin import Params
+from testbed.plugin_api.base import Params
 
 
 class SpikeParams(Params):

@@ -16,9 +16,12 @@ import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Discriminator, Field, ValidationError, create_model
 
 from testbed.errors import UserError
-from testbed.overrides import apply_overrides
-from testbed.problems import ScenarioError, format_errors
-from testbed.registry import Registry, default_registry, unknown_message
+from testbed.config.overrides import apply_overrides
+from testbed.config.validation_errors import ScenarioError
+from testbed.config.validation_errors import format_errors
+from testbed.plugin_api.registry import Registry
+from testbed.plugin_api.registry import default_registry
+from testbed.plugin_api.registry import unknown_message
 
 
 class Strict(BaseModel):
@@ -221,7 +224,7 @@ def load(path: str | Path, overrides: list[str] = (), seeds: str | None = None, 
 
 def check(scenario, registry: Registry) -> list[tuple[str, str]]:
     """Checks across fields that no single field's validator can see."""
-    from testbed.model import PARAM_GROUPS  # model imports nothing of this module
+    from testbed.engine.model import PARAM_GROUPS  # model imports nothing of this module
 
     problems: list[tuple[str, str]] = []
     task, model = scenario.task, scenario.model

@@ -11,8 +11,11 @@ from typing import Iterable
 import pluggy
 
 from testbed.errors import UserError
-from testbed.hookspecs import ENTRY_POINT_GROUP, KINDS, PROJECT, TestbedSpecs
-from testbed.plugin import Plugin
+from testbed.plugin_api.hookspecs import ENTRY_POINT_GROUP
+from testbed.plugin_api.hookspecs import KINDS
+from testbed.plugin_api.hookspecs import PROJECT
+from testbed.plugin_api.hookspecs import TestbedSpecs
+from testbed.plugin_api.base import Plugin
 
 
 class Registry:

@@ -15,14 +15,20 @@ from typing import Callable
 
 import torch
 
-from testbed.gradients import loss_and_grad
-from testbed.model import Architecture, ParamSpace
-from testbed.optim import Optimizer
-from testbed.probe import Evaluation, Probe, RunInfo
-from testbed.registry import Registry, default_registry
-from testbed.seeding import generator
-from testbed.stage import Stage, batches, evaluate
-from testbed.task import make_dataset
+from testbed.engine.gradients import loss_and_grad
+from testbed.engine.model import Architecture
+from testbed.engine.model import ParamSpace
+from testbed.engine.optimizer import Optimizer
+from testbed.plugin_api.probe import Evaluation
+from testbed.plugin_api.probe import Probe
+from testbed.plugin_api.probe import RunInfo
+from testbed.plugin_api.registry import Registry
+from testbed.plugin_api.registry import default_registry
+from testbed.engine.seeding import generator
+from testbed.engine.stage import Stage
+from testbed.engine.stage import batches
+from testbed.engine.stage import evaluate
+from testbed.engine.task import make_dataset
 
 
 @dataclass
@@ -83,7 +89,7 @@ def train(scenario, out_dir: Path | None = None, registry: Registry | None = Non
     steps_per_epoch = -(-n // B)
 
     if scenario.model.init == "ideal":
-        from testbed.ideal import flat_weights
+        from testbed.engine.ideal_circuit import flat_weights
 
         flat = flat_weights(arch, space, task.sparsity, c.curriculum.p_at(1), len(seeds))
     else:

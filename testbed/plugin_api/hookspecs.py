@@ -16,7 +16,7 @@ hookimpl = pluggy.HookimplMarker(PROJECT)
 
 
 class TestbedSpecs:
-    """The registration hooks. Each returns a list of `testbed.plugin.Plugin`."""
+    """The registration hooks. Each returns a list of `testbed.plugin_api.base.Plugin`."""
 
     @hookspec
     def testbed_norms(self) -> list:
@@ -28,19 +28,19 @@ class TestbedSpecs:
 
     @hookspec
     def testbed_optimizers(self) -> list:
-        """Optimizers: build(params) -> `testbed.optim.UpdateRule` acting on (seeds, P) tensors."""
+        """Optimizers: build(params) -> `testbed.engine.optimizer.UpdateRule` acting on (seeds, P) tensors."""
 
     @hookspec
     def testbed_curricula(self) -> list:
-        """Curricula: build(params, task) -> `testbed.curriculum.Curriculum`."""
+        """Curricula: build(params, task) -> `testbed.plugin_api.curriculum.Curriculum`."""
 
     @hookspec
     def testbed_probes(self) -> list:
-        """Probes: build(params) -> `testbed.probe.Probe` observing a training run."""
+        """Probes: build(params) -> `testbed.plugin_api.probe.Probe` observing a training run."""
 
     @hookspec
     def testbed_panels(self) -> list:
-        """Panels of `testbed render`: build(params) -> `testbed.render.panel.Panel`."""
+        """Panels of `testbed render`: build(params) -> `testbed.plugin_api.panel.Panel`."""
 
 
 # Plugin kind -> hook name; the order is the order of `testbed plugins`.

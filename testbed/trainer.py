@@ -11,11 +11,12 @@ import numpy as np
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from testbed import plots, rundir
-from testbed import scenario as scenario_mod
-from testbed import summary as summary_mod
-from testbed.probe import Evaluation
-from testbed.train import train
+from testbed.rundir import curves as plots
+from testbed.rundir import writer as rundir
+from testbed.config import scenario as scenario_mod
+from testbed.rundir import summary as summary_mod
+from testbed.plugin_api.probe import Evaluation
+from testbed.engine.loop import train
 
 
 @dataclass

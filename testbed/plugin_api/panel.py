@@ -12,7 +12,8 @@ import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.artist import Artist
 
-from testbed.render.quantities import Quantities, square_extent
+from testbed.render.quantities import Quantities
+from testbed.render.quantities import square_extent
 from testbed.render.style import class_marker
 
 TITLE_SIZE = 9
@@ -120,7 +121,9 @@ class TablePoints:
     (text is the dearest thing to draw in a video frame)."""
 
     def __init__(self, panel: Panel, ax: Axes, q: Quantities, size: float = 18, label: bool = True):
-        from testbed.render.style import PREFIX_MARKER, SUFFIX_MARKER, position_colors
+        from testbed.render.style import PREFIX_MARKER
+        from testbed.render.style import SUFFIX_MARKER
+        from testbed.render.style import position_colors
 
         V, L, k = q.run.arch.n_tokens, q.run.arch.seq_len, q.run.k
         colors = position_colors(L)

@@ -8,8 +8,9 @@ from itertools import combinations
 
 import numpy as np
 
-from testbed.comparison import stats
-from testbed.comparison.outcomes import METRICS, Metric
+from testbed.analysis import stats
+from testbed.analysis.outcomes import METRICS
+from testbed.analysis.outcomes import Metric
 
 Outcomes = dict[str, dict[str, np.ndarray]]  # label -> metric key -> (S,)
 

@@ -17,9 +17,10 @@ from typing import Literal
 
 import numpy as np
 
-from testbed import spikes as detector
-from testbed.plots import by_epoch, read_metrics
-from testbed.summary import SUCCESS_ACC
+from testbed.analysis import spike_detector as detector
+from testbed.rundir.curves import by_epoch
+from testbed.rundir.curves import read_metrics
+from testbed.rundir.summary import SUCCESS_ACC
 
 Kind = Literal["continuous", "count", "binary", "time"]
 

@@ -4,7 +4,7 @@ Autograd on the CPU costs more in bookkeeping than this model costs in arithmeti
 training step derives every gradient explicitly (about thirty tensor operations for all seeds
 at once) and writes them into the flat (S, P) gradient. Only the pluggable pieces, the two
 norms and the activation, go through autograd locally, unless the plugin supplies its own
-`vjp(x, y, grad)`. `testbed.model.forward` is the reference this is tested against.
+`vjp(x, y, grad)`. `testbed.engine.model.forward` is the reference this is tested against.
 """
 
 from __future__ import annotations
@@ -14,7 +14,8 @@ from typing import Callable
 
 import torch
 
-from testbed.model import Architecture, attend
+from testbed.engine.model import Architecture
+from testbed.engine.model import attend
 
 Backward = Callable[[torch.Tensor], torch.Tensor]
 

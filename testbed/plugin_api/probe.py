@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 
-from testbed.model import ParamSpace
+from testbed.engine.model import ParamSpace
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from testbed.seeding import generator
+from testbed.engine.seeding import generator
 
 Fn = Callable[[torch.Tensor], torch.Tensor]
 

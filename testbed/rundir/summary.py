@@ -66,7 +66,7 @@ def table(summaries: list[dict[str, Any]]) -> Table:
     """One row per scenario: seeds, final accuracies (mean ± sd, range), success rate, spikes."""
     t = Table(
         title="Final metrics (mean ± sd over seeds)",
-        caption=f"success: test accuracy > {SUCCESS_ACC}; spikes: testbed.spikes detector on step losses",
+        caption=f"success: test accuracy > {SUCCESS_ACC}; spikes: testbed.analysis.spike_detector detector on step losses",
     )
     for col in ("scenario", "seeds", "train acc", "test acc", "test acc range", "success", "loss spikes", "time"):
         t.add_column(col, justify="left" if col == "scenario" else "right", no_wrap=True)

@@ -13,8 +13,8 @@ from typing import Protocol
 import torch
 from pydantic import Field
 
-from testbed.model import ParamSpace
-from testbed.plugin import Params
+from testbed.engine.model import ParamSpace
+from testbed.plugin_api.base import Params
 
 
 class OptimizerParams(Params):

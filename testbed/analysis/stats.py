@@ -26,7 +26,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats
 
-from testbed.comparison.outcomes import Kind, Metric
+from testbed.analysis.outcomes import Kind
+from testbed.analysis.outcomes import Metric
 
 CONFIDENCE = 0.95
 ALPHA = 0.05

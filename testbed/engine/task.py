@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import torch
 
-from testbed.seeding import generator
+from testbed.engine.seeding import generator
 
 ENUMERATE_BELOW = 1 << 20  # complements of smaller spaces are enumerated, larger ones rejection-sampled
 

@@ -13,9 +13,12 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from testbed.model import Architecture, forward, pair_index
-from testbed.probe import Evaluation
-from testbed.task import Dataset, distinct
+from testbed.engine.model import Architecture
+from testbed.engine.model import forward
+from testbed.engine.model import pair_index
+from testbed.plugin_api.probe import Evaluation
+from testbed.engine.task import Dataset
+from testbed.engine.task import distinct
 
 EVAL_CHUNK_ELEMENTS = 1 << 20  # S * N * (widest activation) floats per evaluation piece
 

@@ -15,7 +15,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from testbed import scenario as scenario_mod
+from testbed.config import scenario as scenario_mod
 from testbed.errors import UserError
 
 app = typer.Typer(
@@ -40,8 +40,8 @@ def run(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar"),
 ) -> None:
     """Train the seeds of a scenario as one vectorized program and write a run directory."""
-    from testbed.run import run_scenario
-    from testbed.summary import table
+    from testbed.trainer import run_scenario
+    from testbed.rundir.summary import table
 
     sc = scenario_mod.load(scenario, set_ or [], seeds)
     err = Console(stderr=True)
@@ -93,7 +93,7 @@ def schema(out: Optional[Path] = typer.Option(None, "--out", help="write to this
 @app.command()
 def plugins(kind: Optional[str] = typer.Option(None, "--kind", help="only this kind (norm, optimizer, ...)")) -> None:
     """List every plugin: kind, name, where it comes from, its parameters."""
-    from testbed.registry import default_registry
+    from testbed.plugin_api.registry import default_registry
 
     reg = default_registry()
     kinds = list(reg.plugins)
