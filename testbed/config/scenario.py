@@ -173,7 +173,8 @@ def read_yaml(path: Path) -> dict:
     if path.is_dir():
         raise UserError(f"{path}: is a directory, expected a scenario YAML file")
     try:
-        data = yaml.safe_load(path.read_text())
+        text = path.read_text()
+        data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}: " if mark else ""
@@ -182,7 +183,10 @@ def read_yaml(path: Path) -> dict:
     except UnicodeDecodeError:
         raise UserError(f"{path}: not a text file") from None
     if data is None:
-        data = {}
+        # An empty file (or one of comments only) is almost always a mistake, not a request for
+        # the default scenario: a file meant to train the defaults says `name: ...` at least.
+        what = "is empty" if not text.strip() else "holds no scenario fields (only comments)"
+        raise UserError(f"{path}: {what}; write at least `name: my_scenario` to train the defaults")
     if not isinstance(data, dict):
         raise UserError(f"{path}: expected a mapping of scenario fields at the top level")
     data.setdefault("name", path.stem)
