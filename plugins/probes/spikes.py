@@ -9,7 +9,7 @@ from testbed.analysis import spike_detector as detector
 from testbed.plugin_api.base import plugin
 from testbed.plugin_api.probe import Probe
 
-FIELDS = ("seed", "start", "peak", "end", "epoch", "baseline", "peak_loss", "ratio")
+FIELDS = ("seed", "start", "peak", "end", "epoch", "baseline", "peak_loss", "ratio", "diverged")
 
 
 class Spikes(Probe):

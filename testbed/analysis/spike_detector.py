@@ -11,6 +11,11 @@ Step t is *elevated* when its loss exceeds the baseline
 A non-finite loss counts as elevated. Elevated steps at most `merge_gap` steps apart form one
 spike, reported with its first, peak and last step, the baseline before it and the peak loss.
 Trailing medians keep one spike from hiding the next.
+
+A seed whose loss turns non-finite has *diverged*: from its first non-finite step on, nothing is
+a spike any more (the weights are gone), and one spike marked `diverged` is reported at that
+step, with the finite losses before it as its baseline (NaN when the very first step diverged),
+whether or not the seed had enough history for an ordinary spike.
 """
 
 from __future__ import annotations
@@ -41,13 +46,14 @@ class Spike:
     end: int  # step index of the last elevated step
     baseline: float
     peak_loss: float
+    diverged: bool = False  # the loss turned non-finite at `start` and the seed never recovers a meaning
 
     @property
     def ratio(self) -> float:
         return self.peak_loss / self.baseline if self.baseline > 0 else float("inf")
 
     def row(self) -> dict:
-        return asdict(self) | {"ratio": self.ratio}
+        return asdict(self) | {"ratio": self.ratio, "diverged": int(self.diverged)}
 
 
 def trailing_stats(losses: np.ndarray, window: int, chunk: int = 2048) -> tuple[np.ndarray, np.ndarray]:
@@ -116,18 +122,37 @@ def elevated_reference(losses: np.ndarray, params: SpikeParams) -> np.ndarray:
     return ok & (high | ~finite)
 
 
+def first_nonfinite(losses: np.ndarray) -> np.ndarray:
+    """(S,) index of each seed's first non-finite step loss, -1 where every loss is finite."""
+    bad = ~np.isfinite(losses)
+    return np.where(bad.any(axis=0), np.argmax(bad, axis=0), -1)
+
+
+def _divergence(losses: np.ndarray, seed: int, j: int, at: int, window: int) -> Spike:
+    before = losses[max(0, at - window) : at, j]
+    before = before[np.isfinite(before)]
+    baseline = float(np.median(before)) if before.size else float("nan")
+    bad = ~np.isfinite(losses[at:, j])
+    end = at + (int(np.argmin(bad)) - 1 if not bad.all() else bad.size - 1)  # the end of the first non-finite stretch
+    return Spike(seed, int(at), int(at), int(end), baseline, float(losses[at, j]), diverged=True)
+
+
 def detect(losses: np.ndarray, seeds: list[int], params: SpikeParams) -> list[Spike]:
-    """Spikes in step losses (T, S), seed by seed."""
+    """Spikes in step losses (T, S), seed by seed; a diverged seed ends with its divergence."""
     mask, base = elevated(losses, params)
+    diverged_at = first_nonfinite(losses)
     spikes: list[Spike] = []
     for j, seed in enumerate(seeds):
+        at = int(diverged_at[j])
         steps = np.flatnonzero(mask[:, j])
-        if steps.size == 0:
-            continue
-        breaks = np.flatnonzero(np.diff(steps) > params.merge_gap)
-        for group in np.split(steps, breaks + 1):
-            seg = losses[group[0] : group[-1] + 1, j]
-            seg = np.where(np.isfinite(seg), seg, np.inf)
-            peak = group[0] + int(np.argmax(seg))
-            spikes.append(Spike(seed, int(group[0]), int(peak), int(group[-1]), float(base[group[0], j]), float(losses[peak, j])))
+        if at >= 0:
+            steps = steps[steps < at]
+        if steps.size:
+            breaks = np.flatnonzero(np.diff(steps) > params.merge_gap)
+            for group in np.split(steps, breaks + 1):
+                seg = losses[group[0] : group[-1] + 1, j]
+                peak = group[0] + int(np.argmax(seg))
+                spikes.append(Spike(seed, int(group[0]), int(peak), int(group[-1]), float(base[group[0], j]), float(losses[peak, j])))
+        if at >= 0:
+            spikes.append(_divergence(losses, seed, j, at, params.window))
     return spikes

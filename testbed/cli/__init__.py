@@ -41,13 +41,15 @@ def run(
 ) -> None:
     """Train the seeds of a scenario as one vectorized program and write a run directory."""
     from testbed.trainer import run_scenario
-    from testbed.rundir.summary import table
+    from testbed.rundir.summary import divergence_lines, table
 
     sc = scenario_mod.load(scenario, set_ or [], seeds)
     err = Console(stderr=True)
     output = run_scenario(sc, out, force=force, console=err, quiet=quiet)
     console = Console(width=max(120, Console().width))
     console.print(table([output.summary]))
+    for line in divergence_lines(output.summary):
+        console.print(line, style="bold red", highlight=False, soft_wrap=True)
     console.print(f"run directory: {output.path}")
 
 

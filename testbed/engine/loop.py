@@ -15,6 +15,7 @@ from typing import Callable
 
 import torch
 
+from testbed.analysis.spike_detector import first_nonfinite
 from testbed.engine.gradients import loss_and_grad
 from testbed.engine.model import Architecture
 from testbed.engine.model import ParamSpace
@@ -72,6 +73,12 @@ class RunResult:
     columns: dict[str, list] = field(default_factory=dict)  # per-seed summary columns from probes
     seconds: float = 0.0
     steps: int = 0
+    diverged_step: list[int] = field(default_factory=list)  # per seed: first step (from 0) with a non-finite loss, -1 if none
+    steps_per_epoch: int = 1
+
+    def diverged_epoch(self) -> list[int]:
+        """Per seed: the epoch (from 1) of its first non-finite step loss, -1 if none."""
+        return [s // self.steps_per_epoch + 1 if s >= 0 else -1 for s in self.diverged_step]
 
 
 ProgressFn = Callable[[int, Evaluation | None], None]
@@ -137,4 +144,5 @@ def train(scenario, out_dir: Path | None = None, registry: Registry | None = Non
         Path(out_dir).mkdir(parents=True, exist_ok=True)
         for probe in c.probes:
             columns.update(probe.finish(Path(out_dir)))
-    return RunResult(seeds, evaluation, columns, time.perf_counter() - started, step)
+    diverged = first_nonfinite(info.step_losses.numpy()).tolist()
+    return RunResult(seeds, evaluation, columns, time.perf_counter() - started, step, diverged, steps_per_epoch)

@@ -17,7 +17,7 @@ from testbed.engine.model import ParamSpace
 
 SPIKE_STEPS_FILE = "spike_steps.npz"
 
-SPIKE_INT_FIELDS = {"seed", "start", "peak", "end", "epoch"}  # the rest of spikes.csv is float (ratio may be inf)
+SPIKE_INT_FIELDS = {"seed", "start", "peak", "end", "epoch", "diverged"}  # the rest of spikes.csv is float (ratio may be inf)
 
 
 @dataclass

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import matplotlib
@@ -37,7 +38,8 @@ SPAGHETTI_MAX_SEEDS = 40  # up to this many seeds, every seed is drawn as a thin
 def band(ax, x: np.ndarray, values: np.ndarray, label: str, color: str) -> None:
     """Median over seeds with its interquartile band, and each seed thinly when there are few
     (a median alone hides that seeds either learn or stay at chance)."""
-    with np.errstate(all="ignore"):
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # an epoch where every seed diverged is all NaN
         q25, q50, q75 = np.nanpercentile(values, [25, 50, 75], axis=1)
     if values.shape[1] <= SPAGHETTI_MAX_SEEDS:
         ax.plot(x, values, color=color, alpha=0.18, linewidth=0.6)

@@ -36,10 +36,13 @@ def build(scenario_name: str, result, epochs: int) -> dict[str, Any]:
         "test_acc": final.test_acc.tolist(),
     }
     per_seed.update(result.columns)
+    per_seed["diverged_step"] = list(result.diverged_step)
+    per_seed["diverged_epoch"] = result.diverged_epoch()
     test_acc = np.asarray(per_seed["test_acc"])
     aggregate: dict[str, Any] = {k: describe(per_seed[k]) for k in ("train_loss", "train_acc", "test_loss", "test_acc")}
     aggregate["success_rate"] = float((test_acc > SUCCESS_ACC).mean())
-    aggregate["diverged"] = int((~np.isfinite(np.asarray(per_seed["train_loss"]))).sum())
+    final_nonfinite = ~np.isfinite(np.asarray(per_seed["train_loss"]))
+    aggregate["diverged"] = int((final_nonfinite | (np.asarray(result.diverged_step) >= 0)).sum())
     if "spikes" in per_seed:
         spikes = np.asarray(per_seed["spikes"])
         aggregate["spikes_total"] = int(spikes.sum())
@@ -56,6 +59,24 @@ def build(scenario_name: str, result, epochs: int) -> dict[str, Any]:
         "per_seed": per_seed,
         "aggregate": aggregate,
     }
+
+
+def divergence_lines(summary: dict[str, Any]) -> list[str]:
+    """What the terminal says of diverged seeds: how many, and where each first had a non-finite
+    loss (empty when none diverged)."""
+    per_seed = summary["per_seed"]
+    where = [
+        (seed, epoch, step)
+        for seed, epoch, step in zip(per_seed["seed"], per_seed.get("diverged_epoch", []), per_seed.get("diverged_step", []))
+        if step >= 0
+    ]
+    n = summary["aggregate"].get("diverged", 0)
+    if not n:
+        return []
+    shown = ", ".join(f"seed {seed} at epoch {epoch} (step {step})" for seed, epoch, step in where[:10])
+    more = f", and {len(where) - 10} more" if len(where) > 10 else ""
+    first = f": first non-finite loss of {shown}{more}" if where else " (non-finite final loss)"
+    return [f"{n} of {len(per_seed['seed'])} seeds diverged{first}; see spikes.csv (diverged = 1) and summary.json"]
 
 
 def _pm(d: dict[str, float]) -> str:
