@@ -11,6 +11,7 @@ from typing import Iterable
 import pluggy
 
 from testbed.errors import UserError
+from testbed.plugin_api.hookspecs import BASES
 from testbed.plugin_api.hookspecs import ENTRY_POINT_GROUP
 from testbed.plugin_api.hookspecs import KINDS
 from testbed.plugin_api.hookspecs import PROJECT
@@ -41,12 +42,12 @@ class Registry:
                 where = sources.get(id(module), getattr(module, "__name__", str(module)))
                 for p in impl.function() or []:
                     if not isinstance(p, Plugin):
-                        raise TypeError(f"{where}: {hook_name} returned {p!r}, not a testbed Plugin")
+                        raise UserError(f"{where}: {hook_name} returned {p!r}, not a Plugin; decorate its builder with @plugin")
                     if p.name in found:
                         raise UserError(
                             f"{kind} plugin '{p.name}' is registered twice: by {found[p.name].source} and by {where}"
                         )
-                    found[p.name] = replace(p, source=where)
+                    found[p.name] = replace(p, kind=kind, base=BASES[kind], source=where)
             plugins[kind] = found
         return cls(plugins)
 
