@@ -17,8 +17,8 @@ class Curriculum(ABC):
 
     @abstractmethod
     def p_at(self, epoch: int) -> int:
-        """p used to train epoch `epoch` (counted from 1; epoch 1's p also initialises and
-        evaluates epoch 0). Between 2 and the largest of `vocab_sizes()`."""
+        """p used to train epoch `epoch` (counted from 1; epoch 1's p is also that of the
+        epoch-0 evaluation and of the `ideal` initialisation). One of `vocab_sizes()`."""
 
     @abstractmethod
     def vocab_sizes(self) -> list[int]:

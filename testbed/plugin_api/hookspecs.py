@@ -37,8 +37,9 @@ class TestbedSpecs:
         """Norms, chosen in a scenario by `model.norm` (both sites), `model.embedding_norm` and
         `model.mlp_norm` (one site each).
 
-        ``build(params) -> Norm``, called once per site and run with the validated parameters
-        (an instance of the plugin's `Params` model).
+        ``build(params) -> Norm``, called for each site when a run starts (and whenever
+        `testbed render` rebuilds the model), with the validated parameters (an instance of
+        the plugin's `Params` model).
 
         `Norm.__call__(x)`: x is a float tensor (..., d); every leading axis (the seed axis
         first) is a batch axis, and the norm acts on the last axis of each row alone, returning
@@ -47,8 +48,8 @@ class TestbedSpecs:
 
         `Norm.vjp(x, y, grad)`, optional: with y = norm(x) and grad = d(loss)/dy, return
         d(loss)/dx, all (..., d). Without it, autograd differentiates `__call__` inside the
-        hand-written training step; with it, no autograd runs. Either way the result must
-        equal autograd's (tests in docs/plugins.md check a plugin's vjp against it).
+        hand-written training step; with it, no autograd runs. A hand-written vjp must agree
+        with autograd (docs/plugins.md shows how to test that).
         """
 
     @hookspec
@@ -93,7 +94,7 @@ class TestbedSpecs:
         render, so build must be cheap and deterministic.
 
         `Curriculum.p_at(epoch) -> int`: p used to train epoch `epoch` (from 1); epoch 1's p
-        also initialises the model and is the p of the epoch-0 evaluation. Whenever p changes,
+        is also that of the epoch-0 evaluation and of the `ideal` initialisation. Whenever p changes,
         the trainer samples a new training and test set (from each seed's own data stream);
         metrics.csv records p in its `p` column. `Curriculum.vocab_sizes() -> list[int]`:
         every p used, so the model gets max(vocab_sizes) token embeddings (or the scenario's
@@ -108,12 +109,12 @@ class TestbedSpecs:
 
         ``build(params) -> Probe``, called once per run. Every hook is optional:
 
-        - `eval_epochs(epochs) -> set[int]`: epochs (0 = before training) at which the probe
-          wants an `Evaluation` (per-seed train/test loss and accuracy).
         - `start(info: RunInfo)`: before training, after initialisation. `info` has `seeds`,
           `epochs`, `steps_per_epoch`, `total_steps`, `space` (the layout of the flat (S, P)
           parameter tensor), `scenario` (validated), `step_losses` ((total_steps, S), filled
           as training goes) and `epoch_of_steps()`. The default keeps it as `self.info`.
+        - `eval_epochs(epochs) -> set[int]`: next, the epochs (0 = before training) at which
+          the probe wants an `Evaluation` (per-seed train/test loss and accuracy).
         - `after_step(step, epoch, loss, grad)`: after each optimizer step (`step` from 1);
           `loss` (S,) the batch loss before the update, `grad` (S, P) as applied. Only called
           for probes that override it.
@@ -132,8 +133,8 @@ class TestbedSpecs:
     def testbed_panels(self) -> list[Plugin]:
         """Panels of `testbed render`, chosen by `--panels`.
 
-        ``build(params) -> Panel``, called with the parameter model's defaults (`--panels`
-        takes names only) once per figure and per video worker.
+        ``build(params) -> Panel``, with the parameter model's defaults (`--panels` takes
+        names only), for each figure (and in each worker process of a video).
 
         `Panel.setup(ax, q, extent)` once per figure: call `self.prepare(ax, extent)` (title,
         labels, the square view of a geometric panel), draw what stays, and register the

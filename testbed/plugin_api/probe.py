@@ -61,7 +61,7 @@ class Probe(ABC):
     """Base class of probes: every hook is optional and does nothing by default; override what
     you need. Each hook sees every seed at once (tensors carry the seed axis first).
 
-    Order within a run: `eval_epochs`, `start`, `after_epoch(0, ...)` before training, then per
+    Order within a run: `start`, `eval_epochs`, `after_epoch(0, ...)` before training, then per
     epoch `after_step` for each optimizer step and `after_epoch`, and at the end `finish`.
     """
 
