@@ -56,7 +56,8 @@ class TestbedSpecs:
     def testbed_activations(self) -> list[Plugin]:
         """MLP activations, chosen by `model.activation`.
 
-        ``build(params) -> Activation``, called once per run.
+        ``build(params) -> Activation``, called when a run starts (and whenever `testbed
+        render` rebuilds the model).
 
         `Activation.__call__(x)`: elementwise, on the MLP's pre-activations (S, N, hidden),
         same shape out. `Activation.vjp(x, y, grad)`, optional, as for norms: d(loss)/dx from
@@ -67,8 +68,8 @@ class TestbedSpecs:
     def testbed_optimizers(self) -> list[Plugin]:
         """Optimizers, chosen by `optimizer`.
 
-        ``build(params) -> UpdateRule``, called once per run; the plugin's parameter model
-        must subclass `OptimizerParams`, whose fields (`lr`, `lr_multipliers`,
+        ``build(params) -> UpdateRule``, called when a run starts; the plugin's parameter
+        model must subclass `OptimizerParams`, whose fields (`lr`, `lr_multipliers`,
         `clip_grad_norm`, `warmup_steps`) the engine applies around the rule.
 
         `UpdateRule.update(flat, grad, lr, step)` after every training step, for all seeds at
@@ -94,11 +95,11 @@ class TestbedSpecs:
         render, so build must be cheap and deterministic.
 
         `Curriculum.p_at(epoch) -> int`: p used to train epoch `epoch` (from 1); epoch 1's p
-        is also that of the epoch-0 evaluation and of the `ideal` initialisation. Whenever p changes,
-        the trainer samples a new training and test set (from each seed's own data stream);
-        metrics.csv records p in its `p` column. `Curriculum.vocab_sizes() -> list[int]`:
-        every p used, so the model gets max(vocab_sizes) token embeddings (or the scenario's
-        `model.n_tokens`, validated to be at least that).
+        is also that of the epoch-0 evaluation and of the `ideal` initialisation. Whenever p
+        changes, the trainer samples a new training and test set (from each seed's own data
+        stream); metrics.csv records p in its `p` column. `Curriculum.vocab_sizes() ->
+        list[int]`: every p used, so the model gets max(vocab_sizes) token embeddings (or the
+        scenario's `model.n_tokens`, validated to be at least that).
         """
 
     @hookspec
@@ -107,7 +108,7 @@ class TestbedSpecs:
         (`[metrics, step_loss, spikes]`), so keep those in it to keep their files. Probes are
         called in the order of the list.
 
-        ``build(params) -> Probe``, called once per run. Every hook is optional:
+        ``build(params) -> Probe``, called when a run starts. Every hook is optional:
 
         - `start(info: RunInfo)`: before training, after initialisation. `info` has `seeds`,
           `epochs`, `steps_per_epoch`, `total_steps`, `space` (the layout of the flat (S, P)
