@@ -7,15 +7,17 @@ from typing import Callable, Literal
 import torch
 from pydantic import Field
 
-from testbed.plugin_api.hookspecs import hookimpl
-from testbed.plugin_api.base import Params
-from testbed.plugin_api.base import plugin
+from testbed.plugin_api import Activation
+from testbed.plugin_api import Params
+from testbed.plugin_api import hookimpl
+from testbed.plugin_api import plugin
 
 aten = torch.ops.aten
 
 
-class Activation:
-    """An elementwise function and its vector-Jacobian product vjp(x, y, grad)."""
+class TorchActivation(Activation):
+    """An elementwise torch function and its vector-Jacobian product vjp(x, y, grad) (ATen's
+    backward of the same function, so the hand-written step matches autograd exactly)."""
 
     def __init__(self, fn: Callable, vjp: Callable):
         self.fn, self._vjp = fn, vjp
@@ -35,25 +37,25 @@ class GeluParams(Params):
 def gelu(params: GeluParams):
     """x * Phi(x), Phi the Gaussian CDF (the papers' choice)."""
     a = params.approximate
-    return Activation(lambda x: aten.gelu(x, approximate=a), lambda x, y, g: aten.gelu_backward(g, x, approximate=a))
+    return TorchActivation(lambda x: aten.gelu(x, approximate=a), lambda x, y, g: aten.gelu_backward(g, x, approximate=a))
 
 
 @plugin("relu")
 def relu(params: Params):
     """max(x, 0)."""
-    return Activation(torch.relu, lambda x, y, g: aten.threshold_backward(g, y, 0))
+    return TorchActivation(torch.relu, lambda x, y, g: aten.threshold_backward(g, y, 0))
 
 
 @plugin("silu")
 def silu(params: Params):
     """x * sigmoid(x)."""
-    return Activation(aten.silu, lambda x, y, g: aten.silu_backward(g, x))
+    return TorchActivation(aten.silu, lambda x, y, g: aten.silu_backward(g, x))
 
 
 @plugin("tanh")
 def tanh(params: Params):
     """tanh(x)."""
-    return Activation(torch.tanh, lambda x, y, g: aten.tanh_backward(g, y))
+    return TorchActivation(torch.tanh, lambda x, y, g: aten.tanh_backward(g, y))
 
 
 @hookimpl

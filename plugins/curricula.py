@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from testbed.plugin_api.hookspecs import hookimpl
-from testbed.plugin_api.base import Params
-from testbed.plugin_api.base import plugin
+from testbed.plugin_api import Curriculum
+from testbed.plugin_api import Params
+from testbed.plugin_api import hookimpl
+from testbed.plugin_api import plugin
 
 
-class Constant:
+class Constant(Curriculum):
     def __init__(self, p: int):
         self.p = p
 
@@ -44,7 +45,7 @@ class VocabScheduleParams(Params):
         return v
 
 
-class VocabSchedule:
+class VocabSchedule(Curriculum):
     def __init__(self, first_p: int, switches: list[Switch]):
         self.first_p = first_p
         self.switches = switches

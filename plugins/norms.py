@@ -1,7 +1,7 @@
 """Built-in norms, applied over the last (embedding) axis.
 
-Each returns a callable with a hand-written `vjp(x, y, grad)`, which the training step uses
-instead of autograd (tests check both agree); a third-party norm may omit it.
+Each overrides `Norm.vjp(x, y, grad)` with a closed form, which the training step uses instead
+of autograd (tests check both agree); a third-party norm may omit it.
 """
 
 from __future__ import annotations
@@ -12,16 +12,17 @@ from typing import Literal
 import torch
 from pydantic import Field
 
-from testbed.plugin_api.hookspecs import hookimpl
-from testbed.plugin_api.base import Params
-from testbed.plugin_api.base import plugin
+from testbed.plugin_api import Norm
+from testbed.plugin_api import Params
+from testbed.plugin_api import hookimpl
+from testbed.plugin_api import plugin
 
 
 class EpsParams(Params):
     eps: float = Field(1e-5, ge=0, description="added after the square root")
 
 
-class RadialNorm:
+class RadialNorm(Norm):
     """x / (c |x| + eps): rms with c = 1/sqrt(d), l2 with c = 1."""
 
     def __init__(self, eps: float, rms: bool):
@@ -72,7 +73,7 @@ class SmoothParams(Params):
     eps: float = Field(1e-5, ge=0, description="as in rms, so both agree beyond the radius")
 
 
-class SmoothNorm:
+class SmoothNorm(Norm):
     """x w(s) with s = mean(x^2): w = sigma(r)/r below the radius, 1/(r + eps) beyond it."""
 
     def __init__(self, radius: float, shape: str, eps: float):
@@ -109,7 +110,7 @@ def smooth(params: SmoothParams):
     return SmoothNorm(params.radius, params.shape, params.eps)
 
 
-class Identity:
+class Identity(Norm):
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         return x
 

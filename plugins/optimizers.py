@@ -11,9 +11,10 @@ import math
 import torch
 from pydantic import Field, field_validator, model_validator
 
-from testbed.plugin_api.hookspecs import hookimpl
-from testbed.engine.optimizer import OptimizerParams
-from testbed.plugin_api.base import plugin
+from testbed.plugin_api import OptimizerParams
+from testbed.plugin_api import UpdateRule
+from testbed.plugin_api import hookimpl
+from testbed.plugin_api import plugin
 
 
 class AdamParams(OptimizerParams):
@@ -33,7 +34,7 @@ class AdamWParams(AdamParams):
     weight_decay: float = Field(0.01, ge=0, description="decoupled weight decay")
 
 
-class Adam:
+class Adam(UpdateRule):
     """Adam (Kingma & Ba), as torch.optim.Adam computes it; `decoupled` gives AdamW."""
 
     def __init__(self, params: AdamParams, decoupled: bool):
@@ -84,7 +85,7 @@ class SGDParams(OptimizerParams):
         return self
 
 
-class SGD:
+class SGD(UpdateRule):
     """SGD with heavy-ball or Nesterov momentum, as torch.optim.SGD (no dampening)."""
 
     def __init__(self, params: SGDParams):

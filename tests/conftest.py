@@ -30,17 +30,18 @@ def cli(*args: str, env: dict | None = None, cwd: Path | None = None) -> subproc
     return subprocess.run([TESTBED, *args], capture_output=True, text=True, env=full_env, cwd=cwd, timeout=300)
 
 
-def third_party_package(root: Path, module: str, source: str, dist: str, version: str) -> dict[str, str]:
+def third_party_package(root: Path, module: str, source: str, dist: str, version: str, entry_point: str = "acme") -> dict[str, str]:
     """Lay out an installed package testbed has never heard of: a module under `root` and its
-    dist-info with an entry point in the `testbed.plugins` group. Returns the environment in
-    which the console script finds it."""
+    dist-info with an entry point in the `testbed.plugins` group (packages installed side by
+    side need different entry-point names). Returns the environment in which the console
+    script finds it."""
     site = root / "site"
     site.mkdir()
     (site / f"{module}.py").write_text(source)
     info = site / f"{module}-{version}.dist-info"
     info.mkdir()
     (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: {version}\n")
-    (info / "entry_points.txt").write_text(f"[testbed.plugins]\nacme = {module}\n")
+    (info / "entry_points.txt").write_text(f"[testbed.plugins]\n{entry_point} = {module}\n")
     return {"PYTHONPATH": str(site)}
 
 

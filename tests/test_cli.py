@@ -157,21 +157,23 @@ def test_plugins_lists_every_kind_name_and_source():
 
 
 THIRD_PARTY = '''
-import torch
 from pydantic import Field
-from testbed.plugin_api.hookspecs import hookimpl
-from testbed.plugin_api.base import Params
-from testbed.plugin_api.base import plugin
+from testbed.plugin_api import Norm, Params, hookimpl, plugin
 
 class ClipParams(Params):
     limit: float = Field(2.0, gt=0)
 
+class ClippedRMS(Norm):
+    def __init__(self, limit):
+        self.limit = limit
+
+    def __call__(self, x):
+        return (x / (x.pow(2).mean(-1, keepdim=True).sqrt() + 1e-5)).clamp(-self.limit, self.limit)
+
 @plugin("clipped_rms", ClipParams)
 def clipped_rms(params):
     """RMS norm of x, with the output clamped coordinatewise."""
-    def apply(x):
-        return (x / (x.pow(2).mean(-1, keepdim=True).sqrt() + 1e-5)).clamp(-params.limit, params.limit)
-    return apply
+    return ClippedRMS(params.limit)
 
 @hookimpl
 def testbed_norms():

@@ -3,35 +3,20 @@
 Autograd on the CPU costs more in bookkeeping than this model costs in arithmetic, so the
 training step derives every gradient explicitly (about thirty tensor operations for all seeds
 at once) and writes them into the flat (S, P) gradient. Only the pluggable pieces, the two
-norms and the activation, go through autograd locally, unless the plugin supplies its own
-`vjp(x, y, grad)`. `testbed.engine.model.forward` is the reference this is tested against.
+norms and the activation, go through autograd locally, unless the plugin overrides
+`vjp(x, y, grad)` (`testbed.plugin_api.differentiable`). `testbed.engine.model.forward` is the
+reference this is tested against.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Callable
 
 import torch
 
 from testbed.engine.model import Architecture
 from testbed.engine.model import attend
-
-Backward = Callable[[torch.Tensor], torch.Tensor]
-
-
-def _apply(fn, x: torch.Tensor) -> tuple[torch.Tensor, Backward]:
-    """fn(x) and a function mapping d(loss)/d(output) to d(loss)/d(x)."""
-    vjp = getattr(fn, "vjp", None)
-    if vjp is not None:
-        y = fn(x)
-        return y, lambda g: vjp(x, y, g)
-    leaf = x.detach().requires_grad_(True)
-    with torch.enable_grad():
-        y = fn(leaf)
-    if y is leaf:  # identity
-        return x, lambda g: g
-    return y.detach(), lambda g: torch.autograd.grad(y, leaf, g)[0]
+from testbed.plugin_api.differentiable import forward_and_backward
 
 
 def loss_and_grad(arch: Architecture, p: dict[str, torch.Tensor], index: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -47,14 +32,14 @@ def loss_and_grad(arch: Architecture, p: dict[str, torch.Tensor], index: torch.T
 
     # Forward, keeping what the backward needs.
     x_table = E.unsqueeze(2) + P.unsqueeze(1)  # (S, V, L, d)
-    z_table, norm1_back = _apply(arch.embedding_norm, x_table)
+    z_table, norm1_back = forward_and_backward(arch.embedding_norm, x_table)
     zt = z_table.reshape(S, VL, d)
     qs = q * c
     _, a, mass, zbar = attend(zt, qs, index)  # a (S, L, N), mass (S, VL, N)
     xi = torch.matmul(zbar, V.transpose(1, 2))
-    m, norm2_back = _apply(arch.mlp_norm, xi)
+    m, norm2_back = forward_and_backward(arch.mlp_norm, xi)
     pre = torch.baddbmm(b1.unsqueeze(1), m, W1.transpose(1, 2))  # (S, N, h)
-    hid, act_back = _apply(arch.activation, pre)
+    hid, act_back = forward_and_backward(arch.activation, pre)
     zeta = torch.baddbmm(b2.unsqueeze(1), hid, W2.transpose(1, 2)).add_(xi)  # (S, N, d)
     logp = torch.log_softmax(torch.matmul(zeta, E.transpose(1, 2)), -1)  # (S, N, V)
     target = labels.unsqueeze(-1)

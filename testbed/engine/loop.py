@@ -20,6 +20,7 @@ from testbed.engine.gradients import loss_and_grad
 from testbed.engine.model import Architecture
 from testbed.engine.model import ParamSpace
 from testbed.engine.optimizer import Optimizer
+from testbed.plugin_api.curriculum import Curriculum
 from testbed.plugin_api.probe import Evaluation
 from testbed.plugin_api.probe import Probe
 from testbed.plugin_api.probe import RunInfo
@@ -39,11 +40,12 @@ class Components:
     arch: Architecture
     space: ParamSpace
     optimizer: Optimizer
-    curriculum: object
+    curriculum: Curriculum
     probes: list[Probe]
 
 
 def build(scenario, registry: Registry | None = None) -> Components:
+    """Build every plugin the scenario names (each checked to be of its kind's base class)."""
     registry = registry or default_registry()
     m = scenario.model
 

@@ -1,5 +1,6 @@
 """Vectorized optimizers: features every optimizer shares (per-module learning-rate multipliers,
-per-seed gradient clipping, linear warmup) around a plugin's elementwise update rule.
+per-seed gradient clipping, linear warmup) around a plugin's elementwise update rule
+(`testbed.plugin_api.update_rule`).
 
 Parameters and gradients are flat (S, P) tensors. Update rules use only correctly rounded
 elementwise operations (no fused multiply-add), so a seed's update is bit-identical whatever
@@ -8,32 +9,11 @@ other seeds share the tensor.
 
 from __future__ import annotations
 
-from typing import Protocol
-
 import torch
-from pydantic import Field
 
 from testbed.engine.model import ParamSpace
-from testbed.plugin_api.base import Params
-
-
-class OptimizerParams(Params):
-    """Parameters every optimizer plugin accepts (plugins subclass this)."""
-
-    lr: float = Field(3e-3, gt=0, description="base learning rate")
-    lr_multipliers: dict[str, float] = Field(
-        default_factory=dict,
-        description="per-module factors on lr, e.g. {mlp: 0.1} (the papers' MLP learning-rate discount)",
-    )
-    clip_grad_norm: float | None = Field(None, gt=0, description="clip each seed's global gradient norm to this")
-    warmup_steps: int = Field(0, ge=0, description="linear learning-rate warmup over this many steps")
-
-
-class UpdateRule(Protocol):
-    """What an optimizer plugin builds: an in-place update of (S, P) parameters."""
-
-    def update(self, flat: torch.Tensor, grad: torch.Tensor, lr: torch.Tensor, step: int) -> None:
-        """Update `flat` in place; `lr` is (1, P) (multipliers and warmup applied), step counts from 1."""
+from testbed.plugin_api.update_rule import OptimizerParams
+from testbed.plugin_api.update_rule import UpdateRule
 
 
 class Optimizer:

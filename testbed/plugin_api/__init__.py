@@ -1,2 +1,40 @@
-"""The plugin machinery: hook specifications (the manual of each kind), the registry that
-resolves plugins through pluggy entry points, and the base class of each of the six kinds."""
+"""Everything a plugin author needs, in one place (docs/plugins.md is the manual).
+
+The machinery: hook specifications (`hookspecs`, each docstring the manual of its kind), the
+registry that resolves plugins through pluggy entry points (`registry`), the plugin and its
+parameters (`base`), and the base class of each of the six kinds.
+"""
+
+from testbed.plugin_api.activation import Activation
+from testbed.plugin_api.base import Params
+from testbed.plugin_api.base import Plugin
+from testbed.plugin_api.base import plugin
+from testbed.plugin_api.curriculum import Curriculum
+from testbed.plugin_api.hookspecs import ENTRY_POINT_GROUP
+from testbed.plugin_api.hookspecs import hookimpl
+from testbed.plugin_api.norm import Norm
+from testbed.plugin_api.panel import Panel
+from testbed.plugin_api.probe import Evaluation
+from testbed.plugin_api.probe import Probe
+from testbed.plugin_api.probe import RunInfo
+from testbed.plugin_api.update_rule import OptimizerParams
+from testbed.plugin_api.update_rule import UpdateRule
+from testbed.render.quantities import Quantities
+
+__all__ = [
+    "ENTRY_POINT_GROUP",
+    "Activation",
+    "Curriculum",
+    "Evaluation",
+    "Norm",
+    "OptimizerParams",
+    "Panel",
+    "Params",
+    "Plugin",
+    "Probe",
+    "Quantities",
+    "RunInfo",
+    "UpdateRule",
+    "hookimpl",
+    "plugin",
+]

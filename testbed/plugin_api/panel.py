@@ -8,6 +8,8 @@ and text. Geometry panels keep the same square, equal-aspect view over a whole v
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
+
 import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.artist import Artist
@@ -20,9 +22,19 @@ TITLE_SIZE = 9
 LABEL_SIZE = 6.5
 
 
-class Panel:
-    """Base class. Subclasses set `title` (and axis labels), create their changing artists in
-    `setup` (append them to `self.artists`) and move them in `update`."""
+class Panel(ABC):
+    """Base class of panels. Required: `setup` and `update`. Optional: `points` (what must stay
+    in view). Set `title` and the axis labels as class attributes; `geometric = False` for
+    panels that are not points in the plane (curves, images with their own axes).
+
+    `testbed render` builds the panel with its parameters (`self.params`), computes
+    `extent(q)` over every frame it will draw, calls `setup(ax, q, extent)` once and then
+    `update(q, i)` for each frame i. Frames come in batches: a video calls `update` with later
+    batches' `Quantities` than the one `setup` saw, so read everything that changes between
+    frames from the `q` that `update` receives. Register every artist that `update` changes
+    with `keep` (a video redraws only those over a fixed background); what `setup` draws
+    without `keep` must not change.
+    """
 
     title: str = ""
     xlabel: str = ""
@@ -52,6 +64,8 @@ class Panel:
         return square_extent(pts, include_origin=self.include_origin)
 
     def prepare(self, ax: Axes, extent) -> None:
+        """Title, axis labels and tick sizes; for a geometric panel also the square view
+        `extent` (x0, x1, y0, y1) with the axes through the origin. Call it first in `setup`."""
         self.ax = ax
         ax.set_title(self.title, fontsize=TITLE_SIZE)
         ax.set_xlabel(self.xlabel, fontsize=LABEL_SIZE + 1, labelpad=1)
@@ -64,13 +78,16 @@ class Panel:
             ax.axhline(0, color="0.85", lw=0.5, zorder=0)
             ax.axvline(0, color="0.85", lw=0.5, zorder=0)
 
-    def setup(self, ax: Axes, q: Quantities, extent) -> None:
-        raise NotImplementedError
+    @abstractmethod
+    def setup(self, ax: Axes, q: Quantities, extent: tuple[float, float, float, float] | None) -> None:
+        """Draw what stays and create the artists that `update` moves (registered with `keep`)."""
 
+    @abstractmethod
     def update(self, q: Quantities, i: int) -> None:
-        raise NotImplementedError
+        """Show frame i of q (0 <= i < q.n_frames): change the data of the kept artists."""
 
     def keep(self, *artists: Artist):
+        """Register artists that change between frames; returns them (one artist alone)."""
         self.artists.extend(artists)
         return artists[0] if len(artists) == 1 else artists
 

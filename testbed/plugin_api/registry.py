@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import difflib
+import re
 from dataclasses import replace
 from functools import lru_cache
+from importlib import metadata
 from types import ModuleType
 from typing import Iterable
 
 import pluggy
 
 from testbed.errors import UserError
+from testbed.plugin_api.hookspecs import BASES
 from testbed.plugin_api.hookspecs import ENTRY_POINT_GROUP
 from testbed.plugin_api.hookspecs import KINDS
 from testbed.plugin_api.hookspecs import PROJECT
@@ -29,6 +32,7 @@ class Registry:
         """Load the entry-point plugins (built-ins included) plus `extra` modules."""
         pm = pluggy.PluginManager(PROJECT)
         pm.add_hookspecs(TestbedSpecs)
+        check_entry_point_names()
         pm.load_setuptools_entrypoints(ENTRY_POINT_GROUP)
         for module in extra:
             pm.register(module)
@@ -41,12 +45,12 @@ class Registry:
                 where = sources.get(id(module), getattr(module, "__name__", str(module)))
                 for p in impl.function() or []:
                     if not isinstance(p, Plugin):
-                        raise TypeError(f"{where}: {hook_name} returned {p!r}, not a testbed Plugin")
+                        raise UserError(f"{where}: {hook_name} returned {p!r}, not a Plugin; decorate its builder with @plugin")
                     if p.name in found:
                         raise UserError(
                             f"{kind} plugin '{p.name}' is registered twice: by {found[p.name].source} and by {where}"
                         )
-                    found[p.name] = replace(p, source=where)
+                    found[p.name] = replace(p, kind=kind, base=BASES[kind], source=where)
             plugins[kind] = found
         return cls(plugins)
 
@@ -59,6 +63,25 @@ class Registry:
             return self.plugins[kind][name]
         except KeyError:
             raise UserError(unknown_message(kind, name, self.names(kind))) from None
+
+
+def check_entry_point_names() -> None:
+    """pluggy registers each entry point's module under the entry point's name and skips any
+    later one of the same name, so two packages declaring the same name would lose one of
+    them without a word; say so instead."""
+    owners: dict[str, tuple[str, str]] = {}
+    for dist in metadata.distributions():
+        for ep in dist.entry_points:
+            if ep.group != ENTRY_POINT_GROUP:
+                continue
+            name = dist.metadata["Name"] or "?"
+            key, owner = re.sub(r"[-_.]+", "-", name).lower(), f"{name} {dist.version}"
+            first = owners.setdefault(ep.name, (key, owner))
+            if first[0] != key:
+                raise UserError(
+                    f"entry point '{ep.name}' of group {ENTRY_POINT_GROUP} is declared by both {first[1]} and {owner}; "
+                    "only one would load: give one of them another name"
+                )
 
 
 def unknown_message(kind: str, name: str, known: list[str]) -> str:

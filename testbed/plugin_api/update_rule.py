@@ -1,0 +1,43 @@
+"""What an optimizer plugin builds: the elementwise update rule, and the parameters every
+optimizer accepts. Clipping and the learning-rate schedule are shared by all optimizers and
+applied around the rule by `testbed.engine.optimizer.Optimizer`."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+
+import torch
+from pydantic import Field
+
+from testbed.plugin_api.base import Params
+
+
+class OptimizerParams(Params):
+    """Parameters every optimizer plugin accepts; an optimizer's own parameter model subclasses
+    this. The engine applies these four itself, before the rule sees the gradient."""
+
+    lr: float = Field(3e-3, gt=0, description="base learning rate")
+    lr_multipliers: dict[str, float] = Field(
+        default_factory=dict,
+        description="per-module factors on lr, e.g. {mlp: 0.1} (the papers' MLP learning-rate discount)",
+    )
+    clip_grad_norm: float | None = Field(None, gt=0, description="clip each seed's global gradient norm to this")
+    warmup_steps: int = Field(0, ge=0, description="linear learning-rate warmup over this many steps")
+
+
+class UpdateRule(ABC):
+    """Base class of optimizers' update rules. Required: `update`.
+
+    Every seed's parameters are one row of a flat (S, P) tensor. A seed must follow the same
+    trajectory alone or among others, bit for bit, so the rule may only combine tensors
+    elementwise with correctly rounded operations (+, -, *, /, sqrt, comparisons, where) and
+    reduce along the parameter axis of one seed at most; no fused multiply-add (`addcmul`,
+    `addcdiv`, `lerp`, `alpha=`/`value=` arguments), no mixing of seeds.
+    """
+
+    @abstractmethod
+    def update(self, flat: torch.Tensor, grad: torch.Tensor, lr: torch.Tensor, step: int) -> None:
+        """Update `flat` (S, P) in place from `grad` (S, P), already clipped if the scenario
+        clips. `lr` (1, P) is the learning rate of each coordinate, multipliers and warmup
+        applied; `step` counts from 1. Allocate state (shaped like `flat`) on the first call.
+        Do not modify `grad` (probes read it after the step) or `lr` (it is reused)."""
