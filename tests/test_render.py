@@ -26,7 +26,7 @@ from testbed.plugin_api.registry import default_registry
 from testbed.render import rundata
 from testbed.render import sentences
 from testbed.render import style
-from testbed.render.command import snapshot_quantities
+from testbed.render.quantities import snapshot_quantities
 from testbed.render.figure import DEFAULT_PANELS
 from testbed.render.figure import parse_grid
 

@@ -12,20 +12,12 @@ from rich.console import Console
 from testbed.errors import UserError
 from testbed.render import figure
 from testbed.render import rundata
-from testbed.render.quantities import Quantities
+from testbed.render.quantities import snapshot_quantities
 
 STILL_FORMATS = (".png", ".pdf", ".svg")
 VIDEO_FORMATS = (".mp4", ".gif")
 STILL_DPI, VIDEO_DPI = 110, 60
 SPIKE_PANELS = ("norm_emb", "seq_emb", "xi_field", "mlp_input", "assemblers", "zeta", "attention_graph", "step_loss")
-
-
-def snapshot_quantities(run: rundata.RunData, s: int, idx: np.ndarray) -> Quantities:
-    """Quantities of snapshots `idx` of seed column s; each frame's previous frame is the snapshot before."""
-    idx = np.asarray(idx, dtype=int)
-    seed = run.seeds[s]
-    captions = [f"{run.scenario.name} - seed {seed} - epoch {int(run.epochs[i])}" for i in idx]
-    return Quantities.build(run, s, run.seed_params(s, idx), run.seed_params(s, np.maximum(idx - 1, 0)), run.epochs[idx], captions)
 
 
 def _out_path(out: Path | None, default: Path, allowed: tuple[str, ...], flag: str) -> Path:

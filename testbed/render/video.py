@@ -63,7 +63,7 @@ def render_chunk(args) -> tuple[int, int]:
     """Render snapshot indices `idx` of the job into the MP4 segment `segment`."""
     import torch
 
-    from testbed.render.command import snapshot_quantities
+    from testbed.render.quantities import snapshot_quantities
 
     torch.set_num_threads(1)
     job, chunk, idx, segment = args
