@@ -30,9 +30,15 @@ def _out_path(out: Path | None, default: Path, allowed: tuple[str, ...], flag: s
     return path
 
 
-def render(run_dir: Path, epoch: int | None, seed: int | None, out: Path | None, video: bool, spikes: bool,
-           panels: str | None, grid: str | None, dpi: float | None, workers: int, console: Console, quiet: bool = False,
-           top: int | None = None) -> list[Path]:
+def render(run_dir: Path, *, epoch: int | None = None, seed: int | None = None, out: Path | None = None,
+           video: bool = False, spikes: bool = False, top: int | None = None, panels: str | None = None,
+           grid: str | None = None, dpi: float | None = None, workers: int = 0, console: Console | None = None,
+           quiet: bool = False) -> list[Path]:
+    """Draw a run: one frame (the default), a video (`video`) or the spike figures (`spikes`),
+    with the meaning of the command's options of the same names; returns the files written.
+    Options are keyword-only: eleven positional parameters are too easy to pass in the wrong
+    order. Messages go to `console` (default: standard error)."""
+    console = console if console is not None else Console(stderr=True)
     if video and spikes:
         raise UserError("--video and --spikes: choose one")
     if top is not None and not spikes:
