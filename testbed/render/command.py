@@ -69,7 +69,6 @@ def render(run_dir: Path, *, epoch: int | None = None, seed: int | None = None, 
         g.save(q, 0, partial)
         os.replace(partial, path)
     finally:
-        g.close()
         partial.unlink(missing_ok=True)
     return [path]
 

@@ -34,51 +34,55 @@ class Job:
     labels: bool = False  # point labels cost more to draw than anything else in a frame
 
 
-_CACHE: dict = {}
+class ChunkRenderer:
+    """Renders chunks of one job's frames into MP4 segments, keeping the loaded run and the
+    figure from one chunk to the next."""
+
+    def __init__(self, job: Job):
+        from testbed.render import rundata
+
+        self.job = job
+        self.run = rundata.load(Path(job.run_path))
+        self.grid = None
+
+    def __call__(self, task: tuple[int, list[int], str]) -> tuple[int, int]:
+        """Render snapshot indices `idx` into the MP4 segment `segment`; -> (chunk, frames)."""
+        import imageio.v2 as imageio
+
+        from testbed.render.figure import Grid
+        from testbed.render.figure import build_panels
+        from testbed.render.quantities import snapshot_quantities
+
+        chunk, idx, segment = task
+        job = self.job
+        q = snapshot_quantities(self.run, job.seed_col, np.asarray(idx))
+        if self.grid is None:  # the panels' setup needs a frame's quantities
+            self.grid = Grid(build_panels(list(job.panels)), job.grid, q, list(job.extents), job.dpi, pixel_multiple=16, labels=job.labels)
+            self.grid.start_blitting()
+        with imageio.get_writer(segment, format="FFMPEG", mode="I", fps=FPS, codec="libx264", quality=None,
+                                pixelformat="yuv420p", macro_block_size=16,
+                                ffmpeg_params=["-preset", "veryfast", "-crf", "20", "-threads", "1"],
+                                ffmpeg_log_level="error") as w:
+            for i in range(len(idx)):
+                w.append_data(self.grid.frame(q, i))
+        return chunk, len(idx)
 
 
-def _grid_for(job: Job, q):
-    """This process's figure for `job`, built once and reused for every chunk."""
-    from testbed.render.figure import Grid
-    from testbed.render.figure import build_panels
-
-    if _CACHE.get("job") != job:
-        if "grid" in _CACHE:
-            _CACHE["grid"].close()
-        grid = Grid(build_panels(list(job.panels)), job.grid, q, list(job.extents), job.dpi, pixel_multiple=16, labels=job.labels)
-        grid.start_blitting()
-        _CACHE.update(job=job, grid=grid)
-    return _CACHE["grid"]
+_WORKER: ChunkRenderer | None = None  # set in worker processes only
 
 
-def _run(job: Job):
-    from testbed.render import rundata
-
-    if _CACHE.get("run_path") != job.run_path:
-        _CACHE.update(run_path=job.run_path, run=rundata.load(Path(job.run_path)))
-    return _CACHE["run"]
-
-
-def render_chunk(args) -> tuple[int, int]:
-    """Render snapshot indices `idx` of the job into the MP4 segment `segment`."""
+def _start_worker(job: Job) -> None:
+    """Pool initializer, run in each worker process: one intra-op thread per worker (the
+    workers already fill the cores), and the job's renderer."""
+    global _WORKER
     import torch
 
-    from testbed.render.quantities import snapshot_quantities
-
     torch.set_num_threads(1)
-    job, chunk, idx, segment = args
-    run = _run(job)
-    q = snapshot_quantities(run, job.seed_col, np.asarray(idx))
-    grid = _grid_for(job, q)
-    import imageio.v2 as imageio
+    _WORKER = ChunkRenderer(job)
 
-    with imageio.get_writer(segment, format="FFMPEG", mode="I", fps=FPS, codec="libx264", quality=None,
-                            pixelformat="yuv420p", macro_block_size=16,
-                            ffmpeg_params=["-preset", "veryfast", "-crf", "20", "-threads", "1"],
-                            ffmpeg_log_level="error") as w:
-        for i in range(len(idx)):
-            w.append_data(grid.frame(q, i))
-    return chunk, len(idx)
+
+def _render_in_worker(task: tuple[int, list[int], str]) -> tuple[int, int]:
+    return _WORKER(task)
 
 
 def write(job: Job, frames: np.ndarray, out: Path, workers: int, advance) -> None:
@@ -91,29 +95,28 @@ def write(job: Job, frames: np.ndarray, out: Path, workers: int, advance) -> Non
     size = max(5, min(100, math.ceil(n / (workers * 4))))
     chunks = [frames[lo : lo + size] for lo in range(0, n, size)]
     with tempfile.TemporaryDirectory(prefix=".render-", dir=out.parent) as tmp:
-        tasks = [(job, c, list(map(int, idx)), str(Path(tmp) / f"seg{c:05d}.mp4")) for c, idx in enumerate(chunks)]
-
-        def collect(result):
-            advance(result[1])
-
+        tmp = Path(tmp)
+        tasks = [(c, list(map(int, idx)), str(tmp / f"seg{c:05d}.mp4")) for c, idx in enumerate(chunks)]
         if workers == 1:
+            render = ChunkRenderer(job)  # in this process: no thread setting touched, nothing kept after
             for t in tasks:
-                collect(render_chunk(t))
+                advance(render(t)[1])
         else:
-            with mp.get_context("spawn").Pool(workers) as pool:
-                for result in pool.imap_unordered(render_chunk, tasks):
-                    collect(result)
+            with mp.get_context("spawn").Pool(workers, initializer=_start_worker, initargs=(job,)) as pool:
+                for _, count in pool.imap_unordered(_render_in_worker, tasks):
+                    advance(count)
         partial = out.with_name(f".{out.stem}.partial{out.suffix}")
+        segments = [Path(t[2]) for t in tasks]
         if job.fmt == "gif":
-            joined = Path(tmp) / "joined.mp4"
-            _concat([t[3] for t in tasks], joined, Path(tmp))
+            joined = tmp / "joined.mp4"
+            _concat(segments, joined, tmp)
             _ffmpeg(["-i", str(joined), "-vf", "split[a][b];[a]palettegen=stats_mode=diff[p];[b][p]paletteuse", "-loop", "0", str(partial)])
         else:
-            _concat([t[3] for t in tasks], partial, Path(tmp))
+            _concat(segments, partial, tmp)
         os.replace(partial, out)
 
 
-def _concat(segments: list[str], out: Path, tmp: Path) -> None:
+def _concat(segments: list[Path], out: Path, tmp: Path) -> None:
     listing = tmp / "segments.txt"
     listing.write_text("".join(f"file '{s}'\n" for s in segments))
     _ffmpeg(["-f", "concat", "-safe", "0", "-i", str(listing), "-c", "copy", "-movflags", "+faststart", str(out)])
