@@ -85,7 +85,7 @@ def _video(run, s, names, shape, out, dpi, workers, console, quiet) -> Path:
     # Views are fixed over the whole video: fitted once to every frame's data (no fields needed).
     q_all = snapshot_quantities(run, s, frames)
     extents = tuple(p.extent(q_all) for p in figure.build_panels(names))
-    job = video.Job(str(run.path), s, tuple(names), shape, extents, dpi, path.suffix.lower().lstrip("."))
+    job = video.Job(str(run.path.absolute()), s, tuple(names), shape, extents, dpi, path.suffix.lower().lstrip("."))
     bar = Progress(TextColumn("[bold]rendering"), BarColumn(), MofNCompleteColumn(), TextColumn("frames"),
                    TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(), console=console, disable=quiet)
     with bar:

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 FPS = 25
-IN_PROCESS_BELOW = 60  # fewer frames than this render in this process (no worker start-up)
+IN_PROCESS_BELOW = 60  # by default, fewer frames than this render in this process (no worker start-up)
 
 
 @dataclass(frozen=True)
@@ -46,7 +46,8 @@ class ChunkRenderer:
         self.grid = None
 
     def __call__(self, task: tuple[int, list[int], str]) -> tuple[int, int]:
-        """Render snapshot indices `idx` into the MP4 segment `segment`; -> (chunk, frames)."""
+        """task = (chunk, snapshot indices, segment file): render those frames into that MP4
+        segment; -> (chunk, number of frames)."""
         import imageio.v2 as imageio
 
         from testbed.render.figure import Grid
@@ -87,38 +88,46 @@ def _render_in_worker(task: tuple[int, list[int], str]) -> tuple[int, int]:
 
 def write(job: Job, frames: np.ndarray, out: Path, workers: int, advance) -> None:
     """Render snapshot indices `frames` into `out` (.mp4 or .gif), calling advance(n) as
-    frames complete. Written to a temporary name and renamed when complete."""
+    frames complete. Written to a temporary name and renamed when complete; nothing is left
+    behind on failure. Relative paths are taken from the current directory, as a user means
+    them: ffmpeg is only ever given absolute paths."""
+    out = Path(out).absolute()
     n = len(frames)
-    workers = workers or min(os.cpu_count() or 1, 8)
-    if n < IN_PROCESS_BELOW:
-        workers = 1
+    if not workers:  # automatic: one per core, none for a short video (no worker start-up)
+        workers = 1 if n < IN_PROCESS_BELOW else min(os.cpu_count() or 1, 8)
     size = max(5, min(100, math.ceil(n / (workers * 4))))
     chunks = [frames[lo : lo + size] for lo in range(0, n, size)]
-    with tempfile.TemporaryDirectory(prefix=".render-", dir=out.parent) as tmp:
-        tmp = Path(tmp)
-        tasks = [(c, list(map(int, idx)), str(tmp / f"seg{c:05d}.mp4")) for c, idx in enumerate(chunks)]
-        if workers == 1:
-            render = ChunkRenderer(job)  # in this process: no thread setting touched, nothing kept after
-            for t in tasks:
-                advance(render(t)[1])
-        else:
-            with mp.get_context("spawn").Pool(workers, initializer=_start_worker, initargs=(job,)) as pool:
-                for _, count in pool.imap_unordered(_render_in_worker, tasks):
-                    advance(count)
-        partial = out.with_name(f".{out.stem}.partial{out.suffix}")
-        segments = [Path(t[2]) for t in tasks]
-        if job.fmt == "gif":
-            joined = tmp / "joined.mp4"
-            _concat(segments, joined, tmp)
-            _ffmpeg(["-i", str(joined), "-vf", "split[a][b];[a]palettegen=stats_mode=diff[p];[b][p]paletteuse", "-loop", "0", str(partial)])
-        else:
-            _concat(segments, partial, tmp)
+    workers = min(workers, len(chunks))
+    partial = out.with_name(f".{out.stem}.partial{out.suffix}")
+    try:
+        with tempfile.TemporaryDirectory(prefix=".render-", dir=out.parent) as tmp:
+            tmp = Path(tmp)
+            tasks = [(c, list(map(int, idx)), str(tmp / f"seg{c:05d}.mp4")) for c, idx in enumerate(chunks)]
+            if workers == 1:
+                render = ChunkRenderer(job)  # in this process: no thread setting touched, nothing kept after
+                for t in tasks:
+                    advance(render(t)[1])
+            else:
+                with mp.get_context("spawn").Pool(workers, initializer=_start_worker, initargs=(job,)) as pool:
+                    for _, count in pool.imap_unordered(_render_in_worker, tasks):
+                        advance(count)
+            segments = [Path(t[2]) for t in tasks]
+            if job.fmt == "gif":
+                joined = tmp / "joined.mp4"
+                _concat(segments, joined, tmp)
+                _ffmpeg(["-i", str(joined), "-vf", "split[a][b];[a]palettegen=stats_mode=diff[p];[b][p]paletteuse", "-loop", "0", str(partial)])
+            else:
+                _concat(segments, partial, tmp)
         os.replace(partial, out)
+    finally:
+        partial.unlink(missing_ok=True)
 
 
 def _concat(segments: list[Path], out: Path, tmp: Path) -> None:
+    """Join MP4 segments of `tmp` without re-encoding. The concat demuxer resolves a listed
+    file relative to the list's own folder, so the list names the segments by file name only."""
     listing = tmp / "segments.txt"
-    listing.write_text("".join(f"file '{s}'\n" for s in segments))
+    listing.write_text("".join(f"file '{s.name}'\n" for s in segments))
     _ffmpeg(["-f", "concat", "-safe", "0", "-i", str(listing), "-c", "copy", "-movflags", "+faststart", str(out)])
 
 
