@@ -1,12 +1,16 @@
 """`testbed render` and what it builds on: panels as plugins (built-in and from a third-party
 entry point), probe sentences and colours, frames in every format, videos, spike figures, the
-step-level weights kept around spikes, the idealized circuit, and bad input."""
+step-level weights kept around spikes, the idealized circuit, and bad input.
+
+The command line runs as users type it: from a working directory of its own, with relative
+paths (a relative --out once broke every video)."""
 
 from __future__ import annotations
 
 import copy
 import itertools
 import math
+import os
 import shutil
 from pathlib import Path
 
@@ -26,7 +30,7 @@ from testbed.plugin_api.registry import default_registry
 from testbed.render import rundata
 from testbed.render import sentences
 from testbed.render import style
-from testbed.render.command import snapshot_quantities
+from testbed.render.quantities import snapshot_quantities
 from testbed.render.figure import DEFAULT_PANELS
 from testbed.render.figure import parse_grid
 
@@ -34,6 +38,21 @@ RENDER_TINY = copy.deepcopy(TINY) | {
     "probes": ["metrics", "step_loss", "spikes", {"name": "snapshots", "every": 2, "spike_steps": True}],
     "seeds": "0-1",
 }
+
+
+def rel(path: Path, cwd: Path) -> str:
+    """`path` as typed from `cwd`: relative, with .. where needed."""
+    return os.path.relpath(path, cwd)
+
+
+def frame_count(video: Path) -> int:
+    import imageio.v2 as imageio
+    import imageio.v3 as iio
+
+    if video.suffix == ".gif":
+        return iio.imread(video, index=None).shape[0]
+    with imageio.get_reader(video) as reader:
+        return reader.count_frames()
 
 
 def assert_user_error(proc, *needles: str) -> None:
@@ -49,12 +68,10 @@ def assert_user_error(proc, *needles: str) -> None:
 def run_dir(tmp_path_factory) -> Path:
     """A tiny run: 2 seeds, 4 epochs, snapshots at epochs 0, 2, 4."""
     root = tmp_path_factory.mktemp("render")
-    scenario = root / "tiny.yaml"
-    scenario.write_text(yaml.safe_dump(RENDER_TINY))
-    out = root / "run"
-    proc = cli("run", str(scenario), "--out", str(out), "--quiet")
+    (root / "tiny.yaml").write_text(yaml.safe_dump(RENDER_TINY))
+    proc = cli("run", "tiny.yaml", "--out", "run", "--quiet", cwd=root)
     assert proc.returncode == 0, proc.stderr
-    return out
+    return root / "run"
 
 
 def test_every_default_panel_is_a_registered_plugin():
@@ -66,37 +83,43 @@ def test_every_default_panel_is_a_registered_plugin():
 def test_frame_in_png_pdf_and_svg(run_dir, tmp_path):
     heads = {".png": b"\x89PNG", ".pdf": b"%PDF", ".svg": b"<?xml"}
     for ext, head in heads.items():
-        out = tmp_path / f"frame{ext}"
-        proc = cli("render", str(run_dir), "--epoch", "2", "--seed", "1", "--out", str(out))
+        proc = cli("render", rel(run_dir, tmp_path), "--epoch", "2", "--seed", "1", "--out", f"frame{ext}", cwd=tmp_path)
         assert proc.returncode == 0, proc.stderr
-        assert out.read_bytes().startswith(head)
-        assert proc.stdout.strip() == str(out)
+        assert (tmp_path / f"frame{ext}").read_bytes().startswith(head)
+        assert proc.stdout.strip() == f"frame{ext}"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["frame.pdf", "frame.png", "frame.svg"]  # no leftovers
 
 
 def test_default_frame_path_nearest_epoch_and_a_subset_of_panels(run_dir):
-    proc = cli("render", str(run_dir), "--epoch", "3", "--panels", "seq_emb,xi_field,loss", "--grid", "1x3")
+    proc = cli("render", "run", "--epoch", "3", "--panels", "seq_emb,xi_field,loss", "--grid", "1x3", cwd=run_dir.parent)
     assert proc.returncode == 0, proc.stderr
     assert "nearest" in proc.stderr and "epoch 2" in proc.stderr  # snapshots are at 0, 2, 4: 3 -> 2 (first of the ties)
     out = Path(proc.stdout.strip())
-    assert out.parent == run_dir / "render" and out.is_file()
+    assert out.parent == Path("run", "render") and (run_dir.parent / out).is_file()
 
 
 def test_video_mp4_and_gif_have_one_frame_per_snapshot(run_dir, tmp_path):
-    import imageio.v3 as iio
-
-    for ext in (".mp4", ".gif"):
-        out = tmp_path / f"video{ext}"
-        proc = cli("render", str(run_dir), "--video", "--out", str(out), "--panels", "pos_emb,seq_emb,attention_graph,accuracy")
+    for out in ("video.mp4", "video.gif"):
+        proc = cli("render", rel(run_dir, tmp_path), "--video", "--out", out, "--panels", "pos_emb,seq_emb,attention_graph,accuracy",
+                   cwd=tmp_path)
         assert proc.returncode == 0, proc.stderr
-        if ext == ".gif":
-            assert iio.imread(out, index=None).shape[0] == 3
-        else:
-            import imageio.v2 as imageio
+        assert proc.stdout.strip() == out
+        assert frame_count(tmp_path / out) == 3
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["video.gif", "video.mp4"]  # no leftovers
 
-            with imageio.get_reader(out) as reader:
-                assert reader.count_frames() == 3
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["video.gif", "video.mp4"]
+
+def test_video_at_its_default_path_from_worker_processes(tmp_path):
+    """The README's `testbed render runs/NAME --seed S --video`, with two worker processes
+    each encoding a segment of the 7 snapshots, joined in order."""
+    data = copy.deepcopy(RENDER_TINY) | {"training": {"epochs": 6, "batch_size": 16}}
+    data["probes"] = ["metrics", "step_loss", "spikes", {"name": "snapshots", "every": 1}]
+    (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(data))
+    assert cli("run", "tiny.yaml", "--out", "runs/tiny-1", "--quiet", cwd=tmp_path).returncode == 0
+    proc = cli("render", "runs/tiny-1", "--seed", "1", "--video", "--workers", "2", "--panels", "seq_emb,loss", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "runs/tiny-1/render/seed1.mp4"
+    assert frame_count(tmp_path / proc.stdout.strip()) == 7
+    assert [p.name for p in (tmp_path / "runs" / "tiny-1" / "render").iterdir()] == ["seed1.mp4"]  # no leftovers
 
 
 def test_spikes_writes_one_side_by_side_figure_per_spike(run_dir, tmp_path):
@@ -105,23 +128,22 @@ def test_spikes_writes_one_side_by_side_figure_per_spike(run_dir, tmp_path):
     # the tiny run has no real spike: declare one at a step the snapshots probe did not keep,
     # from a loss of exactly 0 (so its ratio is inf, as the detector writes it)
     (run / "spikes.csv").write_text("seed,start,peak,end,epoch,baseline,peak_loss,ratio\n1,4,5,6,2,-0.0,1.5,inf\n")
-    proc = cli("render", str(run), "--spikes")
+    proc = cli("render", "run", "--spikes", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert "nearest epoch snapshots" in proc.stderr
-    out = run / "render" / "spikes" / "spike-seed1-step5.png"
-    assert proc.stdout.strip() == str(out) and out.read_bytes().startswith(b"\x89PNG")
+    assert proc.stdout.strip() == "run/render/spikes/spike-seed1-step5.png"
+    assert (tmp_path / proc.stdout.strip()).read_bytes().startswith(b"\x89PNG")
     # with step-level weights for that spike, those are drawn instead
     data = rundata.load(run)
     kept = {"seed": np.array([1]), "step": np.array([4]), "before_step": np.array([3]), "loss": np.array([1.5])}
     for n, a in data.params.items():
         kept[f"before/{n}"], kept[f"after/{n}"] = a[1, 1][None], a[2, 1][None]
     np.savez(run / "spike_steps.npz", **kept)
-    out.unlink()
-    proc = cli("render", str(run), "--spikes", "--panels", "seq_emb,mlp_input")
+    proc = cli("render", "run", "--spikes", "--panels", "seq_emb,mlp_input", "--out", "figures", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
-    assert "nearest" not in proc.stderr and out.is_file()
+    assert "nearest" not in proc.stderr and (tmp_path / "figures" / "spike-seed1-step5.png").is_file()
     (run / "spikes.csv").write_text("seed,start,peak,end,epoch,baseline,peak_loss,ratio\n")
-    proc = cli("render", str(run), "--spikes")
+    proc = cli("render", "run", "--spikes", cwd=tmp_path)
     assert proc.returncode == 0 and "no spikes" in proc.stderr
 
 
@@ -138,16 +160,17 @@ def test_spikes_writes_one_side_by_side_figure_per_spike(run_dir, tmp_path):
         (["--top", "2"], ["--top", "--spikes"]),
     ],
 )
-def test_bad_input_is_one_line_and_status_2(run_dir, args, needles):
-    assert_user_error(cli("render", str(run_dir), *args), *needles)
+def test_bad_input_is_one_line_and_status_2(run_dir, tmp_path, args, needles):
+    assert_user_error(cli("render", rel(run_dir, tmp_path), *args, cwd=tmp_path), *needles)
+    assert list(tmp_path.iterdir()) == []  # nothing half-written
 
 
 def test_missing_run_and_run_without_snapshots(run_dir, tmp_path):
-    assert_user_error(cli("render", str(tmp_path / "nope")), "no such run directory")
+    assert_user_error(cli("render", "nope", cwd=tmp_path), "no such run directory")
     run = tmp_path / "run"
     shutil.copytree(run_dir, run)
     (run / "snapshots.npz").unlink()
-    assert_user_error(cli("render", str(run)), "no snapshots.npz")
+    assert_user_error(cli("render", "run", cwd=tmp_path), "no snapshots.npz")
 
 
 THIRD_PARTY = '''
@@ -189,10 +212,9 @@ def test_third_party_panel_through_an_entry_point(run_dir, tmp_path):
     env = third_party_package(tmp_path, "acme_panels", THIRD_PARTY, "acme-panels", "0.1")
     listing = cli("plugins", "--kind", "panel", env=env)
     assert "xi_norms" in listing.stdout and "acme-panels 0.1" in listing.stdout
-    out = tmp_path / "f.png"
-    proc = cli("render", str(run_dir), "--panels", "xi_norms,seq_emb", "--out", str(out), env=env)
+    proc = cli("render", rel(run_dir, tmp_path), "--panels", "xi_norms,seq_emb", "--out", "f.png", env=env, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
-    assert out.is_file()
+    assert (tmp_path / "f.png").is_file()
 
 
 def test_quantities_match_the_model_forward(run_dir):
@@ -291,10 +313,10 @@ def test_ideal_circuit_classifies_every_sequence(p, k, extra, norm, activation):
 def test_ideal_run_and_its_frame_show_collapsed_positions_and_clusters(tmp_path, write_scenario):
     data = copy.deepcopy(RENDER_TINY) | {"training": {"epochs": 1, "batch_size": 16}, "seeds": "0"}
     data["model"] = {"hidden": 8, "init": "ideal"}
-    out = tmp_path / "run"
-    proc = cli("run", str(write_scenario(data)), "--out", str(out), "--quiet")
+    write_scenario(data, "ideal.yaml")
+    proc = cli("run", "ideal.yaml", "--out", "run", "--quiet", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
-    run = rundata.load(out)
+    run = rundata.load(tmp_path / "run")
     m = run.seed_metrics(0)
     assert m["train_acc"][m["epoch"] == 0][0] == 1.0 and m["test_acc"][m["epoch"] == 0][0] == 1.0
     q = snapshot_quantities(run, 0, np.array([0]))
@@ -302,15 +324,15 @@ def test_ideal_run_and_its_frame_show_collapsed_positions_and_clusters(tmp_path,
     assert len(np.unique(np.round(q.params["pos_emb"][0], 6), axis=0)) == 2  # summed positions / the rest
     clusters = np.unique(np.round(q.trace["xi"][0], 4), axis=0)
     assert len(clusters) == math.comb(k + p - 1, k)  # one per count pattern of the prefix
-    frame = tmp_path / "ideal.png"
-    proc = cli("render", str(out), "--epoch", "0", "--out", str(frame))
-    assert proc.returncode == 0 and frame.is_file()
+    proc = cli("render", "run", "--epoch", "0", "--out", "ideal.png", cwd=tmp_path)
+    assert proc.returncode == 0 and (tmp_path / "ideal.png").is_file()
 
 
-def test_ideal_circuit_that_cannot_fit_is_a_validation_error(write_scenario):
+def test_ideal_circuit_that_cannot_fit_is_a_validation_error(write_scenario, tmp_path):
     data = copy.deepcopy(RENDER_TINY)
     data["model"] = {"hidden": 2, "init": "ideal"}
-    proc = cli("validate", str(write_scenario(data)))
+    write_scenario(data, "ideal.yaml")
+    proc = cli("validate", "ideal.yaml", cwd=tmp_path)
     assert proc.returncode == 2 and "model.init: ideal needs model.hidden >= 3" in proc.stderr, proc.stderr
 
 

@@ -130,7 +130,8 @@ def render(
     from testbed.render.command import render as render_run
 
     err = Console(stderr=True)
-    for path in render_run(run_dir, epoch, seed, out, video, spikes, panels, grid, dpi, workers, err, quiet, top):
+    for path in render_run(run_dir, epoch=epoch, seed=seed, out=out, video=video, spikes=spikes, top=top, panels=panels,
+                           grid=grid, dpi=dpi, workers=workers, console=err, quiet=quiet):
         print(path)
 
 

@@ -1,23 +1,25 @@
 """The figures of a comparison report: one function per figure, each reading the loaded runs
-(`RunData`) and per-seed outcomes, so a report can be redrawn without retraining."""
+(`RunData`) and per-seed outcomes, so a report can be redrawn without retraining.
+
+Figures are matplotlib `Figure`s on their own Agg canvas, never pyplot's, so drawing a report
+leaves the caller's backend (a notebook's, say) as it was."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
 import matplotlib.ticker
+import numpy as np
+from matplotlib import colormaps
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+from testbed.comparison.lr_sweep import SweepResult
+from testbed.analysis.outcomes import RunData
+from testbed.analysis.stats import estimate
+from testbed.rundir.summary import SUCCESS_ACC
 
-from testbed.comparison.lr_sweep import SweepResult  # noqa: E402
-from testbed.analysis.outcomes import RunData  # noqa: E402
-from testbed.analysis.stats import estimate  # noqa: E402
-from testbed.rundir.summary import SUCCESS_ACC  # noqa: E402
-
-COLORS = plt.get_cmap("tab10").colors
+COLORS = colormaps["tab10"].colors
 STEP_BINS = 400  # step losses are averaged into this many bins per seed before the median
 
 
@@ -25,9 +27,15 @@ def colors(labels: list[str]) -> dict[str, tuple]:
     return {label: COLORS[i % len(COLORS)] for i, label in enumerate(labels)}
 
 
-def _save(fig, path: Path) -> Path:
+def _figure(ncols: int, figsize: tuple[float, float], **subplots) -> tuple[Figure, np.ndarray]:
+    """A figure with one row of `ncols` axes, laid out by constrained layout."""
+    fig = Figure(figsize=figsize, layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig, fig.subplots(1, ncols, **subplots)
+
+
+def _save(fig: Figure, path: Path) -> Path:
     fig.savefig(path, dpi=110)
-    plt.close(fig)
     return path
 
 
@@ -47,7 +55,7 @@ def _log_floor(ax) -> None:
 def losses(runs: dict[str, RunData], out: Path) -> Path:
     """Train and test loss over epochs, and train loss over steps."""
     col = colors(list(runs))
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4.3), constrained_layout=True)
+    fig, axes = _figure(3, (15, 4.3))
     for label, run in runs.items():
         _median_band(axes[0], run.epochs, run.curves["train_loss"], label, col[label])
         _median_band(axes[1], run.epochs, run.curves["test_loss"], label, col[label])
@@ -79,7 +87,7 @@ def bin_steps(step_loss: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def accuracy(runs: dict[str, RunData], out: Path) -> Path:
     col = colors(list(runs))
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), constrained_layout=True, sharey=True)
+    fig, axes = _figure(2, (11, 4.2), sharey=True)
     for label, run in runs.items():
         _median_band(axes[0], run.epochs, run.curves["train_acc"], label, col[label])
         axes[1].plot(run.epochs, (run.curves["test_acc"] > SUCCESS_ACC).mean(axis=1), color=col[label], linestyle="--", linewidth=1.2)
@@ -99,7 +107,7 @@ def spike_raster(runs: dict[str, RunData], out: Path) -> Path:
     """Seed x step, one panel per scenario; a mark per spike at its peak, sized by its ratio."""
     labels = list(runs)
     col = colors(labels)
-    fig, axes = plt.subplots(1, len(labels), figsize=(4.6 * len(labels), 4.2), constrained_layout=True, sharey=True, squeeze=False)
+    fig, axes = _figure(len(labels), (4.6 * len(labels), 4.2), sharey=True, squeeze=False)
     for ax, label in zip(axes[0], labels):
         run = runs[label]
         row = {seed: i for i, seed in enumerate(run.seeds)}
@@ -124,7 +132,7 @@ def distributions(outcomes: dict[str, dict[str, np.ndarray]], out: Path) -> Path
     """Final test accuracy and spike count per seed: strip plots with box summaries."""
     labels = list(outcomes)
     col = colors(labels)
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), constrained_layout=True)
+    fig, axes = _figure(2, (11, 4.2))
     rng = np.random.default_rng(0)
     for ax, key, title in ((axes[0], "final_test_acc", "Final test accuracy"), (axes[1], "spikes", "Loss spikes per seed")):
         data = [np.asarray(outcomes[label][key], dtype=float) for label in labels]
@@ -144,7 +152,7 @@ def distributions(outcomes: dict[str, dict[str, np.ndarray]], out: Path) -> Path
 
 def paired_differences(a: str, b: str, outcomes: dict[str, dict[str, np.ndarray]], out: Path) -> Path:
     """Per seed: b's final test accuracy against a's, and the per-seed change in spikes."""
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.6), constrained_layout=True)
+    fig, axes = _figure(2, (11, 4.6))
     xa, xb = outcomes[a]["final_test_acc"], outcomes[b]["final_test_acc"]
     ax = axes[0]
     ax.plot([0, 1], [0, 1], color="grey", linewidth=1, linestyle="--", label="no change")
@@ -177,7 +185,7 @@ def paired_differences(a: str, b: str, outcomes: dict[str, dict[str, np.ndarray]
 def lr_sensitivity(sweeps: dict[str, SweepResult], out: Path) -> Path:
     """Final train loss, final test loss and success rate against the learning rate."""
     col = colors(list(sweeps))
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4.3), constrained_layout=True)
+    fig, axes = _figure(3, (15, 4.3))
     for label, sw in sweeps.items():
         lrs = np.asarray(sw.lrs)
         for ax, split in zip(axes[:2], ("train", "test")):

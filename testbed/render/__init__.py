@@ -2,7 +2,8 @@
 
 Modules: `rundata` (what a run directory holds), `sentences` (the probe sentences and their
 colours and markers), `style` (colour wheel and shared styling), `quantities` (everything a frame
-shows, computed once for many frames at a time), `panel` (what a panel plugin implements),
-`figure` (grid layout, still frames, blitted frames), `video` (parallel video writing), `spikes`
-(frames before and after each loss spike), `command` (the command's logic).
+shows, computed once for many frames at a time), `figure` (grid layout, still frames, blitted
+frames), `video` (parallel video writing), `spike_figures` (frames before and after each loss
+spike), `command` (the command's logic). What a panel plugin implements is in
+`testbed.plugin_api.panel`.
 """

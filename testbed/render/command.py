@@ -12,20 +12,12 @@ from rich.console import Console
 from testbed.errors import UserError
 from testbed.render import figure
 from testbed.render import rundata
-from testbed.render.quantities import Quantities
+from testbed.render.quantities import snapshot_quantities
 
 STILL_FORMATS = (".png", ".pdf", ".svg")
 VIDEO_FORMATS = (".mp4", ".gif")
 STILL_DPI, VIDEO_DPI = 110, 60
 SPIKE_PANELS = ("norm_emb", "seq_emb", "xi_field", "mlp_input", "assemblers", "zeta", "attention_graph", "step_loss")
-
-
-def snapshot_quantities(run: rundata.RunData, s: int, idx: np.ndarray) -> Quantities:
-    """Quantities of snapshots `idx` of seed column s; each frame's previous frame is the snapshot before."""
-    idx = np.asarray(idx, dtype=int)
-    seed = run.seeds[s]
-    captions = [f"{run.scenario.name} - seed {seed} - epoch {int(run.epochs[i])}" for i in idx]
-    return Quantities.build(run, s, run.seed_params(s, idx), run.seed_params(s, np.maximum(idx - 1, 0)), run.epochs[idx], captions)
 
 
 def _out_path(out: Path | None, default: Path, allowed: tuple[str, ...], flag: str) -> Path:
@@ -38,9 +30,15 @@ def _out_path(out: Path | None, default: Path, allowed: tuple[str, ...], flag: s
     return path
 
 
-def render(run_dir: Path, epoch: int | None, seed: int | None, out: Path | None, video: bool, spikes: bool,
-           panels: str | None, grid: str | None, dpi: float | None, workers: int, console: Console, quiet: bool = False,
-           top: int | None = None) -> list[Path]:
+def render(run_dir: Path, *, epoch: int | None = None, seed: int | None = None, out: Path | None = None,
+           video: bool = False, spikes: bool = False, top: int | None = None, panels: str | None = None,
+           grid: str | None = None, dpi: float | None = None, workers: int = 0, console: Console | None = None,
+           quiet: bool = False) -> list[Path]:
+    """Draw a run: one frame (the default), a video (`video`) or the spike figures (`spikes`),
+    with the meaning of the command's options of the same names; returns the files written.
+    Options are keyword-only: eleven positional parameters are too easy to pass in the wrong
+    order. Messages go to `console` (default: standard error)."""
+    console = console if console is not None else Console(stderr=True)
     if video and spikes:
         raise UserError("--video and --spikes: choose one")
     if top is not None and not spikes:
@@ -71,7 +69,6 @@ def render(run_dir: Path, epoch: int | None, seed: int | None, out: Path | None,
         g.save(q, 0, partial)
         os.replace(partial, path)
     finally:
-        g.close()
         partial.unlink(missing_ok=True)
     return [path]
 
@@ -88,7 +85,7 @@ def _video(run, s, names, shape, out, dpi, workers, console, quiet) -> Path:
     # Views are fixed over the whole video: fitted once to every frame's data (no fields needed).
     q_all = snapshot_quantities(run, s, frames)
     extents = tuple(p.extent(q_all) for p in figure.build_panels(names))
-    job = video.Job(str(run.path), s, tuple(names), shape, extents, dpi, path.suffix.lower().lstrip("."))
+    job = video.Job(str(run.path.absolute()), s, tuple(names), shape, extents, dpi, path.suffix.lower().lstrip("."))
     bar = Progress(TextColumn("[bold]rendering"), BarColumn(), MofNCompleteColumn(), TextColumn("frames"),
                    TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(), console=console, disable=quiet)
     with bar:

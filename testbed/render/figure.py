@@ -4,6 +4,9 @@
 For a video, everything that does not change (axes, ticks, titles, legends, static images) is
 drawn once into a background; each frame restores it and draws only the panels' changing
 artists, which is what makes a thousand-frame video cheap.
+
+Figures are matplotlib `Figure`s on their own Agg canvas, never pyplot's: pyplot would keep
+every figure in its registry and choose (and in a notebook, switch) the caller's backend.
 """
 
 from __future__ import annotations
@@ -11,14 +14,12 @@ from __future__ import annotations
 import math
 import re
 
-import matplotlib
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-from testbed.errors import UserError  # noqa: E402
-from testbed.plugin_api.registry import Registry, default_registry, unknown_message  # noqa: E402
+from testbed.errors import UserError
+from testbed.plugin_api.registry import Registry, default_registry, unknown_message
 
 DEFAULT_PANELS = (
     "token_emb", "pos_emb", "emb_sum", "norm_emb", "value",
@@ -78,7 +79,8 @@ class Grid:
         if pixel_multiple > 1:  # video encoders want sizes in multiples of 16 pixels
             w = math.ceil(w * dpi / pixel_multiple) * pixel_multiple / dpi
             h = math.ceil(h * dpi / pixel_multiple) * pixel_multiple / dpi
-        self.fig = plt.figure(figsize=(w, h), dpi=dpi)
+        self.fig = Figure(figsize=(w, h), dpi=dpi)
+        FigureCanvasAgg(self.fig)  # draws pixels for blitting and saves every format
         # margins in inches, so that a one-row grid keeps room for its tick and axis labels
         self.fig.subplots_adjust(left=0.55 / w, right=1 - 0.12 / w, bottom=0.45 / h, top=1 - 0.55 / h, wspace=0.38, hspace=0.42)
         axes = self.fig.subplots(R, C, squeeze=False).ravel()
@@ -122,6 +124,3 @@ class Grid:
                 a.draw(renderer)
         self.caption.draw(renderer)
         return np.asarray(canvas.buffer_rgba())[:, :, :3].copy()
-
-    def close(self) -> None:
-        plt.close(self.fig)

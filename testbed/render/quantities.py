@@ -148,3 +148,13 @@ def square_extent(points: np.ndarray, margin: float = 0.12, include_origin: bool
     if not math.isfinite(half) or half > 1e6:
         half = 1e6
     return (c[0] - half, c[0] + half, c[1] - half, c[1] + half)
+
+
+def snapshot_quantities(run: RunData, s: int, idx: np.ndarray) -> Quantities:
+    """Quantities of snapshots `idx` of seed column s; each frame's previous frame is the snapshot before.
+    Lives here, not in the command, so that video workers and the command share it without
+    importing each other."""
+    idx = np.asarray(idx, dtype=int)
+    seed = run.seeds[s]
+    captions = [f"{run.scenario.name} - seed {seed} - epoch {int(run.epochs[i])}" for i in idx]
+    return Quantities.build(run, s, run.seed_params(s, idx), run.seed_params(s, np.maximum(idx - 1, 0)), run.epochs[idx], captions)

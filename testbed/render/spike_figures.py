@@ -83,7 +83,6 @@ def render_spikes(run: rundata.RunData, seed: int | None, names: list[str], out:
             g.save(q, 0, partial, caption)
             os.replace(partial, path)
         finally:
-            g.close()
             partial.unlink(missing_ok=True)
         written.append(path)
     console.print(f"{len(written)} spike figure{'s' if len(written) != 1 else ''} in {out_dir}", highlight=False, soft_wrap=True)

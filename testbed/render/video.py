@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 FPS = 25
-IN_PROCESS_BELOW = 60  # fewer frames than this render in this process (no worker start-up)
+IN_PROCESS_BELOW = 60  # by default, fewer frames than this render in this process (no worker start-up)
 
 
 @dataclass(frozen=True)
@@ -34,88 +34,100 @@ class Job:
     labels: bool = False  # point labels cost more to draw than anything else in a frame
 
 
-_CACHE: dict = {}
+class ChunkRenderer:
+    """Renders chunks of one job's frames into MP4 segments, keeping the loaded run and the
+    figure from one chunk to the next."""
+
+    def __init__(self, job: Job):
+        from testbed.render import rundata
+
+        self.job = job
+        self.run = rundata.load(Path(job.run_path))
+        self.grid = None
+
+    def __call__(self, task: tuple[int, list[int], str]) -> tuple[int, int]:
+        """task = (chunk, snapshot indices, segment file): render those frames into that MP4
+        segment; -> (chunk, number of frames)."""
+        import imageio.v2 as imageio
+
+        from testbed.render.figure import Grid
+        from testbed.render.figure import build_panels
+        from testbed.render.quantities import snapshot_quantities
+
+        chunk, idx, segment = task
+        job = self.job
+        q = snapshot_quantities(self.run, job.seed_col, np.asarray(idx))
+        if self.grid is None:  # the panels' setup needs a frame's quantities
+            self.grid = Grid(build_panels(list(job.panels)), job.grid, q, list(job.extents), job.dpi, pixel_multiple=16, labels=job.labels)
+            self.grid.start_blitting()
+        with imageio.get_writer(segment, format="FFMPEG", mode="I", fps=FPS, codec="libx264", quality=None,
+                                pixelformat="yuv420p", macro_block_size=16,
+                                ffmpeg_params=["-preset", "veryfast", "-crf", "20", "-threads", "1"],
+                                ffmpeg_log_level="error") as w:
+            for i in range(len(idx)):
+                w.append_data(self.grid.frame(q, i))
+        return chunk, len(idx)
 
 
-def _grid_for(job: Job, q):
-    """This process's figure for `job`, built once and reused for every chunk."""
-    from testbed.render.figure import Grid
-    from testbed.render.figure import build_panels
-
-    if _CACHE.get("job") != job:
-        if "grid" in _CACHE:
-            _CACHE["grid"].close()
-        grid = Grid(build_panels(list(job.panels)), job.grid, q, list(job.extents), job.dpi, pixel_multiple=16, labels=job.labels)
-        grid.start_blitting()
-        _CACHE.update(job=job, grid=grid)
-    return _CACHE["grid"]
+_WORKER: ChunkRenderer | None = None  # set in worker processes only
 
 
-def _run(job: Job):
-    from testbed.render import rundata
-
-    if _CACHE.get("run_path") != job.run_path:
-        _CACHE.update(run_path=job.run_path, run=rundata.load(Path(job.run_path)))
-    return _CACHE["run"]
-
-
-def render_chunk(args) -> tuple[int, int]:
-    """Render snapshot indices `idx` of the job into the MP4 segment `segment`."""
+def _start_worker(job: Job) -> None:
+    """Pool initializer, run in each worker process: one intra-op thread per worker (the
+    workers already fill the cores), and the job's renderer."""
+    global _WORKER
     import torch
 
-    from testbed.render.command import snapshot_quantities
-
     torch.set_num_threads(1)
-    job, chunk, idx, segment = args
-    run = _run(job)
-    q = snapshot_quantities(run, job.seed_col, np.asarray(idx))
-    grid = _grid_for(job, q)
-    import imageio.v2 as imageio
+    _WORKER = ChunkRenderer(job)
 
-    with imageio.get_writer(segment, format="FFMPEG", mode="I", fps=FPS, codec="libx264", quality=None,
-                            pixelformat="yuv420p", macro_block_size=16,
-                            ffmpeg_params=["-preset", "veryfast", "-crf", "20", "-threads", "1"],
-                            ffmpeg_log_level="error") as w:
-        for i in range(len(idx)):
-            w.append_data(grid.frame(q, i))
-    return chunk, len(idx)
+
+def _render_in_worker(task: tuple[int, list[int], str]) -> tuple[int, int]:
+    return _WORKER(task)
 
 
 def write(job: Job, frames: np.ndarray, out: Path, workers: int, advance) -> None:
     """Render snapshot indices `frames` into `out` (.mp4 or .gif), calling advance(n) as
-    frames complete. Written to a temporary name and renamed when complete."""
+    frames complete. Written to a temporary name and renamed when complete; nothing is left
+    behind on failure. Relative paths are taken from the current directory, as a user means
+    them: ffmpeg is only ever given absolute paths."""
+    out = Path(out).absolute()
     n = len(frames)
-    workers = workers or min(os.cpu_count() or 1, 8)
-    if n < IN_PROCESS_BELOW:
-        workers = 1
+    if not workers:  # automatic: one per core, none for a short video (no worker start-up)
+        workers = 1 if n < IN_PROCESS_BELOW else min(os.cpu_count() or 1, 8)
     size = max(5, min(100, math.ceil(n / (workers * 4))))
     chunks = [frames[lo : lo + size] for lo in range(0, n, size)]
-    with tempfile.TemporaryDirectory(prefix=".render-", dir=out.parent) as tmp:
-        tasks = [(job, c, list(map(int, idx)), str(Path(tmp) / f"seg{c:05d}.mp4")) for c, idx in enumerate(chunks)]
-
-        def collect(result):
-            advance(result[1])
-
-        if workers == 1:
-            for t in tasks:
-                collect(render_chunk(t))
-        else:
-            with mp.get_context("spawn").Pool(workers) as pool:
-                for result in pool.imap_unordered(render_chunk, tasks):
-                    collect(result)
-        partial = out.with_name(f".{out.stem}.partial{out.suffix}")
-        if job.fmt == "gif":
-            joined = Path(tmp) / "joined.mp4"
-            _concat([t[3] for t in tasks], joined, Path(tmp))
-            _ffmpeg(["-i", str(joined), "-vf", "split[a][b];[a]palettegen=stats_mode=diff[p];[b][p]paletteuse", "-loop", "0", str(partial)])
-        else:
-            _concat([t[3] for t in tasks], partial, Path(tmp))
+    workers = min(workers, len(chunks))
+    partial = out.with_name(f".{out.stem}.partial{out.suffix}")
+    try:
+        with tempfile.TemporaryDirectory(prefix=".render-", dir=out.parent) as tmp:
+            tmp = Path(tmp)
+            tasks = [(c, list(map(int, idx)), str(tmp / f"seg{c:05d}.mp4")) for c, idx in enumerate(chunks)]
+            if workers == 1:
+                render = ChunkRenderer(job)  # in this process: no thread setting touched, nothing kept after
+                for t in tasks:
+                    advance(render(t)[1])
+            else:
+                with mp.get_context("spawn").Pool(workers, initializer=_start_worker, initargs=(job,)) as pool:
+                    for _, count in pool.imap_unordered(_render_in_worker, tasks):
+                        advance(count)
+            segments = [Path(t[2]) for t in tasks]
+            if job.fmt == "gif":
+                joined = tmp / "joined.mp4"
+                _concat(segments, joined, tmp)
+                _ffmpeg(["-i", str(joined), "-vf", "split[a][b];[a]palettegen=stats_mode=diff[p];[b][p]paletteuse", "-loop", "0", str(partial)])
+            else:
+                _concat(segments, partial, tmp)
         os.replace(partial, out)
+    finally:
+        partial.unlink(missing_ok=True)
 
 
-def _concat(segments: list[str], out: Path, tmp: Path) -> None:
+def _concat(segments: list[Path], out: Path, tmp: Path) -> None:
+    """Join MP4 segments of `tmp` without re-encoding. The concat demuxer resolves a listed
+    file relative to the list's own folder, so the list names the segments by file name only."""
     listing = tmp / "segments.txt"
-    listing.write_text("".join(f"file '{s}'\n" for s in segments))
+    listing.write_text("".join(f"file '{s.name}'\n" for s in segments))
     _ffmpeg(["-f", "concat", "-safe", "0", "-i", str(listing), "-c", "copy", "-movflags", "+faststart", str(out)])
 
 

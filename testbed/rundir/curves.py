@@ -5,13 +5,11 @@ from __future__ import annotations
 import warnings
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-from testbed.rundir.summary import SUCCESS_ACC  # noqa: E402
+from testbed.rundir.summary import SUCCESS_ACC
 
 
 def read_metrics(path: Path) -> dict[str, np.ndarray]:
@@ -50,7 +48,9 @@ def band(ax, x: np.ndarray, values: np.ndarray, label: str, color: str) -> None:
 def curves(metrics_csv: Path, out_png: Path, title: str) -> Path:
     m = read_metrics(metrics_csv)
     n_seeds = np.unique(m["seed"]).size
-    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(11, 4.2), constrained_layout=True)
+    fig = Figure(figsize=(11, 4.2), layout="constrained")  # no pyplot: the caller's backend stays as it is
+    FigureCanvasAgg(fig)
+    ax_loss, ax_acc = fig.subplots(1, 2)
     colors = {"train": "tab:blue", "test": "tab:orange"}
     for split in ("train", "test"):
         epochs, loss = by_epoch(m, f"{split}_loss")
@@ -77,5 +77,4 @@ def curves(metrics_csv: Path, out_png: Path, title: str) -> Path:
     ax_acc.legend(loc="lower right", fontsize=8)
     fig.suptitle(f"{title}: {n_seeds} seed{'s' if n_seeds != 1 else ''}")
     fig.savefig(out_png, dpi=110)
-    plt.close(fig)
     return out_png
