@@ -20,7 +20,7 @@ STILL_DPI, VIDEO_DPI = 110, 60
 SPIKE_PANELS = ("norm_emb", "seq_emb", "xi_field", "mlp_input", "assemblers", "zeta", "attention_graph", "step_loss")
 
 
-def snapshot_quantities(run: rundata.RunData, s: int, idx: np.ndarray) -> Quantities:
+def snapshot_quantities(run: rundata.SnapshotRun, s: int, idx: np.ndarray) -> Quantities:
     """Quantities of snapshots `idx` of seed column s; each frame's previous frame is the snapshot before."""
     idx = np.asarray(idx, dtype=int)
     seed = run.seeds[s]
