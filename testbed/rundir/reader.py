@@ -19,11 +19,12 @@ import zipfile
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Callable, TypeVar
+from typing import Any, Callable, NamedTuple, TypeVar
 
 import numpy as np
 import pandas as pd
 
+from testbed.config import scenario as scenario_mod
 from testbed.errors import UserError
 
 # Each file of a run directory and what writes it: the run itself, or a probe.
@@ -47,31 +48,38 @@ SPIKE_COLUMNS = {"seed": "int64", "start": "int64", "peak": "int64", "end": "int
 T = TypeVar("T")
 
 
-def _parsed(path: Path, parse: Callable[[Path], T]) -> T:
-    """`parse(path)`, with every way a file can be broken turned into one line naming it."""
+class File(NamedTuple):
+    """A file of a run: where to read it, and how messages name it (the path as given)."""
+
+    path: Path
+    shown: Path
+
+
+def _parsed(file: File, parse: Callable[[File], T]) -> T:
+    """`parse(file)`, with every way a file can be broken turned into one line naming it."""
     try:
-        return parse(path)
+        return parse(file)
     except UserError:
         raise
     except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, UnicodeDecodeError, pd.errors.ParserError) as exc:
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise UserError(f"{path}: unreadable ({reason})") from None
+        raise UserError(f"{file.shown}: unreadable ({reason})") from None
 
 
-def _csv(path: Path, columns: dict[str, str]) -> pd.DataFrame:
+def _csv(file: File, columns: dict[str, str]) -> pd.DataFrame:
     """A CSV with (at least) `columns`, typed. pandas >= 3.1 parses every float correctly
     rounded (as Python's float() does), so values read here equal those the file was written
     from, and analyses reproduce to the last digit."""
-    frame = pd.read_csv(path)
+    frame = pd.read_csv(file.path)
     missing = [c for c in columns if c not in frame.columns]
     if missing:
-        raise UserError(f"{path}: no column {', '.join(missing)}")
+        raise UserError(f"{file.shown}: no column {', '.join(missing)}")
     return frame.astype(columns)
 
 
 def read_metrics(path: Path) -> pd.DataFrame:
     """metrics.csv -> long-format DataFrame: seed, epoch, p, train_loss, train_acc, test_loss, test_acc."""
-    return _parsed(Path(path), lambda p: _csv(p, METRIC_COLUMNS))
+    return _parsed(File(Path(path), Path(path)), lambda f: _csv(f, METRIC_COLUMNS))
 
 
 def by_epoch(metrics: pd.DataFrame, column: str, seeds: list[int] | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -92,23 +100,28 @@ class Snapshots:
     params: dict[str, np.ndarray]  # parameter name -> (n, S, *shape)
 
 
-def _npz(path: Path, required: tuple[str, ...] = ()) -> dict[str, np.ndarray]:
+def _npz(file: File, required: tuple[str, ...] = ()) -> dict[str, np.ndarray]:
     """Every array of an .npz file, which must hold those `required`."""
 
-    def read(p: Path) -> dict[str, np.ndarray]:
-        with np.load(p, allow_pickle=False) as z:
+    def read(f: File) -> dict[str, np.ndarray]:
+        with np.load(f.path, allow_pickle=False) as z:
             arrays = {k: z[k] for k in z.files}
         missing = [k for k in required if k not in arrays]
         if missing:
-            raise UserError(f"{p}: no array {', '.join(missing)}")
+            raise UserError(f"{f.shown}: no array {', '.join(missing)}")
         return arrays
 
-    return _parsed(path, read)
+    return _parsed(file, read)
+
+
+def _json(file: File) -> Any:
+    return _parsed(file, lambda f: json.loads(f.path.read_text()))
 
 
 class Run:
     """A run directory. `Run(path)` checks that it is one (a folder with scenario.yaml); every
-    other file is read when first used. `testbed.run` and `testbed.load_run` return this."""
+    other file is read when first used, from the same folder even if the working directory
+    changes meanwhile. `testbed.run` and `testbed.load_run` return this."""
 
     def __init__(self, path: str | Path):
         path = Path(path)
@@ -116,45 +129,45 @@ class Run:
             raise UserError(f"{path}: no such run directory")
         if not (path / "scenario.yaml").is_file():
             raise UserError(f"{path}: not a run directory (no scenario.yaml)")
-        self.path = path
+        self.path = path  # as given: what messages and `render` outputs are named after
+        self._folder = path.absolute()
 
     def __repr__(self) -> str:
         return f"Run({str(self.path)!r})"
 
     def has(self, name: str) -> bool:
         """Whether the run directory holds the file `name` (e.g. 'snapshots.npz')."""
-        return (self.path / name).is_file()
+        return (self._folder / name).is_file()
 
     def require(self, *names: str, needed_by: str | None = None) -> None:
         """Fail with one line for the first of `names` the run lacks."""
         for name in names:
             self.file(name, needed_by)
 
-    def file(self, name: str, needed_by: str | None = None) -> Path:
-        """The path of file `name` of the run, which must exist."""
-        path = self.path / name
-        if not path.is_file():
+    def file(self, name: str, needed_by: str | None = None) -> File:
+        """File `name` of the run, which must exist."""
+        if not self.has(name):
             writer = WRITERS.get(name)
             why = f" ({writer} writes it; it was not in this run)" if writer and writer != "the run" else ""
             need = f"; {needed_by} needs it" if needed_by else ""
             raise UserError(f"{self.path}: no {name}{why}{need}")
-        return path
+        return File(self._folder / name, self.path / name)
 
     @cached_property
     def scenario(self):
         """The resolved scenario (scenario.yaml), validated against the installed plugins."""
-        from testbed.config import scenario as scenario_mod
-
-        return scenario_mod.load(self.path / "scenario.yaml")
+        file = self.file("scenario.yaml")
+        return scenario_mod.validate(scenario_mod.read_yaml(file.path), str(file.shown))
 
     @property
     def seeds(self) -> list[int]:
+        """The seeds the run trained (its scenario's)."""
         return list(self.scenario.seeds)
 
     @cached_property
     def summary_json(self) -> dict[str, Any]:
         """summary.json as written: per-seed final metrics, their aggregates, time."""
-        return _parsed(self.file("summary.json"), lambda p: json.loads(p.read_text()))
+        return _json(self.file("summary.json"))
 
     @cached_property
     def summary(self) -> pd.DataFrame:
@@ -168,7 +181,7 @@ class Run:
     @cached_property
     def metrics(self) -> pd.DataFrame:
         """metrics.csv, long format: seed, epoch, p, train_loss, train_acc, test_loss, test_acc."""
-        return read_metrics(self.file("metrics.csv"))
+        return _parsed(self.file("metrics.csv"), lambda f: _csv(f, METRIC_COLUMNS))
 
     @cached_property
     def _step_loss_file(self) -> dict[str, np.ndarray]:
@@ -191,7 +204,7 @@ class Run:
     @cached_property
     def spikes(self) -> pd.DataFrame:
         """spikes.csv: one row per detected spike (seed, start, peak, end, epoch, baseline, peak_loss, ratio)."""
-        return _parsed(self.file("spikes.csv"), lambda p: _csv(p, SPIKE_COLUMNS))
+        return _parsed(self.file("spikes.csv"), lambda f: _csv(f, SPIKE_COLUMNS))
 
     @cached_property
     def snapshots(self) -> Snapshots:
@@ -219,4 +232,4 @@ class Run:
     @cached_property
     def provenance(self) -> dict[str, Any]:
         """run.json: where the run came from (versions, plugins, git commit, threads, device, times)."""
-        return _parsed(self.file("run.json"), lambda p: json.loads(p.read_text()))
+        return _json(self.file("run.json"))
