@@ -68,6 +68,8 @@ def git_state(where: Path | None = None) -> dict[str, Any] | None:
     that commit (modified or untracked files that git does not ignore); None when testbed is
     not installed from a git checkout, or git is not available."""
     where = where or Path(testbed.__file__).resolve().parent
+    if _git(["ls-files", "--error-unmatch", "__init__.py"], where) is None:
+        return None  # not a checkout of testbed (e.g. installed into a virtual environment inside some repository)
     commit = _git(["rev-parse", "HEAD"], where)
     if commit is None:
         return None
