@@ -50,8 +50,10 @@ def with_seeds(scenario, seeds: list[int]):
 
 def _load(item: Input, overrides: Sequence[str] | Mapping[str, Any]):
     """(scenario, run directory to reuse or None) of one input."""
-    if isinstance(item, BaseModel):  # a scenario built in Python: trained, with the overrides
-        return (scenario_mod.validate(apply_overrides(item.model_dump(mode="json"), overrides), item.name) if overrides else item), None
+    if isinstance(item, BaseModel):  # a scenario built in Python: trained like a file, overrides applied
+        if not overrides:
+            return item, None
+        return scenario_mod.validate(apply_overrides(item.model_dump(mode="json"), overrides), item.name), None
     path = Path(item)
     if not path.exists():
         raise UserError(f"{path}: no such file or directory")
