@@ -1,3 +1,49 @@
-"""testbed: a plugin-based optimizer and normalization testbed on a d=2 one-layer transformer."""
+"""testbed: a plugin-based optimizer and normalization testbed on a d=2 one-layer transformer.
+
+The Python API (`testbed.api`): `load_scenario`, `run`, `load_run`, `compare`, and the objects
+they return, `Run` and `Comparison`. Its names are imported on first use (PEP 562), so that
+`import testbed` stays quick for the command line, loads neither torch nor matplotlib, and
+changes no global state.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
+
+# public name -> the module that defines it
+_API = {
+    "load_scenario": "testbed.api",
+    "run": "testbed.api",
+    "load_run": "testbed.api",
+    "compare": "testbed.api",
+    "Run": "testbed.rundir.reader",
+    "Snapshots": "testbed.rundir.reader",
+    "Progress": "testbed.trainer",
+    "Comparison": "testbed.comparison.result",
+    "Analysing": "testbed.comparison.result",
+    "UserError": "testbed.errors",
+}
+__all__ = ["load_scenario", "run", "load_run", "compare", "Run", "Snapshots", "Progress", "Comparison", "Analysing", "UserError", "__version__"]
+
+if TYPE_CHECKING:
+    from testbed.api import compare, load_run, load_scenario, run
+    from testbed.comparison.result import Comparison
+    from testbed.comparison.result import Analysing
+    from testbed.errors import UserError
+    from testbed.rundir.reader import Run, Snapshots
+    from testbed.trainer import Progress
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _API:
+        raise AttributeError(f"module 'testbed' has no attribute {name!r}")
+    value = getattr(import_module(_API[name]), name)
+    globals()[name] = value  # found once, then an ordinary attribute
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -195,6 +195,9 @@ def test_third_party_package_adds_a_plugin_through_its_entry_point(tmp_path, wri
     proc = cli("run", str(write_scenario(data)), "--out", str(out), "--quiet", env=env)
     assert proc.returncode == 0, proc.stderr
     assert yaml.safe_load((out / "scenario.yaml").read_text())["model"]["norm"] == {"name": "clipped_rms", "limit": 1.5}
+    # and run.json says which distribution and version the norm came from
+    plugins = json.loads((out / "run.json").read_text())["plugins"]
+    assert {"kind": "norm", "name": "clipped_rms", "distribution": "acme-norms", "version": "0.3"} in plugins
 
     data["model"]["norm"] = {"name": "clipped_rms", "limit": -1}
     assert_user_error(cli("validate", str(write_scenario(data)), env=env), "model.norm.limit: must be > 0")

@@ -270,7 +270,7 @@ def test_the_panel_draws_each_class_mean(modules, tmp_path):
     from matplotlib.figure import Figure
 
     from testbed.render import rundata
-    from testbed.render.command import snapshot_quantities
+    from testbed.render.quantities import snapshot_quantities
 
     data = copy.deepcopy(TINY) | {"seeds": "0"}
     (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(data))

@@ -18,8 +18,8 @@ from typing import Literal
 import numpy as np
 
 from testbed.analysis import spike_detector as detector
-from testbed.rundir.curves import by_epoch
-from testbed.rundir.curves import read_metrics
+from testbed.rundir.reader import Run
+from testbed.rundir.reader import by_epoch
 from testbed.rundir.summary import SUCCESS_ACC
 
 Kind = Literal["continuous", "count", "binary", "time"]
@@ -52,9 +52,11 @@ BY_KEY = {m.key: m for m in METRICS}
 
 @dataclass
 class RunData:
-    """What a comparison reads from one run directory, restricted to the compared seeds."""
+    """What a comparison reads from one run directory, restricted to the compared seeds: the
+    per-epoch curves and step losses as (epochs, seeds) and (steps, seeds) arrays, and the
+    spikes the detector finds with its default settings."""
 
-    path: Path
+    path: Path | None
     seeds: list[int]
     epochs: np.ndarray  # (E,) evaluated epochs, 0 included
     curves: dict[str, np.ndarray]  # train_loss, train_acc, test_loss, test_acc: (E, S)
@@ -65,22 +67,19 @@ class RunData:
     def total_epochs(self) -> int:
         return int(self.epochs[-1])
 
-
-def load_run(path: Path, seeds: list[int]) -> RunData:
-    """Read a run directory's metrics and step losses for `seeds` (which it must contain)."""
-    metrics = read_metrics(path / "metrics.csv")
-    curves = {}
-    epochs = None
-    run_seeds = np.unique(metrics["seed"]).tolist()
-    cols = [run_seeds.index(s) for s in seeds]
-    for name in ("train_loss", "train_acc", "test_loss", "test_acc"):
-        epochs, grid = by_epoch(metrics, name)
-        curves[name] = grid[:, cols]
-    with np.load(path / "step_loss.npz") as f:
-        step_seeds = f["seeds"].tolist()
-        step_loss = f["loss"][:, [step_seeds.index(s) for s in seeds]].astype(np.float64)
-    found = detector.detect(step_loss, seeds, detector.SpikeParams())
-    return RunData(path, list(seeds), epochs, curves, step_loss, found)
+    @classmethod
+    def of(cls, run: Run, seeds: list[int]) -> "RunData":
+        """The view of `run` (which must hold `seeds`) over `seeds`, in their order."""
+        seeds = list(seeds)
+        curves = {}
+        for name in ("train_loss", "train_acc", "test_loss", "test_acc"):
+            epochs, grid = by_epoch(run.metrics, name, seeds)
+            # seed by seed in memory (column-major), as compare has always laid them out: numpy's
+            # sums over epochs follow the layout, and reports must reproduce to the last digit
+            curves[name] = np.asfortranarray(grid)
+        step_loss = run.step_loss[seeds].to_numpy(dtype=np.float64)
+        found = detector.detect(step_loss, seeds, detector.SpikeParams())
+        return cls(run.path, seeds, epochs, curves, step_loss, found)
 
 
 def first_epoch_at(epochs: np.ndarray, acc: np.ndarray, level: float) -> np.ndarray:

@@ -40,17 +40,18 @@ def run(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar"),
 ) -> None:
     """Train the seeds of a scenario as one vectorized program and write a run directory."""
-    from testbed.trainer import run_scenario
-    from testbed.rundir.summary import divergence_lines, table
+    from testbed import api
+    from testbed.cli.progress import ProgressDisplay
+    from testbed.cli.tables import divergence_lines, run_table
 
     sc = scenario_mod.load(scenario, set_ or [], seeds)
-    err = Console(stderr=True)
-    output = run_scenario(sc, out, force=force, console=err, quiet=quiet)
+    with ProgressDisplay(Console(stderr=True)) as display:
+        result = api.run(sc, out=out, force=force, progress=None if quiet else display)
     console = Console(width=max(120, Console().width))
-    console.print(table([output.summary]))
-    for line in divergence_lines(output.summary):
+    console.print(run_table([result.summary_json]))
+    for line in divergence_lines(result.summary_json):
         console.print(line, style="bold red", highlight=False, soft_wrap=True)
-    console.print(f"run directory: {output.path}")
+    console.print(f"run directory: {result.path}")
 
 
 @app.command()
@@ -65,11 +66,13 @@ def compare(
 ) -> None:
     """Train scenarios on the same seeds (or reuse run directories) and report, with paired
     statistics and figures, which trains better and more stably."""
-    from testbed.comparison.runner import compare as run_compare
-    from testbed.comparison.terminal import show
+    from testbed import api
+    from testbed.cli.progress import ProgressDisplay
+    from testbed.cli.tables import show_comparison
 
-    output = run_compare(inputs, seeds, set_ or [], out, force, lr_grid, Console(stderr=True), quiet)
-    show(output, Console(width=max(140, Console().width)))
+    with ProgressDisplay(Console(stderr=True)) as display:
+        result = api.compare(inputs, seeds=seeds, overrides=set_ or [], out=out, force=force, lr_grid=lr_grid, progress=None if quiet else display)
+    show_comparison(result, Console(width=max(140, Console().width)))
 
 
 @app.command()

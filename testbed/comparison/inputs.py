@@ -1,38 +1,38 @@
-"""What a comparison compares: scenario files to train and run directories to reuse, checked to
-be on one task and resolved to one list of seeds, so every comparison is paired."""
+"""What a comparison compares: scenario files and scenario objects to train, run directories to
+reuse, checked to be on one task and resolved to one list of seeds, so every comparison is
+paired."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+from pydantic import BaseModel
 
 from testbed.config import scenario as scenario_mod
-from testbed.errors import UserError
+from testbed.config.overrides import apply_overrides
 from testbed.config.scenario import format_seeds
 from testbed.config.scenario import parse_seeds
+from testbed.errors import UserError
+from testbed.rundir.reader import Run
 
-# Files of a run directory a comparison reads; the probes that write them.
-RUN_FILES = {"scenario.yaml": None, "metrics.csv": "metrics", "step_loss.npz": "step_loss"}
+RUN_FILES = ("metrics.csv", "step_loss.npz")  # what a comparison reads of a run directory
 REQUIRED_PROBES = ("metrics", "step_loss", "spikes")
+
+Input = Path | BaseModel  # a scenario file, a run or report directory, or a validated Scenario
 
 
 @dataclass(frozen=True)
 class Entry:
     label: str  # unique name in the comparison (the scenario's name unless two share it)
-    source: Path  # the scenario file or run directory given on the command line
+    source: Path | str  # the scenario file or run directory given, or "scenario object"
     scenario: object  # validated Scenario (for a run directory: its resolved scenario.yaml)
     run_dir: Path | None  # an existing run to reuse, or None when the scenario must be trained
 
 
 def is_run_dir(path: Path) -> bool:
     return path.is_dir() and (path / "scenario.yaml").is_file()
-
-
-def _check_run_dir(path: Path) -> None:
-    for name, probe in RUN_FILES.items():
-        if not (path / name).is_file():
-            why = f" (it was trained without the {probe} probe)" if probe else ""
-            raise UserError(f"{path}: run directory has no {name}{why}; compare needs it")
 
 
 def with_probes(scenario):
@@ -48,23 +48,35 @@ def with_seeds(scenario, seeds: list[int]):
     return scenario if list(scenario.seeds) == seeds else scenario_mod.revised(scenario, seeds=seeds)
 
 
-def _load(path: Path, overrides: list[str]):
+def _load(item: Input, overrides: Sequence[str] | Mapping[str, Any]):
+    """(scenario, run directory to reuse or None) of one input."""
+    if isinstance(item, BaseModel):  # a scenario built in Python: trained like a file, overrides applied
+        if not overrides:
+            return item, None
+        return scenario_mod.validate(apply_overrides(item.model_dump(mode="json"), overrides), item.name), None
+    path = Path(item)
     if not path.exists():
         raise UserError(f"{path}: no such file or directory")
     if path.is_dir():
         if not is_run_dir(path):
             raise UserError(f"{path}: not a run directory (no scenario.yaml) and not a scenario file")
-        _check_run_dir(path)
-        return scenario_mod.load(path / "scenario.yaml"), path
+        run = Run(path)
+        run.require(*RUN_FILES, needed_by="compare")
+        return run.scenario, path
     return scenario_mod.load(path, overrides), None
 
 
-def _labels(loaded: list[tuple[Path, object]]) -> list[str]:
+def _source(item: Input) -> Path | str:
+    return "scenario object" if isinstance(item, BaseModel) else Path(item)
+
+
+def _labels(loaded: list[tuple[Path | str, object]]) -> list[str]:
     """Scenario names, made unique with the file or folder name, then a counter."""
     names = [sc.name for _, sc in loaded]
     labels = []
-    for (path, sc), name in zip(loaded, names):
-        label = name if names.count(name) == 1 else f"{name} ({path.stem if path.is_file() else path.name})"
+    for (source, sc), name in zip(loaded, names):
+        where = source if isinstance(source, str) else source.stem if source.is_file() else source.name
+        label = name if names.count(name) == 1 else f"{name} ({where})"
         labels.append(label)
     for i, label in enumerate(labels):
         if labels.count(label) > 1:
@@ -77,12 +89,16 @@ def _task_differences(a, b) -> list[str]:
     return [f"task.{k}: {db[k]} vs {da[k]}" for k in da if da[k] != db[k]]
 
 
-def resolve(paths: list[Path], seeds: str | None = None, overrides: list[str] = ()) -> tuple[list[Entry], list[int]]:
-    """Check the inputs and settle the compared seeds: `--seeds`, else the first input's.
-    Scenario files are trained on those seeds; run directories must contain them."""
-    if len(paths) < 2:
-        raise UserError(f"compare needs at least two scenario files or run directories, got {len(paths)}")
-    loaded = [_load(Path(p), list(overrides)) for p in paths]
+def resolve(
+    items: list[Input], seeds: str | Sequence[int] | None = None, overrides: Sequence[str] | Mapping[str, Any] = ()
+) -> tuple[list[Entry], list[int]]:
+    """Check the inputs and settle the compared seeds: `seeds`, else the first input's.
+    Scenarios are trained on those seeds; run directories must contain them. `overrides`
+    (`--set` strings, or dotted keys to values) change every scenario that is trained."""
+    if len(items) < 2:
+        raise UserError(f"compare needs at least two scenario files or run directories, got {len(items)}")
+    paths = [_source(item) for item in items]
+    loaded = [_load(item, overrides) for item in items]
     if overrides and all(run_dir is not None for _, run_dir in loaded):
         raise UserError("--set: applies to scenario files only, and every input is a run directory (runs are reused, not retrained)")
     if seeds is not None:
@@ -92,13 +108,13 @@ def resolve(paths: list[Path], seeds: str | None = None, overrides: list[str] = 
             raise UserError(f"--seeds: {exc}") from None
     else:
         chosen = list(loaded[0][0].seeds)
-    first_path, (first, _) = Path(paths[0]), loaded[0]
+    first_path, (first, _) = paths[0], loaded[0]
     for path, (sc, _) in zip(paths[1:], loaded[1:]):
         diffs = _task_differences(first, sc)
         if diffs:
             raise UserError(f"{path}: not the task of {first_path} ({'; '.join(diffs)}); compare needs one task")
     entries = []
-    labels = _labels([(Path(p), sc) for p, (sc, _) in zip(paths, loaded)])
+    labels = _labels([(p, sc) for p, (sc, _) in zip(paths, loaded)])
     for path, label, (sc, run_dir) in zip(paths, labels, loaded):
         if run_dir is not None:
             missing = sorted(set(chosen) - set(sc.seeds))
@@ -108,5 +124,5 @@ def resolve(paths: list[Path], seeds: str | None = None, overrides: list[str] = 
                 )
         else:
             sc = with_seeds(with_probes(sc), chosen)
-        entries.append(Entry(label, Path(path), sc, run_dir))
+        entries.append(Entry(label, path, sc, run_dir))
     return entries, chosen

@@ -5,6 +5,7 @@ retraining anything)."""
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -42,18 +43,20 @@ def write(
 
 @dataclass
 class Expanded:
-    """The command-line inputs with every report directory replaced by the runs it compared."""
+    """The inputs with every report directory replaced by the runs it compared."""
 
-    paths: list[Path]
+    paths: list  # paths, and scenario objects as given
     known_runs: dict[tuple[Path, float], Path] = field(default_factory=dict)  # (main run, lr) -> grid run
     grid: list[float] | None = None  # the first report's grid
 
 
-def expand(paths: list[Path]) -> Expanded:
+def expand(items: list) -> Expanded:
+    """Every report directory among `items` replaced by its runs; other items as they are."""
     out = Expanded([])
-    for path in map(Path, paths):
-        if not is_report_dir(path):
-            out.paths.append(path)
+    for item in items:
+        path = Path(item) if isinstance(item, (str, os.PathLike)) else None
+        if path is None or not is_report_dir(path):
+            out.paths.append(path if path is not None else item)
             continue
         try:
             data = json.loads((path / MANIFEST).read_text())

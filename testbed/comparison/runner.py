@@ -12,8 +12,7 @@ import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
-
-from rich.console import Console
+from typing import Any, Callable, Mapping, Sequence
 
 from testbed.rundir import writer as rundir
 from testbed.comparison import figures
@@ -30,9 +29,12 @@ from testbed.comparison.lr_sweep import lr_of
 from testbed.comparison.lr_sweep import parse_grid
 from testbed.comparison.lr_sweep import summarize
 from testbed.comparison.lr_sweep import with_lr
+from testbed.comparison.result import Analysing
+from testbed.comparison.result import Comparison
 from testbed.analysis.outcomes import RunData
-from testbed.analysis.outcomes import load_run
 from testbed.analysis.outcomes import outcomes
+from testbed.rundir.reader import Run
+from testbed.trainer import Progress
 from testbed.trainer import run_scenario
 from testbed.config.scenario import format_seeds
 
@@ -48,15 +50,6 @@ class Job:
     scenario: object
     rel: Path  # where it lives, relative to the report directory if trained, else as given
     trained: bool
-
-
-@dataclass
-class ComparisonOutput:
-    path: Path
-    analysis: Analysis
-    sweep_tables: list[rep.Table]  # learning-rate grid tables (bootstrapped once, shown twice)
-    seconds: float
-    report: rep.Report
 
 
 def slug(label: str) -> str:
@@ -95,19 +88,23 @@ def plan(
 
 
 def compare(
-    paths: list[Path],
-    seeds: str | None = None,
-    overrides: list[str] = (),
-    out: Path | None = None,
+    inputs: list,
+    *,
+    seeds: str | Sequence[int] | None = None,
+    overrides: Sequence[str] | Mapping[str, Any] = (),
+    out: str | Path | None = None,
     force: bool = False,
-    lr_grid: str | None = None,
-    console: Console | None = None,
-    quiet: bool = False,
-) -> ComparisonOutput:
+    lr_grid: str | Sequence[float] | None = None,
+    progress: Callable[[Progress | Analysing], None] | None = None,
+) -> Comparison:
+    """Compare `inputs` (scenario files or objects to train, run or report directories to
+    reuse) on shared seeds into the report directory `out`; `progress` hears of every epoch
+    trained and of the start of the analysis."""
     started = time.perf_counter()
-    console = console or Console(stderr=True)
-    expanded = manifest.expand(list(paths))
-    entries, chosen = resolve(expanded.paths, seeds, list(overrides))
+    expanded = manifest.expand(list(inputs))
+    entries, chosen = resolve(expanded.paths, seeds, overrides)
+    if lr_grid is not None and not isinstance(lr_grid, str):
+        lr_grid = ",".join(repr(float(g)) for g in lr_grid)
     grid = parse_grid(lr_grid) if lr_grid is not None else expanded.grid
     main, sweep = plan(entries, chosen, grid, expanded.known_runs)
     path = Path(out) if out is not None else rundir.default_path(REPORT_ROOT, "-vs-".join(slug(e.label) for e in entries))
@@ -116,7 +113,7 @@ def compare(
         for i, job in enumerate(to_train, 1):
             sc = job.scenario
             label = f"[{i}/{len(to_train)}] {job.label}" + (f" lr={job.lr:g}" if grid else "") + f" ({len(sc.seeds)} seeds)"
-            run_scenario(sc, stage / job.rel, console=console, quiet=quiet, label=label)
+            run_scenario(sc, stage / job.rel, progress=progress, label=label)
 
         loaded: dict[Path, RunData] = {}
 
@@ -124,11 +121,11 @@ def compare(
             """The run of a job, read once (a grid's run at a scenario's own rate is its main run)."""
             where = stage / job.rel if job.trained else job.rel
             if where not in loaded:
-                loaded[where] = load_run(where, chosen)
+                loaded[where] = RunData.of(Run(where), chosen)
             return loaded[where]
 
-        if not quiet:
-            console.print(f"analysing {len(main)} runs{' and the learning-rate grid' if grid else ''} on {len(chosen)} seeds: spikes, statistics, figures", highlight=False)
+        if progress is not None:
+            progress(Analysing(len(main), len(chosen), grid is not None))
         runs: dict[str, RunData] = {j.label: data(j) for j in main}
         per_seed = {label: outcomes(run) for label, run in runs.items()}
         analysis = analyze(per_seed, chosen, max(r.total_epochs for r in runs.values()))
@@ -148,7 +145,8 @@ def compare(
         manifest.write(
             stage, path, chosen, grid, [(j.label, final(j)) for j in main], {label: {g: final(j) for g, j in lrs.items()} for label, lrs in sweep.items()}
         )
-    return ComparisonOutput(path, analysis, sweep_tables, time.perf_counter() - started, report)
+    compared = {j.label: Run(final(j)) for j in main}
+    return Comparison(path, analysis, compared, per_seed, sweep_tables, time.perf_counter() - started, report)
 
 
 def build_report(

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal, Mapping, Sequence, Union
 
 import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Discriminator, Field, ValidationError, create_model
@@ -214,10 +214,13 @@ def revised(scenario, **fields: Any):
     return validate(data, scenario.name)
 
 
-def load(path: str | Path, overrides: list[str] = (), seeds: str | None = None, registry: Registry | None = None):
-    """Read, override and validate a scenario file."""
+def load(
+    path: str | Path, overrides: Sequence[str] | Mapping[str, Any] = (), seeds: Any = None, registry: Registry | None = None
+):
+    """Read, override (`--set` strings, or dotted keys to values) and validate a scenario file;
+    `seeds` ('0-99', '0,3,7' or a list) replaces the file's."""
     path = Path(path)
-    data = apply_overrides(read_yaml(path), list(overrides))
+    data = apply_overrides(read_yaml(path), overrides)
     if seeds is not None:
         try:
             data["seeds"] = parse_seeds(seeds)

@@ -16,7 +16,7 @@ import torch
 from testbed.engine.model import forward
 from testbed.engine.model import pair_index
 from testbed.render import sentences as sentences_mod
-from testbed.render.rundata import RunData
+from testbed.render.rundata import SnapshotRun
 from testbed.render.style import wheel
 
 FIELD_CHUNK = 1 << 21  # grid points x hidden units per batched field evaluation
@@ -26,7 +26,7 @@ def _torch(params: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
     return {n: torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32)) for n, a in params.items()}
 
 
-def run_forward(run: RunData, params: dict[str, torch.Tensor], tokens: np.ndarray) -> dict[str, np.ndarray]:
+def run_forward(run: SnapshotRun, params: dict[str, torch.Tensor], tokens: np.ndarray) -> dict[str, np.ndarray]:
     """Trace of the forward pass of `tokens` (N, L) under F parameter sets -> numpy arrays."""
     F = next(iter(params.values())).shape[0]
     tok = torch.from_numpy(tokens).long().unsqueeze(0).expand(F, *tokens.shape)
@@ -41,7 +41,7 @@ def run_forward(run: RunData, params: dict[str, torch.Tensor], tokens: np.ndarra
 class Quantities:
     """Intermediates of F frames of one seed. Arrays carry the frame axis first."""
 
-    run: RunData
+    run: SnapshotRun
     sentences: sentences_mod.Sentences
     seed: int
     epochs: np.ndarray  # (F,) epoch shown by each frame (fractional for step-level frames)
@@ -66,7 +66,7 @@ class Quantities:
     @classmethod
     def build(
         cls,
-        run: RunData,
+        run: SnapshotRun,
         seed_col: int,
         params: dict[str, np.ndarray],
         prev: dict[str, np.ndarray],
@@ -150,7 +150,7 @@ def square_extent(points: np.ndarray, margin: float = 0.12, include_origin: bool
     return (c[0] - half, c[0] + half, c[1] - half, c[1] + half)
 
 
-def snapshot_quantities(run: RunData, s: int, idx: np.ndarray) -> Quantities:
+def snapshot_quantities(run: SnapshotRun, s: int, idx: np.ndarray) -> Quantities:
     """Quantities of snapshots `idx` of seed column s; each frame's previous frame is the snapshot before.
     Lives here, not in the command, so that video workers and the command share it without
     importing each other."""

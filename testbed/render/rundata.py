@@ -1,28 +1,29 @@
-"""What `testbed render` reads from a run directory: the resolved scenario (to rebuild the
-architecture through the registry, so analysis never retrains), the parameter snapshots, the
-metrics, the spikes and, when the snapshots probe kept them, the step-level parameters around
-each spike."""
+"""What `testbed render` needs of a run directory, read through the one reader (`Run`): the
+architecture rebuilt from the resolved scenario through the registry (so analysis never
+retrains), the parameter snapshots, the metrics, the spikes and, when the snapshots probe kept
+them, the step-level parameters around each spike."""
 
 from __future__ import annotations
 
-import csv
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from testbed.errors import UserError
 from testbed.engine.model import Architecture
 from testbed.engine.model import ParamSpace
+from testbed.errors import UserError
+from testbed.rundir.reader import SPIKE_COLUMNS
+from testbed.rundir.reader import Run
 
 SPIKE_STEPS_FILE = "spike_steps.npz"
 
-SPIKE_INT_FIELDS = {"seed", "start", "peak", "end", "epoch", "diverged"}  # the rest of spikes.csv is float (ratio may be inf)
-
 
 @dataclass
-class RunData:
-    path: Path
+class SnapshotRun:
+    """A run as render sees it: its snapshots with the architecture that evaluates them."""
+
+    run: Run
     scenario: object
     arch: Architecture
     space: ParamSpace
@@ -34,6 +35,10 @@ class RunData:
     metrics: dict[str, np.ndarray] | None = None
     spikes: list[dict] = field(default_factory=list)
     steps_per_epoch: int = 1
+
+    @property
+    def path(self) -> Path:
+        return self.run.path
 
     def seed_index(self, seed: int | None) -> int:
         if seed is None:
@@ -58,11 +63,8 @@ class RunData:
         return {n: np.ascontiguousarray(a[index, s]) for n, a in self.params.items()}
 
     def step_losses(self) -> np.ndarray | None:
-        """(steps, S) loss of every optimizer step (step_loss.npz), read once when first asked."""
-        if not hasattr(self, "_step_losses"):
-            f = self.path / "step_loss.npz"
-            self._step_losses = np.load(f)["loss"] if f.is_file() else None
-        return self._step_losses
+        """(steps, S) loss of every optimizer step (step_loss.npz), or None without the file."""
+        return self.run.step_loss.to_numpy() if self.run.has("step_loss.npz") else None
 
     def seed_metrics(self, seed: int) -> dict[str, np.ndarray] | None:
         if self.metrics is None:
@@ -79,45 +81,38 @@ def _ranges(seeds: list[int]) -> str:
     return format_seeds(sorted(seeds))
 
 
-def load(path: Path) -> RunData:
-    from testbed.rundir import curves as plots
-    from testbed.config import scenario as scenario_mod
+def load(path: Path) -> SnapshotRun:
     from testbed.config.scenario import build_curriculum
     from testbed.engine.loop import build
 
-    path = Path(path)
-    if not path.is_dir():
-        raise UserError(f"{path}: no such run directory")
-    if not (path / "scenario.yaml").is_file():
-        raise UserError(f"{path}: not a run directory (no scenario.yaml)")
-    snap = path / "snapshots.npz"
-    if not snap.is_file():
-        raise UserError(f"{path}: no snapshots.npz; add the probe to the scenario, e.g. probes: [..., {{name: snapshots, every: 10}}]")
-    scenario = scenario_mod.load(path / "scenario.yaml")
+    run = Run(path)
+    if not run.has("snapshots.npz"):
+        raise UserError(f"{run.path}: no snapshots.npz; add the probe to the scenario, e.g. probes: [..., {{name: snapshots, every: 10}}]")
+    scenario = run.scenario
     components = build(scenario)
-    with np.load(snap) as z:
-        epochs = z["epochs"]
-        seeds = [int(s) for s in z["seeds"]]
-        params = {n: z[f"param/{n}"].astype(np.float32) for n in components.space.shapes}
-    if len(epochs) == 0:
-        raise UserError(f"{snap}: holds no snapshots")
-    metrics = plots.read_metrics(path / "metrics.csv") if (path / "metrics.csv").is_file() else None
+    snap = run.snapshots
+    missing = [n for n in components.space.shapes if n not in snap.params]
+    if missing:
+        raise UserError(f"{run.path / 'snapshots.npz'}: no parameter {', '.join(missing)} of this run's model")
+    if len(snap.epochs) == 0:
+        raise UserError(f"{run.path / 'snapshots.npz'}: holds no snapshots")
+    metrics = {c: run.metrics[c].to_numpy() for c in run.metrics.columns} if run.has("metrics.csv") else None
     spikes = []
-    if (path / "spikes.csv").is_file():
-        with open(path / "spikes.csv") as f:
-            spikes = [{k: (int(v) if k in SPIKE_INT_FIELDS else float(v)) for k, v in row.items()} for row in csv.DictReader(f)]
+    if run.has("spikes.csv"):
+        ints = {c for c, dtype in SPIKE_COLUMNS.items() if dtype == "int64"}
+        spikes = [{k: (int(v) if k in ints else float(v)) for k, v in row.items()} for row in run.spikes.to_dict("records")]
     task = scenario.task
     B = scenario.training.batch_for(task.n_train)
-    return RunData(
-        path=path,
+    return SnapshotRun(
+        run=run,
         scenario=scenario,
         arch=components.arch,
         space=components.space,
         k=task.sparsity,
         p=max(build_curriculum(scenario).vocab_sizes()),
-        epochs=epochs,
-        seeds=seeds,
-        params=params,
+        epochs=snap.epochs,
+        seeds=snap.seeds,
+        params={n: snap.params[n].astype(np.float32) for n in components.space.shapes},
         metrics=metrics,
         spikes=spikes,
         steps_per_epoch=-(-task.n_train // B),
@@ -126,8 +121,5 @@ def load(path: Path) -> RunData:
 
 def load_spike_steps(path: Path) -> dict | None:
     """The step-level parameters saved around spikes (snapshots probe, spike_steps: true)."""
-    f = Path(path) / SPIKE_STEPS_FILE
-    if not f.is_file():
-        return None
-    with np.load(f) as z:
-        return {k: z[k] for k in z.files}
+    run = Run(path)
+    return run.spike_steps if run.has(SPIKE_STEPS_FILE) else None

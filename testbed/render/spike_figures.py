@@ -29,7 +29,7 @@ def largest(spikes: list[dict], top: int | None) -> list[dict]:
     return [spikes[i] for i in keep]
 
 
-def render_spikes(run: rundata.RunData, seed: int | None, names: list[str], out: Path | None, dpi: float, console: Console,
+def render_spikes(run: rundata.SnapshotRun, seed: int | None, names: list[str], out: Path | None, dpi: float, console: Console,
                   top: int | None = None, quiet: bool = False) -> list[Path]:
     spikes = [sp for sp in run.spikes if seed is None or int(sp["seed"]) == seed]
     spikes = largest([sp for sp in spikes if int(sp["seed"]) in run.seeds], top)
@@ -89,7 +89,7 @@ def render_spikes(run: rundata.RunData, seed: int | None, names: list[str], out:
     return written
 
 
-def _step_pair(steps: dict | None, run: rundata.RunData, seed: int, start: int, end: int):
+def _step_pair(steps: dict | None, run: rundata.SnapshotRun, seed: int, start: int, end: int):
     """(before params, after params, before step, after step) saved for this spike, if any."""
     if steps is None or len(steps.get("seed", [])) == 0:
         return None

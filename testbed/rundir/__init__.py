@@ -1,2 +1,3 @@
 """A run is a directory: the one writer (staged, renamed into place when complete), the summary,
-the curves figure, and the one reader that the API, `compare` and `render` all use."""
+where the run came from (run.json), the curves figure, and the one reader that the API,
+`compare` and `render` all use."""

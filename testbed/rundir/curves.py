@@ -9,25 +9,8 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from testbed.rundir.reader import by_epoch, read_metrics  # the one reader of run directories
 from testbed.rundir.summary import SUCCESS_ACC
-
-
-def read_metrics(path: Path) -> dict[str, np.ndarray]:
-    """metrics.csv -> column name -> array."""
-    data = np.genfromtxt(path, delimiter=",", names=True, dtype=None, encoding="utf-8")
-    data = np.atleast_1d(data)
-    return {name: np.asarray(data[name]) for name in data.dtype.names}
-
-
-def by_epoch(metrics: dict[str, np.ndarray], column: str) -> tuple[np.ndarray, np.ndarray]:
-    """(epochs, values (n_epochs, n_seeds)) from the long-format table."""
-    epochs = np.unique(metrics["epoch"])
-    seeds = np.unique(metrics["seed"])
-    grid = np.full((epochs.size, seeds.size), np.nan)
-    ei = np.searchsorted(epochs, metrics["epoch"])
-    si = np.searchsorted(seeds, metrics["seed"])
-    grid[ei, si] = metrics[column]
-    return epochs, grid
 
 
 SPAGHETTI_MAX_SEEDS = 40  # up to this many seeds, every seed is drawn as a thin line

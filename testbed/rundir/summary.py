@@ -1,4 +1,4 @@
-"""Per-run summary: final metrics per seed, their aggregates, and the terminal table."""
+"""Per-run summary (summary.json): final metrics per seed and their aggregates."""
 
 from __future__ import annotations
 
@@ -6,7 +6,6 @@ import math
 from typing import Any
 
 import numpy as np
-from rich.table import Table
 
 SUCCESS_ACC = 0.9  # the papers' success criterion: test accuracy above 0.9
 
@@ -59,51 +58,3 @@ def build(scenario_name: str, result, epochs: int) -> dict[str, Any]:
         "per_seed": per_seed,
         "aggregate": aggregate,
     }
-
-
-def divergence_lines(summary: dict[str, Any]) -> list[str]:
-    """What the terminal says of diverged seeds: how many, and where each first had a non-finite
-    loss (empty when none diverged)."""
-    per_seed = summary["per_seed"]
-    where = [
-        (seed, epoch, step)
-        for seed, epoch, step in zip(per_seed["seed"], per_seed.get("diverged_epoch", []), per_seed.get("diverged_step", []))
-        if step >= 0
-    ]
-    n = summary["aggregate"].get("diverged", 0)
-    if not n:
-        return []
-    shown = ", ".join(f"seed {seed} at epoch {epoch} (step {step})" for seed, epoch, step in where[:10])
-    more = f", and {len(where) - 10} more" if len(where) > 10 else ""
-    first = f": first non-finite loss of {shown}{more}" if where else " (non-finite final loss)"
-    return [f"{n} of {len(per_seed['seed'])} seeds diverged{first}; see spikes.csv (diverged = 1) and summary.json"]
-
-
-def _pm(d: dict[str, float]) -> str:
-    return f"{d['mean']:.3f} ± {d['std']:.3f}"
-
-
-def table(summaries: list[dict[str, Any]]) -> Table:
-    """One row per scenario: seeds, final accuracies (mean ± sd, range), success rate, spikes."""
-    t = Table(
-        title="Final metrics (mean ± sd over seeds)",
-        caption=f"success: test accuracy > {SUCCESS_ACC}; spikes: testbed.analysis.spike_detector detector on step losses",
-    )
-    for col in ("scenario", "seeds", "train acc", "test acc", "test acc range", "success", "loss spikes", "time"):
-        t.add_column(col, justify="left" if col == "scenario" else "right", no_wrap=True)
-    for s in summaries:
-        agg = s["aggregate"]
-        tr, te = agg["train_acc"], agg["test_acc"]
-        n = len(s["seeds"])
-        spikes = f"{agg['spikes_total']} in {agg['seeds_with_spikes']}/{n} seeds" if "spikes_total" in agg else "-"
-        t.add_row(
-            s["scenario"],
-            str(n),
-            _pm(tr),
-            _pm(te),
-            f"{te['min']:.2f}–{te['max']:.2f}",
-            f"{agg['success_rate']:.0%} ({round(agg['success_rate'] * n)}/{n})",
-            spikes,
-            f"{s['seconds']:.1f} s",
-        )
-    return t

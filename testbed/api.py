@@ -1,0 +1,107 @@
+"""The Python API: load a scenario, train it into a run directory, read runs back as pandas
+DataFrames, and compare scenarios with the statistics of `testbed compare`.
+
+    import testbed
+    sc = testbed.load_scenario("scenarios/smooth_norm.yaml", seeds="0-9", **{"training.epochs": 200})
+    run = testbed.run(sc, out="runs/x")
+    run.metrics                      # long format: seed, epoch, p, train_loss, train_acc, test_loss, test_acc
+    run.step_loss                    # one row per optimizer step, one column per seed
+    run.summary                      # final metrics, one row per seed
+    testbed.load_run("runs/x")       # the same from the directory on disk
+    cmp = testbed.compare([run, "runs/y"])
+    cmp.table()                      # estimates, confidence intervals, p-values, verdicts
+
+Nothing here prints: `progress=True` draws a progress bar on stderr, and a callable receives a
+`Progress` before the first epoch and after every epoch of each run it trains (and, from
+`compare`, an `Analysing` when the analysis begins). Bad input raises `UserError`, whose
+message names the field or file, as the command line prints it.
+"""
+
+from __future__ import annotations
+
+import os
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator, Mapping, Sequence, Union
+
+from pydantic import BaseModel
+
+from testbed.config import scenario as scenario_mod
+from testbed.errors import UserError
+from testbed.rundir.reader import Run
+from testbed.rundir.reader import Snapshots
+from testbed.trainer import Progress
+from testbed.trainer import run_scenario
+
+__all__ = ["load_scenario", "run", "load_run", "compare", "Run", "Snapshots", "Progress", "UserError"]
+
+PathLike = Union[str, os.PathLike]
+ProgressOption = Union[bool, Callable[[Any], None], None]
+
+
+def load_scenario(path: PathLike, *, seeds: str | Sequence[int] | None = None, **fields: Any):
+    """Read and validate a scenario file. `seeds` ('0-99', '0,3,7' or a list) replaces the
+    file's; `fields` set dotted fields to Python values, e.g. **{"training.epochs": 200,
+    "model.norm": {"name": "smooth", "radius": 0.5}} (what `--set` does on the command line).
+    Returns the validated, frozen Scenario."""
+    if isinstance(seeds, range):
+        seeds = list(seeds)
+    return scenario_mod.load(path, fields, seeds)
+
+
+@contextmanager
+def _progress(progress: ProgressOption) -> Iterator[Callable[[Any], None] | None]:
+    """The callback for a `progress` option: True draws on stderr, as the command line does."""
+    if progress is True:
+        from testbed.cli.progress import ProgressDisplay
+
+        with ProgressDisplay() as display:
+            yield display
+    else:
+        yield progress or None
+
+
+def run(scenario, *, out: PathLike | None = None, force: bool = False, progress: ProgressOption = None) -> Run:
+    """Train every seed of `scenario` (a Scenario, or the path of a scenario file) into the run
+    directory `out` (default: a new folder under the scenario's output root, runs/), which
+    must not exist or be empty unless `force`. Returns the run, read lazily from disk."""
+    if not isinstance(scenario, BaseModel):
+        scenario = load_scenario(scenario)
+    with _progress(progress) as callback:
+        return run_scenario(scenario, out, force=force, progress=callback)
+
+
+def load_run(path: PathLike) -> Run:
+    """A run directory on disk, as `run` returns it."""
+    return Run(path)
+
+
+def compare(
+    inputs: Sequence[Any],
+    *,
+    seeds: str | Sequence[int] | None = None,
+    overrides: Mapping[str, Any] | Sequence[str] = (),
+    out: PathLike | None = None,
+    force: bool = False,
+    lr_grid: Sequence[float] | str | None = None,
+    progress: ProgressOption = None,
+):
+    """Compare two or more scenarios seed by seed, as `testbed compare` does, and write its
+    report directory `out` (default: reports/<a>-vs-<b>-<time>).
+
+    `inputs`: Run objects, run directories and report directories (reused, never retrained),
+    scenario files and Scenario objects (trained on the shared seeds); the first is the
+    reference. `seeds`: the compared seeds (default: the first input's). `overrides`: dotted
+    fields set in every scenario that is trained ({"training.epochs": 50}, or `--set` strings).
+    `lr_grid`: also train every scenario at these learning rates (Wortsman's sensitivity).
+    Returns a `Comparison`: `.table()`, `.outcomes()`, `.verdicts`, `.runs`, `.path`."""
+    from testbed.comparison.runner import compare as run_comparison
+
+    if isinstance(inputs, (str, os.PathLike)):
+        raise UserError(f"compare: inputs must be a list of runs or scenarios, not the single {str(inputs)!r}")
+    items = [item.path if isinstance(item, Run) else item for item in inputs]
+    if isinstance(seeds, range):
+        seeds = list(seeds)
+    with _progress(progress) as callback:
+        return run_comparison(
+            items, seeds=seeds, overrides=overrides, out=out, force=force, lr_grid=lr_grid, progress=callback
+        )

@@ -1,0 +1,89 @@
+"""The tables `testbed run` and `testbed compare` print, drawn by rich: a run's final metrics,
+and a comparison's tables and verdicts (the same tables as its report)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from rich.console import Console
+from rich.table import Table as RichTable
+
+from testbed.rundir.summary import SUCCESS_ACC
+
+if TYPE_CHECKING:
+    from testbed.comparison import report as rep
+    from testbed.comparison.result import Comparison
+
+
+def _pm(d: dict[str, float]) -> str:
+    return f"{d['mean']:.3f} ± {d['std']:.3f}"
+
+
+def run_table(summaries: list[dict[str, Any]]) -> RichTable:
+    """One row per run (summary.json): seeds, final accuracies (mean ± sd, range), success rate, spikes."""
+    t = RichTable(
+        title="Final metrics (mean ± sd over seeds)",
+        caption=f"success: test accuracy > {SUCCESS_ACC}; spikes: testbed.analysis.spike_detector detector on step losses",
+    )
+    for col in ("scenario", "seeds", "train acc", "test acc", "test acc range", "success", "loss spikes", "time"):
+        t.add_column(col, justify="left" if col == "scenario" else "right", no_wrap=True)
+    for s in summaries:
+        agg = s["aggregate"]
+        tr, te = agg["train_acc"], agg["test_acc"]
+        n = len(s["seeds"])
+        spikes = f"{agg['spikes_total']} in {agg['seeds_with_spikes']}/{n} seeds" if "spikes_total" in agg else "-"
+        t.add_row(
+            s["scenario"],
+            str(n),
+            _pm(tr),
+            _pm(te),
+            f"{te['min']:.2f}–{te['max']:.2f}",
+            f"{agg['success_rate']:.0%} ({round(agg['success_rate'] * n)}/{n})",
+            spikes,
+            f"{s['seconds']:.1f} s",
+        )
+    return t
+
+
+def divergence_lines(summary: dict[str, Any]) -> list[str]:
+    """What the terminal says of diverged seeds: how many, and where each first had a non-finite
+    loss (empty when none diverged)."""
+    per_seed = summary["per_seed"]
+    where = [
+        (seed, epoch, step)
+        for seed, epoch, step in zip(per_seed["seed"], per_seed.get("diverged_epoch", []), per_seed.get("diverged_step", []))
+        if step >= 0
+    ]
+    n = summary["aggregate"].get("diverged", 0)
+    if not n:
+        return []
+    shown = ", ".join(f"seed {seed} at epoch {epoch} (step {step})" for seed, epoch, step in where[:10])
+    more = f", and {len(where) - 10} more" if len(where) > 10 else ""
+    first = f": first non-finite loss of {shown}{more}" if where else " (non-finite final loss)"
+    return [f"{n} of {len(per_seed['seed'])} seeds diverged{first}; see spikes.csv (diverged = 1) and summary.json"]
+
+
+def rich_table(table: rep.Table, title: str | None = None) -> RichTable:
+    """A table of the comparison report, for the terminal."""
+    t = RichTable(title=title or table.caption or None, title_justify="left")
+    for i, h in enumerate(table.header):
+        t.add_column(h, justify="left" if i == 0 else "right", overflow="fold")
+    for row in table.rows:
+        t.add_row(*row)
+    return t
+
+
+def show_comparison(comparison: Comparison, console: Console) -> None:
+    """The report's tables, the verdicts and where the report is."""
+    from testbed.comparison import report as rep
+    from testbed.comparison.pairwise import pairs
+
+    a = comparison.analysis
+    console.print(rich_table(rep.scenario_table(a)))
+    for x, y in pairs(a.labels):
+        console.print(rich_table(rep.pair_table(a, x, y)))
+    for table in comparison.sweep_tables:
+        console.print(rich_table(table))
+    for x, y in pairs(a.labels):
+        console.print(f"verdict: {a.verdicts[(x, y)]}", highlight=False, soft_wrap=True)
+    console.print(f"report: {comparison.path / 'report.md'} (and report.html), {comparison.seconds:.0f} s", highlight=False, soft_wrap=True)
