@@ -105,7 +105,7 @@ def test_frames_hold_what_the_files_hold(notebook):
         assert run.summary[name].tolist() == values, name
 
     spikes = run.spikes
-    assert list(spikes.columns) == ["seed", "start", "peak", "end", "epoch", "baseline", "peak_loss", "ratio"]
+    assert list(spikes.columns) == ["seed", "start", "peak", "end", "epoch", "baseline", "peak_loss", "ratio", "diverged"]
     assert len(spikes) == sum(summary["per_seed"]["spikes"])
 
     snap = run.snapshots  # TINY keeps a snapshot every 2 epochs, and the last

@@ -5,6 +5,8 @@ registry that resolves plugins through pluggy entry points (`registry`), the plu
 parameters (`base`), and the base class of each of the six kinds.
 """
 
+from typing import TYPE_CHECKING, Any
+
 from testbed.plugin_api.activation import Activation
 from testbed.plugin_api.base import Params
 from testbed.plugin_api.base import Plugin
@@ -19,7 +21,6 @@ from testbed.plugin_api.probe import Probe
 from testbed.plugin_api.probe import RunInfo
 from testbed.plugin_api.update_rule import OptimizerParams
 from testbed.plugin_api.update_rule import UpdateRule
-from testbed.render.quantities import Quantities
 
 __all__ = [
     "ENTRY_POINT_GROUP",
@@ -38,3 +39,16 @@ __all__ = [
     "hookimpl",
     "plugin",
 ]
+
+if TYPE_CHECKING:
+    from testbed.render.quantities import Quantities
+
+
+def __getattr__(name: str) -> Any:
+    """`Quantities`, the frame a panel draws, is read on first use: it is computed by the render
+    engine, which imports the registry, which imports this package."""
+    if name == "Quantities":
+        from testbed.render.quantities import Quantities
+
+        return Quantities
+    raise AttributeError(f"module 'testbed.plugin_api' has no attribute {name!r}")

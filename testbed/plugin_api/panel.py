@@ -9,14 +9,16 @@ and text. Geometry panels keep the same square, equal-aspect view over a whole v
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from typing import TYPE_CHECKING
 
 import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.artist import Artist
 
-from testbed.render.quantities import Quantities
-from testbed.render.quantities import square_extent
-from testbed.render.style import class_marker
+from testbed.render.style import class_marker, square_extent
+
+if TYPE_CHECKING:  # the panel API is imported by the registry; the frame quantities import the engine
+    from testbed.render.quantities import Quantities
 
 TITLE_SIZE = 9
 LABEL_SIZE = 6.5

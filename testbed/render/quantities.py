@@ -17,7 +17,7 @@ from testbed.engine.model import forward
 from testbed.engine.model import pair_index
 from testbed.render import sentences as sentences_mod
 from testbed.render.rundata import SnapshotRun
-from testbed.render.style import wheel
+from testbed.render.style import square_extent, wheel
 
 FIELD_CHUNK = 1 << 21  # grid points x hidden units per batched field evaluation
 
@@ -132,22 +132,6 @@ class Quantities:
                 probs = probs / probs.sum(-1, keepdim=True)
                 out.append(wheel(probs.numpy()).reshape(-1, G, G, 3).astype(np.float32))
         return np.concatenate(out)
-
-
-def square_extent(points: np.ndarray, margin: float = 0.12, include_origin: bool = True) -> tuple[float, float, float, float]:
-    """A square (x0, x1, y0, y1) holding every finite point of (..., 2), with a margin."""
-    pts = points.reshape(-1, 2)
-    pts = pts[np.isfinite(pts).all(1)]
-    if include_origin:
-        pts = np.concatenate([pts, np.zeros((1, 2))])
-    if len(pts) == 0:
-        return (-1.0, 1.0, -1.0, 1.0)
-    lo, hi = pts.min(0), pts.max(0)
-    c = (lo + hi) / 2
-    half = max(float((hi - lo).max()) / 2, 1e-3) * (1 + margin)
-    if not math.isfinite(half) or half > 1e6:
-        half = 1e6
-    return (c[0] - half, c[0] + half, c[1] - half, c[1] + half)
 
 
 def snapshot_quantities(run: SnapshotRun, s: int, idx: np.ndarray) -> Quantities:

@@ -9,6 +9,7 @@ any p; for p = 2 the classes are red and cyan).
 from __future__ import annotations
 
 import colorsys
+import math
 
 import numpy as np
 from matplotlib import colormaps
@@ -59,3 +60,19 @@ def group_colors(groups: np.ndarray, n_groups: int, shade: np.ndarray) -> np.nda
         h, l, sat = colorsys.rgb_to_hls(*rgb)
         out[i] = colorsys.hls_to_rgb(h, np.clip(l * (0.75 + 0.45 * s), 0.0, 0.92), sat)
     return out
+
+
+def square_extent(points: np.ndarray, margin: float = 0.12, include_origin: bool = True) -> tuple[float, float, float, float]:
+    """A square (x0, x1, y0, y1) holding every finite point of (..., 2), with a margin."""
+    pts = points.reshape(-1, 2)
+    pts = pts[np.isfinite(pts).all(1)]
+    if include_origin:
+        pts = np.concatenate([pts, np.zeros((1, 2))])
+    if len(pts) == 0:
+        return (-1.0, 1.0, -1.0, 1.0)
+    lo, hi = pts.min(0), pts.max(0)
+    c = (lo + hi) / 2
+    half = max(float((hi - lo).max()) / 2, 1e-3) * (1 + margin)
+    if not math.isfinite(half) or half > 1e6:
+        half = 1e6
+    return (c[0] - half, c[0] + half, c[1] - half, c[1] + half)
