@@ -7,8 +7,9 @@ from .metrics import metrics
 from .snapshots import snapshots
 from .spikes import spikes
 from .step_loss import step_loss
+from .tensorboard_tracking import tensorboard_probe
 
 
 @hookimpl
 def testbed_probes():
-    return [metrics, step_loss, grad_norms, snapshots, spikes]
+    return [metrics, step_loss, grad_norms, snapshots, spikes, tensorboard_probe]
