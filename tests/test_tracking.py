@@ -1,6 +1,7 @@
-"""The `tensorboard` probe, read back with TensorBoard's own event reader: the
-hyperparameters are the resolved scenario, each seed's scalars are its rows of metrics.csv.
-Without the `tracking` extra only the tests of what happens when it is missing run."""
+"""The `tensorboard` and `mlflow` probes, read back with the libraries' own readers: the
+parameters are the resolved scenario, each seed's metric history is its rows of metrics.csv,
+the artifacts are the run directory's files. Without the `tracking` extra only the tests of
+what happens when it is missing run."""
 
 from __future__ import annotations
 
@@ -90,7 +91,10 @@ def assert_one_line_error(result, *fragments: str) -> None:
 # --- without the extra ---------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("probe, hidden", [("tensorboard", ["torch.utils.tensorboard", "tensorboard"])])
+@pytest.mark.parametrize(
+    "probe, hidden",
+    [("tensorboard", ["torch.utils.tensorboard", "tensorboard"]), ("mlflow", ["mlflow"])],
+)
 def test_missing_library_is_one_line_and_exit_2(tmp_path, write_scenario, monkeypatch, probe, hidden):
     for module in hidden:  # `import module` raises ImportError, as if it were not installed
         monkeypatch.setitem(sys.modules, module, None)
@@ -137,3 +141,101 @@ def test_tensorboard_event_files_hold_metrics_csv_and_the_scenario(tmp_path, wri
         hparams = hparams_of(accumulator)
         assert hparams.pop("seed") == seed
         assert unflatten(hparams) == resolved_scenario(run)
+
+
+# --- mlflow --------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def store_dir(tmp_path_factory) -> Path:
+    """One folder whose ./mlflow.db the MLflow tests share: creating a SQLite store runs
+    MLflow's schema migrations, seconds each time."""
+    return tmp_path_factory.mktemp("mlflow_store")
+
+
+def client_for(db: Path):
+    from mlflow import MlflowClient
+
+    return MlflowClient(tracking_uri=f"sqlite:///{db}")
+
+
+def runs_of(client, experiment: str):
+    """(parent run, {seed: child run}) of the one testbed run logged in `experiment`."""
+    from mlflow.entities import ViewType
+
+    found = client.get_experiment_by_name(experiment)
+    runs = client.search_runs([found.experiment_id], run_view_type=ViewType.ALL)
+    parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    assert len(parents) == 1
+    children = {int(r.data.params["seed"]): r for r in runs if r.data.tags.get("mlflow.parentRunId") == parents[0].info.run_id}
+    assert len(runs) == 1 + len(children)
+    return parents[0], children
+
+
+def history(client, run, name: str) -> list[tuple[int, float]]:
+    return sorted((m.step, m.value) for m in client.get_metric_history(run.info.run_id, name))
+
+
+def test_mlflow_logs_scenario_metrics_and_run_directory_to_the_default_store(store_dir, write_scenario, monkeypatch):
+    pytest.importorskip("mlflow")
+    pytest.importorskip("tensorboard")
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    probes = ["metrics", "step_loss", "tensorboard", "mlflow"]
+    result = train(write_scenario, monkeypatch, store_dir, probes, "runs/default")
+    assert result.returncode == 0, result.stderr
+    run = store_dir / "runs" / "default"
+
+    client = client_for(store_dir / "mlflow.db")  # the default store: ./mlflow.db
+    parent, children = runs_of(client, "testbed")
+    assert parent.info.run_name == "default"
+    assert parent.data.tags["testbed.run_dir"] == str(run.resolve())
+    assert unflatten(parent.data.params) == resolved_scenario(run)
+    assert sorted(children) == SEEDS
+    for seed, child in children.items():
+        assert child.info.status == "FINISHED"
+        assert child.data.params == {**parent.data.params, "seed": str(seed)}
+        expected = metrics_csv(run, seed, set(range(5)))
+        for name in METRICS:
+            assert [epoch for epoch, _ in expected[name]] == [0, 1, 2, 3, 4]
+            assert_same_series(history(client, child, name), expected[name])
+    assert parent.info.status == "FINISHED"
+
+    # The run directory as it was when the probe finished: the earlier probes' files, not the
+    # summary and figure written after every probe.
+    artifacts = {a.path for a in client.list_artifacts(parent.info.run_id)}
+    assert artifacts == {"scenario.yaml", "metrics.csv", "step_loss.npz", "tensorboard"}
+    assert (run / "summary.json").exists() and (run / "curves.png").exists()
+    copy = Path(client.download_artifacts(parent.info.run_id, "metrics.csv", str(store_dir)))
+    assert copy.read_bytes() == (run / "metrics.csv").read_bytes()
+    assert (store_dir / "mlruns").is_dir()  # MLflow's default artifact root, next to mlflow.db
+
+
+def test_mlflow_tracking_uri_experiment_and_no_artifacts(store_dir, tmp_path, write_scenario, monkeypatch):
+    pytest.importorskip("mlflow")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{store_dir / 'mlflow.db'}")
+    probe = {"name": "mlflow", "experiment": "from env", "every": 2, "artifacts": False}
+    result = train(write_scenario, monkeypatch, tmp_path, ["metrics", probe], "runs/env")
+    assert result.returncode == 0, result.stderr
+    assert not (tmp_path / "mlflow.db").exists() and not (tmp_path / "mlruns").exists()
+
+    client = client_for(store_dir / "mlflow.db")
+    parent, children = runs_of(client, "from env")
+    assert client.list_artifacts(parent.info.run_id) == []
+    for seed, child in children.items():
+        expected = metrics_csv(tmp_path / "runs" / "env", seed, {0, 2, 4})
+        assert [epoch for epoch, _ in expected["test_loss"]] == [0, 2, 4]
+        assert_same_series(history(client, child, "test_loss"), expected["test_loss"])
+
+
+def test_mlflow_deleted_experiment_is_one_line_and_leaves_nothing(store_dir, tmp_path, write_scenario, monkeypatch):
+    pytest.importorskip("mlflow")
+    from mlflow.entities import ViewType
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{store_dir / 'mlflow.db'}")
+    client = client_for(store_dir / "mlflow.db")
+    experiment = client.create_experiment("deleted one")
+    client.delete_experiment(experiment)
+    result = train(write_scenario, monkeypatch, tmp_path, ["metrics", {"name": "mlflow", "experiment": "deleted one"}], "runs/x")
+    assert_one_line_error(result, "experiment 'deleted one' is deleted")
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+    assert client.search_runs([experiment], run_view_type=ViewType.ALL) == []
