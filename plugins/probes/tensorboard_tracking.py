@@ -56,7 +56,7 @@ class TensorBoard(TrackingProbe):
                 for wall_time, ev in self.logged:
                     for tag, value in self.values(ev, j).items():
                         writer.add_scalar(tag, value, ev.epoch, walltime=wall_time)
-                # The HParams tab shows each metric's last value next to the parameters.
+                # Only the metrics' names are written: they point the HParams table at the scalars above.
                 for summary in hparams({**scenario, "seed": seed}, {name: 0.0 for name in METRICS}):
                     writer.file_writer.add_summary(summary, walltime=self.logged[-1][0])
         return {}
