@@ -4,11 +4,13 @@ from testbed.plugin_api.hookspecs import hookimpl
 
 from .grad_norms import grad_norms
 from .metrics import metrics
+from .mlflow_tracking import mlflow_probe
 from .snapshots import snapshots
 from .spikes import spikes
 from .step_loss import step_loss
+from .tensorboard_tracking import tensorboard_probe
 
 
 @hookimpl
 def testbed_probes():
-    return [metrics, step_loss, grad_norms, snapshots, spikes]
+    return [metrics, step_loss, grad_norms, snapshots, spikes, tensorboard_probe, mlflow_probe]
