@@ -49,9 +49,9 @@ ROOT = HERE.parent
 if str(ROOT) not in sys.path:  # testbed itself, should the editable install be missing
     sys.path.append(str(ROOT))
 
+import naive_loop  # noqa: E402
 import torch  # noqa: E402
 
-import naive_loop  # noqa: E402
 from testbed.config.scenario import validate  # noqa: E402
 from testbed.engine.loop import train  # noqa: E402
 

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Callable, Literal
+from collections.abc import Callable
+from typing import Literal
 
 import torch
 from pydantic import Field
 
-from testbed.plugin_api import Activation
-from testbed.plugin_api import Params
-from testbed.plugin_api import hookimpl
-from testbed.plugin_api import plugin
+from testbed.plugin_api import Activation, Params, hookimpl, plugin
 
 aten = torch.ops.aten
 

@@ -4,10 +4,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from testbed.plugin_api import Curriculum
-from testbed.plugin_api import Params
-from testbed.plugin_api import hookimpl
-from testbed.plugin_api import plugin
+from testbed.plugin_api import Curriculum, Params, hookimpl, plugin
 
 
 class Constant(Curriculum):

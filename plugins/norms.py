@@ -12,10 +12,7 @@ from typing import Literal
 import torch
 from pydantic import Field
 
-from testbed.plugin_api import Norm
-from testbed.plugin_api import Params
-from testbed.plugin_api import hookimpl
-from testbed.plugin_api import plugin
+from testbed.plugin_api import Norm, Params, hookimpl, plugin
 
 
 class EpsParams(Params):

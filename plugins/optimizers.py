@@ -11,10 +11,7 @@ import math
 import torch
 from pydantic import Field, field_validator, model_validator
 
-from testbed.plugin_api import OptimizerParams
-from testbed.plugin_api import UpdateRule
-from testbed.plugin_api import hookimpl
-from testbed.plugin_api import plugin
+from testbed.plugin_api import OptimizerParams, UpdateRule, hookimpl, plugin
 
 
 class AdamParams(OptimizerParams):
@@ -79,7 +76,7 @@ class SGDParams(OptimizerParams):
     weight_decay: float = Field(0.0, ge=0)
 
     @model_validator(mode="after")
-    def _nesterov_needs_momentum(self) -> "SGDParams":
+    def _nesterov_needs_momentum(self) -> SGDParams:
         if self.nesterov and self.momentum == 0:
             raise ValueError("nesterov needs momentum > 0")
         return self

@@ -30,8 +30,7 @@ __all__ = ["load_scenario", "run", "load_run", "compare", "Run", "Snapshots", "P
 
 if TYPE_CHECKING:
     from testbed.api import compare, load_run, load_scenario, run
-    from testbed.comparison.result import Comparison
-    from testbed.comparison.result import Analysing
+    from testbed.comparison.result import Analysing, Comparison
     from testbed.errors import UserError
     from testbed.rundir.reader import Run, Snapshots
     from testbed.trainer import Progress

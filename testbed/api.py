@@ -20,22 +20,21 @@ message names the field or file, as the command line prints it.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import Any, Callable, Iterator, Mapping, Sequence, Union
+from typing import Any
 
 from pydantic import BaseModel
 
 from testbed.config import scenario as scenario_mod
 from testbed.errors import UserError
-from testbed.rundir.reader import Run
-from testbed.rundir.reader import Snapshots
-from testbed.trainer import Progress
-from testbed.trainer import run_scenario
+from testbed.rundir.reader import Run, Snapshots
+from testbed.trainer import Progress, run_scenario
 
 __all__ = ["load_scenario", "run", "load_run", "compare", "Run", "Snapshots", "Progress", "UserError"]
 
-PathLike = Union[str, os.PathLike]
-ProgressOption = Union[bool, Callable[[Any], None], None]
+PathLike = str | os.PathLike
+ProgressOption = bool | Callable[[Any], None] | None
 
 
 def load_scenario(path: PathLike, *, seeds: str | Sequence[int] | None = None, **fields: Any):

@@ -6,9 +6,9 @@ the first epoch and after every epoch (the command line draws it as a progress b
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from testbed.config import scenario as scenario_mod
 from testbed.engine.loop import train

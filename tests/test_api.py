@@ -23,9 +23,9 @@ import pandas as pd
 import pytest
 import torch
 import yaml
+from conftest import TINY
 
 import testbed
-from conftest import TINY
 
 SMOOTH = {**TINY, "name": "tiny_smooth", "model": {"hidden": 8, "norm": "smooth"}}
 REPO = Path(__file__).resolve().parents[1]
@@ -219,7 +219,7 @@ def test_missing_and_broken_files_are_one_line_errors_naming_the_file(notebook, 
         message = str(info.value)
         assert file in message and "\n" not in message, message
     with pytest.raises(testbed.UserError, match="grad_norms probe"):
-        run.grad_norms
+        _ = run.grad_norms
 
 
 def test_importing_testbed_changes_no_global_state():

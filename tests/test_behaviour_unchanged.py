@@ -11,7 +11,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
 from conftest import cli
 
 RECORDED_TORCH = "2.13.0"

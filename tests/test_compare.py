@@ -10,12 +10,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-
-from testbed.config import scenario as scenario_mod
-from testbed.analysis.outcomes import METRICS
-from testbed.engine.task import make_dataset
-
 from conftest import TINY, cli, cli_here
+
+from testbed.analysis.outcomes import METRICS
+from testbed.config import scenario as scenario_mod
+from testbed.engine.task import make_dataset
 
 SMOOTH = {**TINY, "name": "tiny_smooth", "model": {"hidden": 8, "norm": "smooth"}}
 WIDE = {**TINY, "name": "tiny_wide", "model": {"hidden": 12}, "optimizer": {"name": "sgd", "lr": 0.05}}

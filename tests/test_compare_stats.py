@@ -11,12 +11,8 @@ from hypothesis import strategies as st
 
 from testbed.analysis import spike_detector as detector
 from testbed.analysis import stats
+from testbed.analysis.outcomes import BY_KEY, METRICS, RunData, first_epoch_at, outcomes
 from testbed.comparison.pairwise import analyze
-from testbed.analysis.outcomes import BY_KEY
-from testbed.analysis.outcomes import METRICS
-from testbed.analysis.outcomes import RunData
-from testbed.analysis.outcomes import first_epoch_at
-from testbed.analysis.outcomes import outcomes
 
 
 def synthetic(rng: np.random.Generator, n: int) -> dict[str, np.ndarray]:

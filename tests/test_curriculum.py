@@ -6,8 +6,7 @@ import csv
 
 import pytest
 
-from testbed.config.scenario import ScenarioError
-from testbed.config.scenario import validate
+from testbed.config.scenario import ScenarioError, validate
 from testbed.engine.loop import train
 
 SWITCH = {

@@ -10,8 +10,8 @@ import types
 import numpy as np
 import torch
 import yaml
-
 from conftest import TINY, cli
+
 from testbed.analysis.spike_detector import SpikeParams, detect, first_nonfinite
 from testbed.config.scenario import validate
 from testbed.engine.loop import train

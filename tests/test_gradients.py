@@ -10,13 +10,8 @@ import pytest
 import torch
 
 from testbed.engine.gradients import loss_and_grad
-from testbed.engine.model import Architecture
-from testbed.engine.model import ParamSpace
-from testbed.engine.model import forward
-from testbed.engine.model import pair_index
-from testbed.engine.model import per_seed_loss
-from testbed.plugin_api import Activation
-from testbed.plugin_api import Norm
+from testbed.engine.model import Architecture, ParamSpace, forward, pair_index, per_seed_loss
+from testbed.plugin_api import Activation, Norm
 from testbed.plugin_api.registry import default_registry
 
 REG = default_registry()

@@ -9,11 +9,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from testbed.engine.model import Architecture
-from testbed.engine.model import ParamSpace
-from testbed.engine.model import forward
-from testbed.engine.model import pair_index
-from testbed.engine.model import per_seed_loss
+from testbed.engine.model import Architecture, ParamSpace, forward, pair_index, per_seed_loss
 from testbed.plugin_api.registry import default_registry
 
 SETTINGS = settings(max_examples=25, deadline=None)

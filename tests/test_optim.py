@@ -8,8 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from testbed.engine.model import ParamSpace
-from testbed.engine.optimizer import Optimizer
-from testbed.engine.optimizer import clip_per_seed
+from testbed.engine.optimizer import Optimizer, clip_per_seed
 from testbed.plugin_api.registry import default_registry
 
 SHAPES = {
@@ -69,7 +68,7 @@ def run_torch(make, x0: torch.Tensor, steps: int = STEPS) -> list[torch.Tensor]:
 def assert_paths_close(ours: list[torch.Tensor], theirs: list[torch.Tensor], rtol: float = 1e-5, atol: float = 1e-6) -> None:
     assert len(ours) == len(theirs)
     for t, (a, b) in enumerate(zip(ours, theirs)):
-        torch.testing.assert_close(a, b, rtol=rtol, atol=atol, msg=lambda m: f"step {t + 1}: {m}")
+        torch.testing.assert_close(a, b, rtol=rtol, atol=atol, msg=lambda m, t=t: f"step {t + 1}: {m}")
     # non-vacuity: the parameters did move
     assert not torch.allclose(ours[-1], ours[0])
 
@@ -170,7 +169,7 @@ def test_lr_multipliers_scale_plain_sgd_steps_by_the_most_specific_key(multiplie
         matches = [k for k in multipliers if name == k or name.startswith(k + ".")]
         factor = multipliers[max(matches, key=len)] if matches else 1.0
         expected = torch.full((2, sl.stop - sl.start), -lr * factor)
-        torch.testing.assert_close(flat[:, sl], expected, rtol=1e-6, atol=0, msg=lambda m: f"{name}: {m}")
+        torch.testing.assert_close(flat[:, sl], expected, rtol=1e-6, atol=0, msg=lambda m, name=name: f"{name}: {m}")
 
 
 def test_a_key_must_match_whole_dotted_components():
@@ -207,7 +206,7 @@ def test_warmup_scales_the_applied_steps(warmup):
         opt.step(flat, grad.clone())
         moved = before - flat
         expected = (lr * min(1.0, t / warmup) * multiplier.double()).unsqueeze(0)
-        torch.testing.assert_close(moved, expected, rtol=1e-5, atol=1e-7, msg=lambda m: f"step {t}: {m}")
+        torch.testing.assert_close(moved, expected, rtol=1e-5, atol=1e-7, msg=lambda m, t=t: f"step {t}: {m}")
 
 
 @pytest.mark.parametrize("warmup", [4])

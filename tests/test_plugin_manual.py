@@ -22,28 +22,14 @@ import numpy as np
 import pytest
 import torch
 import yaml
-
 from conftest import TINY, cli, cli_here, third_party_package
+
 from testbed.config.scenario import TaskConfig
 from testbed.engine.gradients import loss_and_grad
-from testbed.engine.model import Architecture
-from testbed.engine.model import ParamSpace
-from testbed.engine.model import forward
-from testbed.engine.model import pair_index
-from testbed.engine.model import per_seed_loss
+from testbed.engine.model import Architecture, ParamSpace, forward, pair_index, per_seed_loss
 from testbed.errors import UserError
-from testbed.plugin_api import ENTRY_POINT_GROUP
-from testbed.plugin_api import Activation
-from testbed.plugin_api import Curriculum
-from testbed.plugin_api import Norm
-from testbed.plugin_api import Panel
-from testbed.plugin_api import Plugin
-from testbed.plugin_api import Probe
-from testbed.plugin_api import UpdateRule
-from testbed.plugin_api import hookimpl
-from testbed.plugin_api import plugin
-from testbed.plugin_api.registry import Registry
-from testbed.plugin_api.registry import check_entry_point_names
+from testbed.plugin_api import ENTRY_POINT_GROUP, Activation, Curriculum, Norm, Panel, Plugin, Probe, UpdateRule, hookimpl, plugin
+from testbed.plugin_api.registry import Registry, check_entry_point_names
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "plugins.md"
 EXAMPLE = re.compile(r"<!-- example: (\w+) -->\n```python\n(.*?)\n```\n", re.S)

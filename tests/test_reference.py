@@ -10,11 +10,10 @@ import torch
 import torch.nn.functional as F
 
 from testbed.config import scenario as scenario_mod
+from testbed.engine.loop import build, train
 from testbed.engine.model import pair_index
 from testbed.engine.seeding import generator
 from testbed.engine.task import make_dataset
-from testbed.engine.loop import build
-from testbed.engine.loop import train
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 from naive_loop import Transformer  # noqa: E402

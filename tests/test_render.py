@@ -18,21 +18,15 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from conftest import TINY, cli, third_party_package
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conftest import TINY, cli, third_party_package
-from testbed.engine.model import Architecture
-from testbed.engine.model import ParamSpace
-from testbed.engine.model import forward
-from testbed.engine.model import pair_index
+from testbed.engine.model import Architecture, ParamSpace, forward, pair_index
 from testbed.plugin_api.registry import default_registry
-from testbed.render import rundata
-from testbed.render import sentences
-from testbed.render import style
+from testbed.render import rundata, sentences, style
+from testbed.render.figure import DEFAULT_PANELS, parse_grid
 from testbed.render.quantities import snapshot_quantities
-from testbed.render.figure import DEFAULT_PANELS
-from testbed.render.figure import parse_grid
 
 RENDER_TINY = copy.deepcopy(TINY) | {
     "probes": ["metrics", "step_loss", "spikes", {"name": "snapshots", "every": 2, "spike_steps": True}],

@@ -7,8 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from testbed.analysis.spike_detector import SpikeParams
-from testbed.analysis.spike_detector import detect
+from testbed.analysis.spike_detector import SpikeParams, detect
 
 PARAMS = SpikeParams()
 
@@ -79,8 +78,7 @@ def test_seeds_are_detected_independently():
 def test_candidate_shortcut_matches_the_full_trailing_statistics(seed, n_bad, floor):
     """`elevated` computes medians only where the trailing minimum allows a spike; it must flag
     exactly the steps the definition (medians at every step) flags, NaN and inf losses included."""
-    from testbed.analysis.spike_detector import elevated
-    from testbed.analysis.spike_detector import elevated_reference
+    from testbed.analysis.spike_detector import elevated, elevated_reference
 
     rng = np.random.default_rng(seed)
     loss = np.stack([decaying_noisy_loss(1500, seed + j, floor) for j in range(3)], axis=1)

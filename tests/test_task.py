@@ -8,8 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from testbed.engine import task as task_mod
-from testbed.engine.task import labels
-from testbed.engine.task import make_dataset
+from testbed.engine.task import labels, make_dataset
 
 SETTINGS = settings(max_examples=40, deadline=None)
 

@@ -13,9 +13,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-
-from conftest import TINY
-from conftest import cli_here
+from conftest import TINY, cli_here
 
 METRICS = ("p", "train_loss", "train_acc", "test_loss", "test_acc")
 SEEDS = [0, 1, 2]  # TINY's "0-2"

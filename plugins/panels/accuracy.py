@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from testbed.plugin_api.base import Params
-from testbed.plugin_api.base import plugin
+from testbed.plugin_api.base import Params, plugin
 from testbed_plugins.panels.loss import Curves
 
 

@@ -3,8 +3,7 @@ response steep, one of the papers' causes of loss spikes."""
 
 from __future__ import annotations
 
-from testbed.plugin_api.base import Params
-from testbed.plugin_api.base import plugin
+from testbed.plugin_api.base import Params, plugin
 from testbed_plugins.panels.receptors import NeuronVectors
 
 

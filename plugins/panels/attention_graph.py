@@ -7,8 +7,7 @@ from __future__ import annotations
 import numpy as np
 from matplotlib.collections import LineCollection
 
-from testbed.plugin_api.base import Params
-from testbed.plugin_api.base import plugin
+from testbed.plugin_api.base import Params, plugin
 from testbed.plugin_api.panel import Panel
 
 RED, BLUE, GREY = (0.85, 0.1, 0.1, 0.9), (0.1, 0.3, 0.9, 0.9), (0.5, 0.5, 0.5, 0.7)

@@ -3,8 +3,7 @@ snapshot, one column per position, the line at k marked, the current epoch as a 
 
 from __future__ import annotations
 
-from testbed.plugin_api.base import Params
-from testbed.plugin_api.base import plugin
+from testbed.plugin_api.base import Params, plugin
 from testbed.plugin_api.panel import Panel
 
 

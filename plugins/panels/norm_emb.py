@@ -10,10 +10,8 @@ import math
 import numpy as np
 from matplotlib.patches import Circle
 
-from testbed.plugin_api.base import Params
-from testbed.plugin_api.base import plugin
-from testbed.plugin_api.panel import Panel
-from testbed.plugin_api.panel import TablePoints
+from testbed.plugin_api.base import Params, plugin
+from testbed.plugin_api.panel import Panel, TablePoints
 
 
 class NormalizedEmbeddings(Panel):

@@ -13,8 +13,7 @@ import numpy as np
 from matplotlib.collections import LineCollection
 
 from testbed.plugin_api.base import plugin
-from testbed.plugin_api.panel import Panel
-from testbed.plugin_api.panel import SentencePoints
+from testbed.plugin_api.panel import Panel, SentencePoints
 from testbed.render.style import class_colors
 from testbed_plugins.panels.xi_field import FieldParams
 

@@ -5,13 +5,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from testbed.plugin_api.base import Params
-from testbed.plugin_api.base import plugin
-from testbed.plugin_api.panel import Panel
-from testbed.plugin_api.panel import position_legend
-from testbed.render.style import PREFIX_MARKER
-from testbed.render.style import SUFFIX_MARKER
-from testbed.render.style import position_colors
+from testbed.plugin_api.base import Params, plugin
+from testbed.plugin_api.panel import Panel, position_legend
+from testbed.render.style import PREFIX_MARKER, SUFFIX_MARKER, position_colors
 
 
 class PositionEmbeddings(Panel):

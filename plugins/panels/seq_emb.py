@@ -3,8 +3,7 @@ shows as these points gathering into one cluster per prefix count pattern."""
 
 from __future__ import annotations
 
-from testbed.plugin_api.base import Params
-from testbed.plugin_api.base import plugin
+from testbed.plugin_api.base import Params, plugin
 from testbed.plugin_api.panel import SentencePanel
 
 

@@ -8,8 +8,7 @@ import numpy as np
 from matplotlib.ticker import NullFormatter
 from pydantic import Field
 
-from testbed.plugin_api.base import Params
-from testbed.plugin_api.base import plugin
+from testbed.plugin_api.base import Params, plugin
 from testbed.plugin_api.panel import Panel
 
 MAX_POINTS = 4000  # longer runs are drawn as the maximum of each bucket of steps (spikes stay visible)

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from testbed.plugin_api.base import Params
-from testbed.plugin_api.base import plugin
+from testbed.plugin_api.base import Params, plugin
 from testbed.plugin_api.panel import Panel
 from testbed.render.style import class_colors
 

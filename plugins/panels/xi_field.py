@@ -7,10 +7,8 @@ from __future__ import annotations
 import numpy as np
 from pydantic import Field
 
-from testbed.plugin_api.base import Params
-from testbed.plugin_api.base import plugin
-from testbed.plugin_api.panel import Panel
-from testbed.plugin_api.panel import SentencePoints
+from testbed.plugin_api.base import Params, plugin
+from testbed.plugin_api.panel import Panel, SentencePoints
 
 
 class FieldParams(Params):

@@ -3,8 +3,7 @@ each cluster towards the token embedding of its class."""
 
 from __future__ import annotations
 
-from testbed.plugin_api.base import Params
-from testbed.plugin_api.base import plugin
+from testbed.plugin_api.base import Params, plugin
 from testbed.plugin_api.panel import SentencePanel
 
 

@@ -9,10 +9,8 @@ import numpy as np
 import torch
 from pydantic import Field
 
-from testbed.plugin_api.base import Params
-from testbed.plugin_api.base import plugin
-from testbed.plugin_api.probe import Probe
-from testbed.plugin_api.probe import RunInfo
+from testbed.plugin_api.base import Params, plugin
+from testbed.plugin_api.probe import Probe, RunInfo
 
 
 class GradNormParams(Params):

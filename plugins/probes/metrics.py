@@ -8,10 +8,8 @@ from pathlib import Path
 import torch
 from pydantic import Field
 
-from testbed.plugin_api.base import Params
-from testbed.plugin_api.base import plugin
-from testbed.plugin_api.probe import Evaluation
-from testbed.plugin_api.probe import Probe
+from testbed.plugin_api.base import Params, plugin
+from testbed.plugin_api.probe import Evaluation, Probe
 
 COLUMNS = ("seed", "epoch", "p", "train_loss", "train_acc", "test_loss", "test_acc")
 

@@ -22,7 +22,6 @@ where they are)."""
 from __future__ import annotations
 
 import os
-import time
 from pathlib import Path
 
 from pydantic import Field
@@ -30,12 +29,7 @@ from pydantic import Field
 from testbed.errors import UserError
 from testbed.plugin_api.base import plugin
 
-from .tracked_metrics import TrackingParams
-from .tracked_metrics import TrackingProbe
-from .tracked_metrics import as_text
-from .tracked_metrics import require
-from .tracked_metrics import run_directory
-from .tracked_metrics import scenario_parameters
+from .tracked_metrics import TrackingParams, TrackingProbe, as_text, require, run_directory, scenario_parameters
 
 BATCH = 100  # MLflow takes at most 100 parameters and 1000 metrics per log_batch call
 
@@ -101,8 +95,7 @@ class Mlflow(TrackingProbe):
         return found.experiment_id
 
     def log(self, client, out: Path, created: list[str]) -> None:
-        from mlflow.entities import Metric
-        from mlflow.entities import Param
+        from mlflow.entities import Metric, Param
 
         experiment_id = self.experiment_id(client)
         run_dir = run_directory(out)
@@ -137,7 +130,7 @@ class Mlflow(TrackingProbe):
 
 @plugin("mlflow", MlflowParams)
 def mlflow_probe(params: MlflowParams):
-    """Scenario as parameters, metrics of every seed (one child run each) every `every` epochs and the run directory's files to MLflow (MLFLOW_TRACKING_URI, else ./mlflow.db)."""
+    """Scenario, every seed's metrics (a child run each) and the run's files to MLflow (MLFLOW_TRACKING_URI, else ./mlflow.db)."""
     uri = tracking_uri()
     require("mlflow", "mlflow")
     if uri.startswith("sqlite:"):  # mlflow-skinny needs these for a SQLite store

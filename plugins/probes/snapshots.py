@@ -12,10 +12,8 @@ import numpy as np
 import torch
 from pydantic import Field
 
-from testbed.plugin_api.base import Params
-from testbed.plugin_api.base import plugin
-from testbed.plugin_api.probe import Evaluation
-from testbed.plugin_api.probe import Probe
+from testbed.plugin_api.base import Params, plugin
+from testbed.plugin_api.probe import Evaluation, Probe
 
 
 class SnapshotParams(Params):

@@ -6,8 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from testbed.plugin_api.base import Params
-from testbed.plugin_api.base import plugin
+from testbed.plugin_api.base import Params, plugin
 from testbed.plugin_api.probe import Probe
 
 

@@ -7,20 +7,13 @@ wall-clock time as measured during training."""
 
 from __future__ import annotations
 
-from pathlib import Path
-from pathlib import PurePath
+from pathlib import Path, PurePath
 
-from pydantic import Field
-from pydantic import field_validator
+from pydantic import Field, field_validator
 
 from testbed.plugin_api.base import plugin
 
-from .tracked_metrics import METRICS
-from .tracked_metrics import TrackingParams
-from .tracked_metrics import TrackingProbe
-from .tracked_metrics import as_text
-from .tracked_metrics import require
-from .tracked_metrics import scenario_parameters
+from .tracked_metrics import METRICS, TrackingParams, TrackingProbe, as_text, require, scenario_parameters
 
 
 class TensorBoardParams(TrackingParams):

@@ -18,8 +18,7 @@ from pydantic import Field
 from testbed.config.scenario import to_yaml
 from testbed.errors import UserError
 from testbed.plugin_api.base import Params
-from testbed.plugin_api.probe import Evaluation
-from testbed.plugin_api.probe import Probe
+from testbed.plugin_api.probe import Evaluation, Probe
 
 METRICS = ("train_loss", "train_acc", "test_loss", "test_acc")  # named as in metrics.csv, with p
 INSTALL = "pip install 'testbed[tracking]'"

@@ -18,8 +18,7 @@ from typing import Literal
 import numpy as np
 
 from testbed.analysis import spike_detector as detector
-from testbed.rundir.reader import Run
-from testbed.rundir.reader import by_epoch
+from testbed.rundir.reader import Run, by_epoch
 from testbed.rundir.summary import SUCCESS_ACC
 
 Kind = Literal["continuous", "count", "binary", "time"]
@@ -68,7 +67,7 @@ class RunData:
         return int(self.epochs[-1])
 
     @classmethod
-    def of(cls, run: Run, seeds: list[int]) -> "RunData":
+    def of(cls, run: Run, seeds: list[int]) -> RunData:
         """The view of `run` (which must hold `seeds`) over `seeds`, in their order."""
         seeds = list(seeds)
         curves = {}

@@ -26,8 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats
 
-from testbed.analysis.outcomes import Kind
-from testbed.analysis.outcomes import Metric
+from testbed.analysis.outcomes import Kind, Metric
 
 CONFIDENCE = 0.95
 ALPHA = 0.05

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import List, Optional
 
 import typer
 from rich.console import Console
@@ -33,9 +32,9 @@ SEEDS = typer.Option(None, "--seeds", help="seeds to train, e.g. 0-99 or 0,3,7 (
 @app.command()
 def run(
     scenario: Path = typer.Argument(..., help="scenario YAML file"),
-    seeds: Optional[str] = SEEDS,
-    set_: Optional[List[str]] = SETS,
-    out: Optional[Path] = typer.Option(None, "--out", help="run directory (default: runs/<name>-<time>)"),
+    seeds: str | None = SEEDS,
+    set_: list[str] | None = SETS,
+    out: Path | None = typer.Option(None, "--out", help="run directory (default: runs/<name>-<time>)"),
     force: bool = typer.Option(False, "--force", help="replace --out if it exists"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar"),
 ) -> None:
@@ -56,12 +55,12 @@ def run(
 
 @app.command()
 def compare(
-    inputs: List[Path] = typer.Argument(..., help="two or more scenario files or run directories (the first is the reference)"),
-    seeds: Optional[str] = typer.Option(None, "--seeds", help="seeds to compare, e.g. 0-99 (default: the first input's)"),
-    set_: Optional[List[str]] = typer.Option(None, "--set", help="override a field of every scenario file, e.g. --set training.epochs=50 (repeatable)"),
-    out: Optional[Path] = typer.Option(None, "--out", help="report directory (default: reports/<a>-vs-<b>-<time>)"),
+    inputs: list[Path] = typer.Argument(..., help="two or more scenario files or run directories (the first is the reference)"),
+    seeds: str | None = typer.Option(None, "--seeds", help="seeds to compare, e.g. 0-99 (default: the first input's)"),
+    set_: list[str] | None = typer.Option(None, "--set", help="override a field of every scenario file, e.g. --set training.epochs=50 (repeatable)"),
+    out: Path | None = typer.Option(None, "--out", help="report directory (default: reports/<a>-vs-<b>-<time>)"),
     force: bool = typer.Option(False, "--force", help="replace --out if it exists"),
-    lr_grid: Optional[str] = typer.Option(None, "--lr-grid", help="also train every scenario at these learning rates, e.g. 1e-3,3e-3,1e-2,3e-2,1e-1"),
+    lr_grid: str | None = typer.Option(None, "--lr-grid", help="also train every scenario at these learning rates, e.g. 1e-3,3e-3,1e-2,3e-2,1e-1"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bars"),
 ) -> None:
     """Train scenarios on the same seeds (or reuse run directories) and report, with paired
@@ -78,7 +77,7 @@ def compare(
 @app.command()
 def validate(
     scenario: Path = typer.Argument(..., help="scenario YAML file"),
-    set_: Optional[List[str]] = SETS,
+    set_: list[str] | None = SETS,
 ) -> None:
     """Check a scenario file; report every error with its path in the file."""
     sc = scenario_mod.load(scenario, set_ or [])
@@ -86,7 +85,7 @@ def validate(
 
 
 @app.command()
-def schema(out: Optional[Path] = typer.Option(None, "--out", help="write to this file instead of stdout")) -> None:
+def schema(out: Path | None = typer.Option(None, "--out", help="write to this file instead of stdout")) -> None:
     """Print the JSON schema of scenario files (for editor completion)."""
     text = json.dumps(scenario_mod.json_schema(), indent=2)
     if out is None:
@@ -96,7 +95,7 @@ def schema(out: Optional[Path] = typer.Option(None, "--out", help="write to this
 
 
 @app.command()
-def plugins(kind: Optional[str] = typer.Option(None, "--kind", help="only this kind (norm, optimizer, ...)")) -> None:
+def plugins(kind: str | None = typer.Option(None, "--kind", help="only this kind (norm, optimizer, ...)")) -> None:
     """List every plugin: kind, name, where it comes from, its parameters."""
     from testbed.plugin_api.registry import default_registry
 
@@ -117,15 +116,15 @@ def plugins(kind: Optional[str] = typer.Option(None, "--kind", help="only this k
 @app.command()
 def render(
     run_dir: Path = typer.Argument(..., help="run directory (with snapshots.npz)"),
-    epoch: Optional[int] = typer.Option(None, "--epoch", help="the snapshot to draw (default: the last)"),
-    seed: Optional[int] = typer.Option(None, "--seed", help="which seed of the run (default: its first)"),
-    out: Optional[Path] = typer.Option(None, "--out", help="output file (.png/.pdf/.svg, .mp4/.gif with --video) or folder (--spikes)"),
+    epoch: int | None = typer.Option(None, "--epoch", help="the snapshot to draw (default: the last)"),
+    seed: int | None = typer.Option(None, "--seed", help="which seed of the run (default: its first)"),
+    out: Path | None = typer.Option(None, "--out", help="output file (.png/.pdf/.svg, .mp4/.gif with --video) or folder (--spikes)"),
     video: bool = typer.Option(False, "--video", help="one frame per snapshot, as MP4 (or GIF)"),
     spikes: bool = typer.Option(False, "--spikes", help="frames just before and after every loss spike"),
-    top: Optional[int] = typer.Option(None, "--top", min=1, help="with --spikes: only the N largest spikes (by loss jump)"),
-    panels: Optional[str] = typer.Option(None, "--panels", help="comma-separated panel names (see testbed plugins --kind panel)"),
-    grid: Optional[str] = typer.Option(None, "--grid", help="ROWSxCOLUMNS, e.g. 4x5"),
-    dpi: Optional[float] = typer.Option(None, "--dpi", min=20, max=600, help="resolution (default 110 for frames, 60 for videos)"),
+    top: int | None = typer.Option(None, "--top", min=1, help="with --spikes: only the N largest spikes (by loss jump)"),
+    panels: str | None = typer.Option(None, "--panels", help="comma-separated panel names (see testbed plugins --kind panel)"),
+    grid: str | None = typer.Option(None, "--grid", help="ROWSxCOLUMNS, e.g. 4x5"),
+    dpi: float | None = typer.Option(None, "--dpi", min=20, max=600, help="resolution (default 110 for frames, 60 for videos)"),
     workers: int = typer.Option(0, "--workers", min=0, help="video worker processes (0: one per core)"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar"),
 ) -> None:

@@ -8,7 +8,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress as RichProgress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import Progress as RichProgress
 
 from testbed.plugin_api.probe import Evaluation
 from testbed.trainer import Progress
@@ -78,7 +79,7 @@ class ProgressDisplay:
         self.label: str | None = None
         self.current: Bar | LogLines | None = None
 
-    def __enter__(self) -> "ProgressDisplay":
+    def __enter__(self) -> ProgressDisplay:
         return self
 
     def __exit__(self, *exc) -> None:

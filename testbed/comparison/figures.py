@@ -14,9 +14,9 @@ from matplotlib import colormaps
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from testbed.comparison.lr_sweep import SweepResult
 from testbed.analysis.outcomes import RunData
 from testbed.analysis.stats import estimate
+from testbed.comparison.lr_sweep import SweepResult
 from testbed.rundir.summary import SUCCESS_ACC
 
 COLORS = colormaps["tab10"].colors

@@ -4,16 +4,16 @@ paired."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from pydantic import BaseModel
 
 from testbed.config import scenario as scenario_mod
 from testbed.config.overrides import apply_overrides
-from testbed.config.scenario import format_seeds
-from testbed.config.scenario import parse_seeds
+from testbed.config.scenario import format_seeds, parse_seeds
 from testbed.errors import UserError
 from testbed.rundir.reader import Run
 
@@ -74,7 +74,7 @@ def _labels(loaded: list[tuple[Path | str, object]]) -> list[str]:
     """Scenario names, made unique with the file or folder name, then a counter."""
     names = [sc.name for _, sc in loaded]
     labels = []
-    for (source, sc), name in zip(loaded, names):
+    for (source, _), name in zip(loaded, names):
         where = source if isinstance(source, str) else source.stem if source.is_file() else source.name
         label = name if names.count(name) == 1 else f"{name} ({where})"
         labels.append(label)

@@ -18,11 +18,9 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats
 
-from testbed.config import scenario as scenario_mod
 from testbed.analysis.outcomes import RunData
-from testbed.analysis.stats import BOOTSTRAP_SEED
-from testbed.analysis.stats import CONFIDENCE
-from testbed.analysis.stats import N_RESAMPLES
+from testbed.analysis.stats import BOOTSTRAP_SEED, CONFIDENCE, N_RESAMPLES
+from testbed.config import scenario as scenario_mod
 from testbed.errors import UserError
 from testbed.rundir.summary import SUCCESS_ACC
 

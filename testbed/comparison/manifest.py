@@ -9,8 +9,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from testbed.errors import UserError
 from testbed.config.scenario import format_seeds
+from testbed.errors import UserError
 
 MANIFEST = "comparison.json"
 

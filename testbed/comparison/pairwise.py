@@ -9,8 +9,7 @@ from itertools import combinations
 import numpy as np
 
 from testbed.analysis import stats
-from testbed.analysis.outcomes import METRICS
-from testbed.analysis.outcomes import Metric
+from testbed.analysis.outcomes import METRICS, Metric
 
 Outcomes = dict[str, dict[str, np.ndarray]]  # label -> metric key -> (S,)
 

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
+from testbed.analysis.stats import ALPHA, CONFIDENCE, direction, format_p
+from testbed.comparison.lr_sweep import SweepResult, paired_difference
 from testbed.comparison.pairwise import (
     Analysis,
     difference_name,
@@ -20,12 +22,6 @@ from testbed.comparison.pairwise import (
     format_estimate,
     statistic_name,
 )
-from testbed.comparison.lr_sweep import SweepResult
-from testbed.comparison.lr_sweep import paired_difference
-from testbed.analysis.stats import ALPHA
-from testbed.analysis.stats import CONFIDENCE
-from testbed.analysis.stats import direction
-from testbed.analysis.stats import format_p
 
 
 @dataclass

@@ -14,9 +14,9 @@ import pandas as pd
 
 from testbed.analysis import stats
 from testbed.comparison import report as rep
-from testbed.comparison.pairwise import Analysis
-from testbed.comparison.pairwise import difference_name
+from testbed.comparison.pairwise import Analysis, difference_name
 from testbed.rundir.reader import Run
+
 
 @dataclass(frozen=True)
 class Analysing:

@@ -10,33 +10,22 @@ from __future__ import annotations
 import math
 import re
 import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
-from testbed.rundir import writer as rundir
-from testbed.comparison import figures
-from testbed.comparison import manifest
+from testbed.analysis.outcomes import RunData, outcomes
+from testbed.comparison import figures, manifest
 from testbed.comparison import report as rep
-from testbed.comparison.pairwise import Analysis
-from testbed.comparison.pairwise import analyze
-from testbed.comparison.pairwise import pairs
-from testbed.comparison.inputs import Entry
-from testbed.comparison.inputs import resolve
-from testbed.comparison.inputs import with_probes
-from testbed.comparison.inputs import with_seeds
-from testbed.comparison.lr_sweep import lr_of
-from testbed.comparison.lr_sweep import parse_grid
-from testbed.comparison.lr_sweep import summarize
-from testbed.comparison.lr_sweep import with_lr
-from testbed.comparison.result import Analysing
-from testbed.comparison.result import Comparison
-from testbed.analysis.outcomes import RunData
-from testbed.analysis.outcomes import outcomes
-from testbed.rundir.reader import Run
-from testbed.trainer import Progress
-from testbed.trainer import run_scenario
+from testbed.comparison.inputs import Entry, resolve, with_probes, with_seeds
+from testbed.comparison.lr_sweep import lr_of, parse_grid, summarize, with_lr
+from testbed.comparison.pairwise import Analysis, analyze, pairs
+from testbed.comparison.result import Analysing, Comparison
 from testbed.config.scenario import format_seeds
+from testbed.rundir import writer as rundir
+from testbed.rundir.reader import Run
+from testbed.trainer import Progress, run_scenario
 
 REPORT_ROOT = "reports"
 
@@ -187,8 +176,14 @@ def build_report(
         r.add(rep.pair_table(analysis, a, b))
     r.add(rep.Heading("Figures"))
     r.add(
-        rep.Figure(rel(figures.losses(runs, fig_dir / "loss.png")), "Train and test loss over epochs and train loss over steps: median and interquartile band over seeds"),
-        rep.Figure(rel(figures.accuracy(runs, fig_dir / "accuracy.png")), "Train and test accuracy over epochs: median and interquartile band; dashed: share of seeds above 0.9"),
+        rep.Figure(
+            rel(figures.losses(runs, fig_dir / "loss.png")),
+            "Train and test loss over epochs and train loss over steps: median and interquartile band over seeds",
+        ),
+        rep.Figure(
+            rel(figures.accuracy(runs, fig_dir / "accuracy.png")),
+            "Train and test accuracy over epochs: median and interquartile band; dashed: share of seeds above 0.9",
+        ),
         rep.Figure(rel(figures.spike_raster(runs, fig_dir / "spike_raster.png")), "Loss spikes by seed and step, one panel per scenario"),
         rep.Figure(rel(figures.distributions(per_seed, fig_dir / "distributions.png")), "Distributions over seeds of final test accuracy and spike counts"),
     )

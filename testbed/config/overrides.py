@@ -4,12 +4,13 @@ YAML), or a mapping of dotted keys to Python values in the Python API."""
 from __future__ import annotations
 
 import copy
-from typing import Any, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
 import yaml
 
-from testbed.errors import UserError
 from testbed.config.validation_errors import is_plugin_field
+from testbed.errors import UserError
 
 
 def apply_overrides(data: dict, overrides: Sequence[str] | Mapping[str, Any]) -> dict:

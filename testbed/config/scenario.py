@@ -8,20 +8,18 @@ name (`norm: rms`) or a mapping with a `name` and that plugin's parameters.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping, Sequence
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated, Any, Literal, Mapping, Sequence, Union
+from typing import Annotated, Any, Literal, Union
 
 import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Discriminator, Field, ValidationError, create_model
 
-from testbed.errors import UserError
 from testbed.config.overrides import apply_overrides
-from testbed.config.validation_errors import ScenarioError
-from testbed.config.validation_errors import format_errors
-from testbed.plugin_api.registry import Registry
-from testbed.plugin_api.registry import default_registry
-from testbed.plugin_api.registry import unknown_message
+from testbed.config.validation_errors import ScenarioError, format_errors
+from testbed.errors import UserError
+from testbed.plugin_api.registry import Registry, default_registry, unknown_message
 
 
 class Strict(BaseModel):
@@ -43,7 +41,7 @@ class TaskConfig(Strict):
 
 class TrainingConfig(Strict):
     epochs: int = Field(1000, ge=1, description="passes over the training set")
-    batch_size: Union[int, Literal["full"]] = Field(32, description="sequences per step, or 'full' for full batch")
+    batch_size: int | Literal["full"] = Field(32, description="sequences per step, or 'full' for full batch")
 
     def batch_for(self, n_train: int) -> int:
         return n_train if self.batch_size == "full" else self.batch_size
@@ -117,7 +115,7 @@ def _plugin_ref(kind: str, registry: Registry):
         return value
 
     members = tuple(models.values())
-    union = Annotated[Union[members], Discriminator("name")] if len(members) > 1 else members[0]
+    union = Annotated[Union[members], Discriminator("name")] if len(members) > 1 else members[0]  # noqa: UP007 (a union built at run time)
     return Annotated[union, BeforeValidator(coerce)]
 
 
@@ -138,12 +136,12 @@ def scenario_model(registry: Registry | None = None) -> type[BaseModel]:
         d=(int, Field(2, ge=1, le=64, description="embedding dimension")),
         hidden=(int, Field(32, ge=1, le=4096, description="MLP hidden width h")),
         n_tokens=(
-            Union[int, None],
+            int | None,
             Field(None, ge=2, description="token embeddings (>= every p used); default: the largest p"),
         ),
         norm=(norm, Field("rms", description="norm at both sites unless overridden below")),
-        embedding_norm=(Union[norm, None], Field(None, description="norm of E(x_t)+P(t) before attention")),
-        mlp_norm=(Union[norm, None], Field(None, description="pre-norm of the attention output before the MLP")),
+        embedding_norm=(norm | None, Field(None, description="norm of E(x_t)+P(t) before attention")),
+        mlp_norm=(norm | None, Field(None, description="pre-norm of the attention output before the MLP")),
         activation=(activation, Field("gelu", description="MLP activation")),
         init=(
             Literal["default", "ideal"],

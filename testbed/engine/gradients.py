@@ -14,8 +14,7 @@ import math
 
 import torch
 
-from testbed.engine.model import Architecture
-from testbed.engine.model import attend
+from testbed.engine.model import Architecture, attend
 from testbed.plugin_api.differentiable import forward_and_backward
 
 

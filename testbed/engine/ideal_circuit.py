@@ -28,11 +28,8 @@ import math
 import numpy as np
 import torch
 
+from testbed.engine.model import Architecture, ParamSpace, forward, pair_index
 from testbed.errors import UserError
-from testbed.engine.model import Architecture
-from testbed.engine.model import ParamSpace
-from testbed.engine.model import forward
-from testbed.engine.model import pair_index
 
 RADIUS_OUT, SHARPNESS = 8.0, 16.0
 # (c, |q|): a norm maps E + P to the circle and needs a long query; without a norm the scores

@@ -9,28 +9,22 @@ batch order from its own generator.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import torch
 
 from testbed.analysis.spike_detector import first_nonfinite
 from testbed.engine.gradients import loss_and_grad
-from testbed.engine.model import Architecture
-from testbed.engine.model import ParamSpace
+from testbed.engine.model import Architecture, ParamSpace
 from testbed.engine.optimizer import Optimizer
-from testbed.plugin_api.curriculum import Curriculum
-from testbed.plugin_api.probe import Evaluation
-from testbed.plugin_api.probe import Probe
-from testbed.plugin_api.probe import RunInfo
-from testbed.plugin_api.registry import Registry
-from testbed.plugin_api.registry import default_registry
 from testbed.engine.seeding import generator
-from testbed.engine.stage import Stage
-from testbed.engine.stage import batches
-from testbed.engine.stage import evaluate
+from testbed.engine.stage import Stage, batches, evaluate
 from testbed.engine.task import make_dataset
+from testbed.plugin_api.curriculum import Curriculum
+from testbed.plugin_api.probe import Evaluation, Probe, RunInfo
+from testbed.plugin_api.registry import Registry, default_registry
 
 
 @dataclass

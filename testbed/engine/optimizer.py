@@ -12,8 +12,7 @@ from __future__ import annotations
 import torch
 
 from testbed.engine.model import ParamSpace
-from testbed.plugin_api.update_rule import OptimizerParams
-from testbed.plugin_api.update_rule import UpdateRule
+from testbed.plugin_api.update_rule import OptimizerParams, UpdateRule
 
 
 class Optimizer:

@@ -13,12 +13,9 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from testbed.engine.model import Architecture
-from testbed.engine.model import forward
-from testbed.engine.model import pair_index
+from testbed.engine.model import Architecture, forward, pair_index
+from testbed.engine.task import Dataset, distinct
 from testbed.plugin_api.probe import Evaluation
-from testbed.engine.task import Dataset
-from testbed.engine.task import distinct
 
 EVAL_CHUNK_ELEMENTS = 1 << 20  # S * N * (widest activation) floats per evaluation piece
 
@@ -37,7 +34,7 @@ class Stage:
     last: torch.Tensor  # (S,) index of each seed's last distinct sequence
 
     @classmethod
-    def prepare(cls, dataset: Dataset, arch: Architecture) -> "Stage":
+    def prepare(cls, dataset: Dataset, arch: Architecture) -> Stage:
         train, test = dataset.train.tokens, dataset.test.tokens
         S, n_train, L = train.shape
         n_test = test.shape[1]

@@ -8,19 +8,13 @@ parameters (`base`), and the base class of each of the six kinds.
 from typing import TYPE_CHECKING, Any
 
 from testbed.plugin_api.activation import Activation
-from testbed.plugin_api.base import Params
-from testbed.plugin_api.base import Plugin
-from testbed.plugin_api.base import plugin
+from testbed.plugin_api.base import Params, Plugin, plugin
 from testbed.plugin_api.curriculum import Curriculum
-from testbed.plugin_api.hookspecs import ENTRY_POINT_GROUP
-from testbed.plugin_api.hookspecs import hookimpl
+from testbed.plugin_api.hookspecs import ENTRY_POINT_GROUP, hookimpl
 from testbed.plugin_api.norm import Norm
 from testbed.plugin_api.panel import Panel
-from testbed.plugin_api.probe import Evaluation
-from testbed.plugin_api.probe import Probe
-from testbed.plugin_api.probe import RunInfo
-from testbed.plugin_api.update_rule import OptimizerParams
-from testbed.plugin_api.update_rule import UpdateRule
+from testbed.plugin_api.probe import Evaluation, Probe, RunInfo
+from testbed.plugin_api.update_rule import OptimizerParams, UpdateRule
 
 __all__ = [
     "ENTRY_POINT_GROUP",

@@ -6,7 +6,7 @@ otherwise. The training step derives every other gradient by hand (see
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 

@@ -12,8 +12,8 @@ from abc import ABC, abstractmethod
 from typing import TYPE_CHECKING
 
 import numpy as np
-from matplotlib.axes import Axes
 from matplotlib.artist import Artist
+from matplotlib.axes import Axes
 
 from testbed.render.style import class_marker, square_extent
 
@@ -140,9 +140,7 @@ class TablePoints:
     (text is the dearest thing to draw in a video frame)."""
 
     def __init__(self, panel: Panel, ax: Axes, q: Quantities, size: float = 18, label: bool = True):
-        from testbed.render.style import PREFIX_MARKER
-        from testbed.render.style import SUFFIX_MARKER
-        from testbed.render.style import position_colors
+        from testbed.render.style import PREFIX_MARKER, SUFFIX_MARKER, position_colors
 
         V, L, k = q.run.arch.n_tokens, q.run.arch.seq_len, q.run.k
         colors = position_colors(L)

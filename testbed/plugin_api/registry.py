@@ -4,21 +4,17 @@ from __future__ import annotations
 
 import difflib
 import re
+from collections.abc import Iterable
 from dataclasses import replace
 from functools import lru_cache
 from importlib import metadata
 from types import ModuleType
-from typing import Iterable
 
 import pluggy
 
 from testbed.errors import UserError
-from testbed.plugin_api.hookspecs import BASES
-from testbed.plugin_api.hookspecs import ENTRY_POINT_GROUP
-from testbed.plugin_api.hookspecs import KINDS
-from testbed.plugin_api.hookspecs import PROJECT
-from testbed.plugin_api.hookspecs import TestbedSpecs
 from testbed.plugin_api.base import Plugin
+from testbed.plugin_api.hookspecs import BASES, ENTRY_POINT_GROUP, KINDS, PROJECT, TestbedSpecs
 
 
 class Registry:
@@ -28,7 +24,7 @@ class Registry:
         self.plugins = plugins
 
     @classmethod
-    def load(cls, extra: Iterable[ModuleType] = ()) -> "Registry":
+    def load(cls, extra: Iterable[ModuleType] = ()) -> Registry:
         """Load the entry-point plugins (built-ins included) plus `extra` modules."""
         pm = pluggy.PluginManager(PROJECT)
         pm.add_hookspecs(TestbedSpecs)

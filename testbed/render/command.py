@@ -10,8 +10,7 @@ import numpy as np
 from rich.console import Console
 
 from testbed.errors import UserError
-from testbed.render import figure
-from testbed.render import rundata
+from testbed.render import figure, rundata
 from testbed.render.quantities import snapshot_quantities
 
 STILL_FORMATS = (".png", ".pdf", ".svg")

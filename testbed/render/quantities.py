@@ -7,17 +7,15 @@ and every panel reads the same arrays instead of recomputing them.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
-from testbed.engine.model import forward
-from testbed.engine.model import pair_index
+from testbed.engine.model import forward, pair_index
 from testbed.render import sentences as sentences_mod
 from testbed.render.rundata import SnapshotRun
-from testbed.render.style import square_extent, wheel
+from testbed.render.style import wheel
 
 FIELD_CHUNK = 1 << 21  # grid points x hidden units per batched field evaluation
 
@@ -72,7 +70,7 @@ class Quantities:
         prev: dict[str, np.ndarray],
         epochs: np.ndarray,
         captions: list[str],
-    ) -> "Quantities":
+    ) -> Quantities:
         sent = sentences_mod.build(run.arch.seq_len, run.k, run.p)
         tp, tprev = _torch(params), _torch(prev)
         trace = run_forward(run, tp, sent.tokens)

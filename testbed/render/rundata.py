@@ -10,11 +10,9 @@ from pathlib import Path
 
 import numpy as np
 
-from testbed.engine.model import Architecture
-from testbed.engine.model import ParamSpace
+from testbed.engine.model import Architecture, ParamSpace
 from testbed.errors import UserError
-from testbed.rundir.reader import SPIKE_COLUMNS
-from testbed.rundir.reader import Run
+from testbed.rundir.reader import SPIKE_COLUMNS, Run
 
 SPIKE_STEPS_FILE = "spike_steps.npz"
 

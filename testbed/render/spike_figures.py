@@ -11,8 +11,7 @@ import numpy as np
 from rich.console import Console
 from rich.progress import track
 
-from testbed.render import figure
-from testbed.render import rundata
+from testbed.render import figure, rundata
 from testbed.render.quantities import Quantities
 
 

@@ -57,8 +57,8 @@ def group_colors(groups: np.ndarray, n_groups: int, shade: np.ndarray) -> np.nda
     base = cmap(0.05 + 0.9 * groups / max(n_groups - 1, 1))[:, :3]
     out = np.empty_like(base)
     for i, (rgb, s) in enumerate(zip(base, shade)):
-        h, l, sat = colorsys.rgb_to_hls(*rgb)
-        out[i] = colorsys.hls_to_rgb(h, np.clip(l * (0.75 + 0.45 * s), 0.0, 0.92), sat)
+        h, light, sat = colorsys.rgb_to_hls(*rgb)
+        out[i] = colorsys.hls_to_rgb(h, np.clip(light * (0.75 + 0.45 * s), 0.0, 0.92), sat)
     return out
 
 

@@ -50,8 +50,7 @@ class ChunkRenderer:
         segment; -> (chunk, number of frames)."""
         import imageio.v2 as imageio
 
-        from testbed.render.figure import Grid
-        from testbed.render.figure import build_panels
+        from testbed.render.figure import Grid, build_panels
         from testbed.render.quantities import snapshot_quantities
 
         chunk, idx, segment = task

@@ -12,7 +12,6 @@ from matplotlib.figure import Figure
 from testbed.rundir.reader import by_epoch, read_metrics  # the one reader of run directories
 from testbed.rundir.summary import SUCCESS_ACC
 
-
 SPAGHETTI_MAX_SEEDS = 40  # up to this many seeds, every seed is drawn as a thin line
 
 

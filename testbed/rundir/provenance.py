@@ -16,8 +16,7 @@ import numpy as np
 import torch
 
 import testbed
-from testbed.plugin_api.registry import Registry
-from testbed.plugin_api.registry import default_registry
+from testbed.plugin_api.registry import Registry, default_registry
 
 
 def now() -> datetime:
