@@ -59,14 +59,16 @@ def _progress(progress: ProgressOption) -> Iterator[Callable[[Any], None] | None
         yield progress or None
 
 
-def run(scenario, *, out: PathLike | None = None, force: bool = False, progress: ProgressOption = None) -> Run:
+def run(scenario, *, out: PathLike | None = None, force: bool = False, progress: ProgressOption = None, threads: int | None = None) -> Run:
     """Train every seed of `scenario` (a Scenario, or the path of a scenario file) into the run
     directory `out` (default: a new folder under the scenario's output root, runs/), which
-    must not exist or be empty unless `force`. Returns the run, read lazily from disk."""
+    must not exist or be empty unless `force`. `threads`: intra-op threads for this run
+    (default: one for fewer than 16 seeds, else every core; results do not depend on it).
+    Returns the run, read lazily from disk."""
     if not isinstance(scenario, BaseModel):
         scenario = load_scenario(scenario)
     with _progress(progress) as callback:
-        return run_scenario(scenario, out, force=force, progress=callback)
+        return run_scenario(scenario, out, force=force, progress=callback, threads=threads)
 
 
 def load_run(path: PathLike) -> Run:
@@ -83,6 +85,7 @@ def compare(
     force: bool = False,
     lr_grid: Sequence[float] | str | None = None,
     progress: ProgressOption = None,
+    threads: int | None = None,
 ):
     """Compare two or more scenarios seed by seed, as `testbed compare` does, and write its
     report directory `out` (default: reports/<a>-vs-<b>-<time>).
@@ -102,5 +105,5 @@ def compare(
         seeds = list(seeds)
     with _progress(progress) as callback:
         return run_comparison(
-            items, seeds=seeds, overrides=overrides, out=out, force=force, lr_grid=lr_grid, progress=callback
+            items, seeds=seeds, overrides=overrides, out=out, force=force, lr_grid=lr_grid, progress=callback, threads=threads
         )

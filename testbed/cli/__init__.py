@@ -1,152 +1,33 @@
-"""The `testbed` command line: run, compare, render, validate, schema, plugins.
+"""The `testbed` command line (commands in `testbed.cli.commands`, progress and tables beside it).
 
-Bad input (a missing file, a scenario field out of range, an unknown plugin, a malformed flag)
-prints one line per problem to stderr and exits with status 2, without a traceback.
+Exit status: 0 done; 2 bad input (a missing file, a scenario field out of range, an unknown
+plugin, a malformed flag), one `error:` line per problem on stderr and no traceback; 130
+interrupted. This module imports neither torch nor the commands until `main` runs, so that the
+console script can set up OpenMP first.
 """
 
 from __future__ import annotations
 
-import json
+import os
 import sys
-from pathlib import Path
 
-import typer
-from rich.console import Console
-from rich.table import Table
-
-from testbed.config import scenario as scenario_mod
 from testbed.errors import UserError
 
-app = typer.Typer(
-    add_completion=False,
-    no_args_is_help=True,
-    pretty_exceptions_enable=False,
-    rich_markup_mode=None,
-    help="Plugin-based optimizer and normalization testbed on a d=2 one-layer transformer.",
-)
 
-SETS = typer.Option(None, "--set", help="override a scenario field, e.g. --set training.epochs=50 (repeatable)")
-SEEDS = typer.Option(None, "--seeds", help="seeds to train, e.g. 0-99 or 0,3,7 (overrides the file)")
-
-
-@app.command()
-def run(
-    scenario: Path = typer.Argument(..., help="scenario YAML file"),
-    seeds: str | None = SEEDS,
-    set_: list[str] | None = SETS,
-    out: Path | None = typer.Option(None, "--out", help="run directory (default: runs/<name>-<time>)"),
-    force: bool = typer.Option(False, "--force", help="replace --out if it exists"),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar"),
-) -> None:
-    """Train the seeds of a scenario as one vectorized program and write a run directory."""
-    from testbed import api
-    from testbed.cli.progress import ProgressDisplay
-    from testbed.cli.tables import divergence_lines, run_table
-
-    sc = scenario_mod.load(scenario, set_ or [], seeds)
-    with ProgressDisplay(Console(stderr=True)) as display:
-        result = api.run(sc, out=out, force=force, progress=None if quiet else display)
-    console = Console(width=max(120, Console().width))
-    console.print(run_table([result.summary_json]))
-    for line in divergence_lines(result.summary_json):
-        console.print(line, style="bold red", highlight=False, soft_wrap=True)
-    console.print(f"run directory: {result.path}")
-
-
-@app.command()
-def compare(
-    inputs: list[Path] = typer.Argument(..., help="two or more scenario files or run directories (the first is the reference)"),
-    seeds: str | None = typer.Option(None, "--seeds", help="seeds to compare, e.g. 0-99 (default: the first input's)"),
-    set_: list[str] | None = typer.Option(None, "--set", help="override a field of every scenario file, e.g. --set training.epochs=50 (repeatable)"),
-    out: Path | None = typer.Option(None, "--out", help="report directory (default: reports/<a>-vs-<b>-<time>)"),
-    force: bool = typer.Option(False, "--force", help="replace --out if it exists"),
-    lr_grid: str | None = typer.Option(None, "--lr-grid", help="also train every scenario at these learning rates, e.g. 1e-3,3e-3,1e-2,3e-2,1e-1"),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bars"),
-) -> None:
-    """Train scenarios on the same seeds (or reuse run directories) and report, with paired
-    statistics and figures, which trains better and more stably."""
-    from testbed import api
-    from testbed.cli.progress import ProgressDisplay
-    from testbed.cli.tables import show_comparison
-
-    with ProgressDisplay(Console(stderr=True)) as display:
-        result = api.compare(inputs, seeds=seeds, overrides=set_ or [], out=out, force=force, lr_grid=lr_grid, progress=None if quiet else display)
-    show_comparison(result, Console(width=max(140, Console().width)))
-
-
-@app.command()
-def validate(
-    scenario: Path = typer.Argument(..., help="scenario YAML file"),
-    set_: list[str] | None = SETS,
-) -> None:
-    """Check a scenario file; report every error with its path in the file."""
-    sc = scenario_mod.load(scenario, set_ or [])
-    print(f"{scenario}: ok ({sc.name}: {len(sc.seeds)} seeds, {sc.training.epochs} epochs)")
-
-
-@app.command()
-def schema(out: Path | None = typer.Option(None, "--out", help="write to this file instead of stdout")) -> None:
-    """Print the JSON schema of scenario files (for editor completion)."""
-    text = json.dumps(scenario_mod.json_schema(), indent=2)
-    if out is None:
-        print(text)
-    else:
-        out.write_text(text + "\n")
-
-
-@app.command()
-def plugins(kind: str | None = typer.Option(None, "--kind", help="only this kind (norm, optimizer, ...)")) -> None:
-    """List every plugin: kind, name, where it comes from, its parameters."""
-    from testbed.plugin_api.registry import default_registry
-
-    reg = default_registry()
-    kinds = list(reg.plugins)
-    if kind is not None and kind not in kinds:
-        raise UserError(f"--kind: unknown kind '{kind}'; known: {', '.join(kinds)}")
-    t = Table(title="testbed plugins")
-    for col in ("kind", "name", "source", "parameters", "description"):
-        t.add_column(col, overflow="fold")
-    for k in kinds if kind is None else [kind]:
-        for name in reg.names(k):
-            p = reg.get(k, name)
-            t.add_row(k, name, p.source, _describe_params(p.params), p.doc)
-    Console(width=max(120, Console().width)).print(t)
-
-
-@app.command()
-def render(
-    run_dir: Path = typer.Argument(..., help="run directory (with snapshots.npz)"),
-    epoch: int | None = typer.Option(None, "--epoch", help="the snapshot to draw (default: the last)"),
-    seed: int | None = typer.Option(None, "--seed", help="which seed of the run (default: its first)"),
-    out: Path | None = typer.Option(None, "--out", help="output file (.png/.pdf/.svg, .mp4/.gif with --video) or folder (--spikes)"),
-    video: bool = typer.Option(False, "--video", help="one frame per snapshot, as MP4 (or GIF)"),
-    spikes: bool = typer.Option(False, "--spikes", help="frames just before and after every loss spike"),
-    top: int | None = typer.Option(None, "--top", min=1, help="with --spikes: only the N largest spikes (by loss jump)"),
-    panels: str | None = typer.Option(None, "--panels", help="comma-separated panel names (see testbed plugins --kind panel)"),
-    grid: str | None = typer.Option(None, "--grid", help="ROWSxCOLUMNS, e.g. 4x5"),
-    dpi: float | None = typer.Option(None, "--dpi", min=20, max=600, help="resolution (default 110 for frames, 60 for videos)"),
-    workers: int = typer.Option(0, "--workers", min=0, help="video worker processes (0: one per core)"),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar"),
-) -> None:
-    """Draw every layer of the model in the plane from a run's snapshots: a frame, a video, or spikes."""
-    from testbed.render.command import render as render_run
-
-    err = Console(stderr=True)
-    for path in render_run(run_dir, epoch=epoch, seed=seed, out=out, video=video, spikes=spikes, top=top, panels=panels,
-                           grid=grid, dpi=dpi, workers=workers, console=err, quiet=quiet):
-        print(path)
-
-
-def _describe_params(model) -> str:
-    parts = []
-    for name, field in model.model_fields.items():
-        default = field.get_default(call_default_factory=True)
-        parts.append(f"{name}={default!r}" if not field.is_required() else f"{name} (required)")
-    return ", ".join(parts) or "-"
+def _openmp_waits_passively() -> None:
+    """OpenMP threads that spin while they wait fight any other busy process for a core: on a
+    2-core machine with one core taken, a run took 3.4x as long as with passive waiting.
+    OpenMP reads this once, when torch loads, so only a process that has not loaded torch yet
+    (the console script) can ask; a user's own OMP_WAIT_POLICY wins."""
+    if "torch" not in sys.modules:
+        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
 def main() -> None:
     """Entry point: one-line errors and exit status 2 for bad input."""
+    _openmp_waits_passively()
+    from testbed.cli.commands import app
+
     try:
         code = app(standalone_mode=False)
     except UserError as exc:
@@ -170,7 +51,3 @@ def main() -> None:
             sys.exit(130)
         raise
     sys.exit(code if isinstance(code, int) else 0)
-
-
-if __name__ == "__main__":
-    main()

@@ -85,6 +85,7 @@ def compare(
     force: bool = False,
     lr_grid: str | Sequence[float] | None = None,
     progress: Callable[[Progress | Analysing], None] | None = None,
+    threads: int | None = None,
 ) -> Comparison:
     """Compare `inputs` (scenario files or objects to train, run or report directories to
     reuse) on shared seeds into the report directory `out`; `progress` hears of every epoch
@@ -102,7 +103,7 @@ def compare(
         for i, job in enumerate(to_train, 1):
             sc = job.scenario
             label = f"[{i}/{len(to_train)}] {job.label}" + (f" lr={job.lr:g}" if grid else "") + f" ({len(sc.seeds)} seeds)"
-            run_scenario(sc, stage / job.rel, progress=progress, label=label)
+            run_scenario(sc, stage / job.rel, progress=progress, label=label, threads=threads)
 
         loaded: dict[Path, RunData] = {}
 
