@@ -5,8 +5,9 @@ on many seeds, timed from inside (training only, not interpreter start-up). Poli
 
 - **old**: what testbed did before the policy: torch's default thread count (every core) and
   OpenMP's default waiting (its threads spin a while before they sleep);
-- **new**: `testbed.engine.threads.choose` for the seed count, and `OMP_WAIT_POLICY=PASSIVE`
-  (what the `testbed` command sets when the variable is unset).
+- **new**: `testbed.engine.threads.choose` for the seed count, and the wait policy the `testbed`
+  command chooses when it starts (`testbed.cli.openmp_wait_policy`: passive when other
+  processes keep at least half a core busy, else OpenMP's spinning default).
 
 "Busy" starts one competing process that keeps a core busy (a pure-Python loop) for the whole
 measurement. Rounds interleave the policies so that a slow spell of the machine hits both.
@@ -25,6 +26,8 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
+
+from testbed.cli import busy_cores, openmp_wait_policy
 
 CHILD = textwrap.dedent(
     """
@@ -47,7 +50,9 @@ CHILD = textwrap.dedent(
 def run_once(seeds: int, epochs: int, policy: str) -> dict:
     env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "OMP_WAIT_POLICY")}
     if policy == "new":
-        env["OMP_WAIT_POLICY"] = "PASSIVE"
+        chosen = openmp_wait_policy(False, None, busy_cores())
+        if chosen is not None:
+            env["OMP_WAIT_POLICY"] = chosen
     out = subprocess.run([sys.executable, "-c", CHILD, str(seeds), str(epochs), policy], env=env, capture_output=True, text=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 

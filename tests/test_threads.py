@@ -4,7 +4,6 @@ OMP_NUM_THREADS wins, the caller's torch setting is restored, and run.json recor
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 
@@ -41,16 +40,25 @@ def test_a_run_restores_the_callers_threads_and_records_its_own(tmp_path, no_omp
     assert run.provenance["threads"] == 1
 
 
-def test_the_console_script_asks_openmp_to_wait_passively_before_torch_loads():
-    code = "import os, testbed.cli as c; c._openmp_waits_passively(); print(os.environ.get('OMP_WAIT_POLICY'))"
-    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout.strip()
-    assert out == "PASSIVE"
-    loaded = "import torch, os, testbed.cli as c; c._openmp_waits_passively(); print(os.environ.get('OMP_WAIT_POLICY'))"
-    out = subprocess.run([sys.executable, "-c", loaded], env=env, capture_output=True, text=True, check=True).stdout.strip()
-    assert out == "None"  # too late to matter once torch is loaded: left alone
-    mine = subprocess.run([sys.executable, "-c", code], env=dict(env, OMP_WAIT_POLICY="ACTIVE"), capture_output=True, text=True, check=True)
-    assert mine.stdout.strip() == "ACTIVE"
+def test_openmp_threads_sleep_only_when_other_processes_keep_a_core_busy():
+    from testbed.cli import BUSY_CORES, openmp_wait_policy
+
+    assert openmp_wait_policy(False, None, busy=BUSY_CORES + 0.5) == "PASSIVE"
+    assert openmp_wait_policy(False, None, busy=0.0) is None  # idle: OpenMP's own (spinning) default
+    assert openmp_wait_policy(True, None, busy=2.0) is None  # torch loaded: too late to matter
+    assert openmp_wait_policy(False, "ACTIVE", busy=2.0) is None  # the user's setting wins
+
+
+def test_busy_cores_sees_a_process_that_keeps_a_core_busy():
+    from testbed.cli import busy_cores
+
+    spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        seen = busy_cores(interval=0.5)
+    finally:
+        spinner.kill()
+        spinner.wait()
+    assert seen >= 0.6  # one core's worth, give or take the scheduler
 
 
 def _write(tmp_path):

@@ -17,7 +17,7 @@ from .output_lines import output_lines
 from .pos_emb import pos_emb
 from .receptors import receptors
 from .seq_emb import seq_emb
-from .step_loss import step_loss
+from .step_loss_trace import step_loss
 from .token_emb import token_emb
 from .value import value
 from .xi_field import xi_field

@@ -3,29 +3,62 @@
 Exit status: 0 done; 2 bad input (a missing file, a scenario field out of range, an unknown
 plugin, a malformed flag), one `error:` line per problem on stderr and no traceback; 130
 interrupted. This module imports neither torch nor the commands until `main` runs, so that the
-console script can set up OpenMP first.
+console script can choose how OpenMP threads wait (spinning on an idle machine, sleeping on a
+busy one) before torch loads it.
 """
 
 from __future__ import annotations
 
 import os
 import sys
+import time
 
 from testbed.errors import UserError
 
 
-def _openmp_waits_passively() -> None:
-    """OpenMP threads that spin while they wait fight any other busy process for a core: on a
-    2-core machine with one core taken, a run took 3.4x as long as with passive waiting.
-    OpenMP reads this once, when torch loads, so only a process that has not loaded torch yet
-    (the console script) can ask; a user's own OMP_WAIT_POLICY wins."""
-    if "torch" not in sys.modules:
-        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+def busy_cores(interval: float = 0.1) -> float:
+    """How many cores' worth of work other processes are doing right now (from /proc/stat over
+    `interval` seconds; the 1-minute load average where /proc is absent)."""
+    def sample() -> tuple[int, int]:
+        with open("/proc/stat") as f:
+            fields = [int(x) for x in f.readline().split()[1:]]
+        return sum(fields), fields[3] + (fields[4] if len(fields) > 4 else 0)  # total, idle + iowait
+
+    try:
+        total0, idle0 = sample()
+        time.sleep(interval)
+        total1, idle1 = sample()
+    except OSError:
+        return os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+    cores = os.cpu_count() or 1
+    return cores * (1 - (idle1 - idle0) / max(total1 - total0, 1))
+
+
+def openmp_wait_policy(torch_loaded: bool, user_setting: str | None, busy: float) -> str | None:
+    """The OMP_WAIT_POLICY to ask for, or None to leave OpenMP's default. Threads that spin while
+    they wait are fastest on an idle machine (100 seeds: 0.98 s against 2.05 s passive) and
+    disastrous when another process holds a core (4.4 s against 1.4 s passive; see
+    benchmarks/bench_threads.py). OpenMP reads the setting once, when torch loads, so only a
+    process that has not loaded torch yet can choose; a user's own setting always wins."""
+    if torch_loaded or user_setting is not None:
+        return None
+    return "PASSIVE" if busy >= BUSY_CORES else None
+
+
+BUSY_CORES = 0.5  # other processes' load (in cores) from which waiting threads should sleep, not spin
+
+
+def _choose_openmp_wait_policy() -> None:
+    if "torch" in sys.modules or "OMP_WAIT_POLICY" in os.environ:
+        return
+    policy = openmp_wait_policy(False, None, busy_cores())
+    if policy is not None:
+        os.environ["OMP_WAIT_POLICY"] = policy
 
 
 def main() -> None:
     """Entry point: one-line errors and exit status 2 for bad input."""
-    _openmp_waits_passively()
+    _choose_openmp_wait_policy()
     from testbed.cli.commands import app
 
     try:
