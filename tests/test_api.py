@@ -26,6 +26,7 @@ import yaml
 from conftest import TINY
 
 import testbed
+from testbed.engine import threads
 
 SMOOTH = {**TINY, "name": "tiny_smooth", "model": {"hidden": 8, "norm": "smooth"}}
 REPO = Path(__file__).resolve().parents[1]
@@ -149,7 +150,8 @@ def test_run_json_records_where_the_run_came_from(notebook):
     assert prov["testbed"] == testbed.__version__
     assert prov["python"] == platform.python_version()
     assert prov["torch"] == torch.__version__ and prov["numpy"] == np.__version__
-    assert prov["threads"] == torch.get_num_threads() and prov["device"] == "cpu"
+    # the thread count the run itself used (testbed.engine.threads), not the caller's
+    assert prov["threads"] == threads.choose(len(notebook.run.seeds)) and prov["device"] == "cpu"
     started, finished = datetime.fromisoformat(prov["started"]), datetime.fromisoformat(prov["finished"])
     assert started.tzinfo is not None and started <= finished
     built_in = {"distribution": "testbed", "version": testbed.__version__}
