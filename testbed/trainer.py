@@ -14,6 +14,7 @@ from testbed.config import scenario as scenario_mod
 from testbed.engine.loop import train
 from testbed.engine.threads import choose as choose_threads
 from testbed.engine.threads import intra_op_threads
+from testbed.errors import RunFailure, describe
 from testbed.plugin_api.probe import Evaluation
 from testbed.rundir import provenance
 from testbed.rundir import summary as summary_mod
@@ -62,14 +63,70 @@ def run_scenario(
 
         with intra_op_threads(choose_threads(len(scenario.seeds), threads)):
             started = provenance.now()
-            result = train(scenario, stage, progress=advance)
+            try:
+                result = train(scenario, stage, progress=advance)
+            except RunFailure as failure:
+                _keep_unfinished(failure, stage)
+                raise
             finished = provenance.now()
             run_record = provenance.record(scenario, started, finished)  # records the thread count in force
-        summary = summary_mod.build(scenario.name, result, epochs)
-        (stage / "summary.json").write_text(json.dumps(summary, indent=1, allow_nan=True))
-        (stage / "run.json").write_text(json.dumps(run_record, indent=1) + "\n")
-        if (stage / "metrics.csv").exists():
-            from testbed.rundir import curves  # matplotlib only when a figure is drawn
-
-            curves.curves(stage / "metrics.csv", stage / "curves.png", scenario.name)
+        failures = _write_outputs(stage, scenario, result, run_record)
+        if failures:
+            rundir.write_error_log(stage, [failure for failure, _ in failures])
+    if failures:
+        raise _incomplete(failures, path)
     return Run(path)
+
+
+def _write_outputs(stage: Path, scenario, result, run_record: dict) -> list[tuple[RunFailure, str]]:
+    """summary.json, run.json and curves.png of a trained run; -> what failed, each with what
+    it leaves missing (first the probes whose finish raised), listed in summary.json's
+    `failures`."""
+    failures = [(failure, "this probe's outputs") for failure in result.failures]
+    try:
+        summary = summary_mod.build(scenario.name, result, scenario.training.epochs)
+    except Exception as exc:
+        failures.append((_failed("writing summary.json", exc), "the tables of summary.json"))
+        summary = {"scenario": scenario.name, "seeds": list(result.seeds)}
+    (stage / "run.json").write_text(json.dumps(run_record, indent=1) + "\n")
+    if (stage / "metrics.csv").exists():
+        from testbed.rundir import curves  # matplotlib only when a figure is drawn
+
+        try:
+            curves.curves(stage / "metrics.csv", stage / "curves.png", scenario.name)
+        except Exception as exc:
+            (stage / "curves.png").unlink(missing_ok=True)
+            failures.append((_failed("drawing curves.png", exc), "curves.png"))
+    if failures:
+        summary["failures"] = [failure.record() for failure, _ in failures]
+    (stage / "summary.json").write_text(json.dumps(summary, indent=1, allow_nan=True))
+    return failures
+
+
+def _failed(phase: str, exc: Exception) -> RunFailure:
+    failure = RunFailure("", phase, describe(exc))
+    failure.__cause__ = exc
+    return failure
+
+
+def _keep_unfinished(failure: RunFailure, stage: Path) -> None:
+    """Training failed midway: keep its staging folder, with the traceback in error.log, for
+    inspection and for a later run to continue from. A failure before training began (in a
+    plugin's build, a probe's start) leaves nothing worth keeping: nothing is written."""
+    if failure.epoch is None:
+        failure.notes.append("no run directory was written")
+        return
+    failure.kept = stage
+    failure.log = stage / "error.log"
+    failure.notes.append(f"the unfinished run is kept in {stage} (traceback in {failure.log})")
+    rundir.write_error_log(stage, [failure])
+
+
+def _incomplete(failures: list[tuple[RunFailure, str]], path: Path) -> RunFailure:
+    """The error for a finished run written without some of its outputs: the first failure,
+    saying where the run is and what it lacks."""
+    first, missing = failures[0]
+    first.kept, first.log = path, path / "error.log"
+    listed = "the failure" if len(failures) == 1 else f"all {len(failures)} failures"
+    first.notes.append(f"the run is in {path} without {missing} (summary.json lists {listed}; traceback in {first.log})")
+    return first

@@ -329,8 +329,12 @@ def test_failures_as_the_manual_describes(tmp_path):
     (tmp_path / "crash.yaml").write_text(yaml.safe_dump(crashing))
     proc = cli("run", "crash.yaml", "--out", "runs/crash", "-q", env=env, cwd=tmp_path)
     assert proc.returncode == 1
-    assert "Traceback" in proc.stderr and proc.stderr.rstrip().endswith("ValueError: the probe broke at epoch 2")
-    assert not any((tmp_path / "runs").iterdir()), "nothing half-written"
+    assert proc.stderr.splitlines() == [
+        "error: probe 'crash' (acme-failing 0.1) failed in after_epoch at epoch 2 (step 6): ValueError: the probe broke at epoch 2; "
+        "the unfinished run is kept in runs/.crash.partial (traceback in runs/.crash.partial/error.log)"
+    ]
+    assert [p.name for p in (tmp_path / "runs").iterdir()] == [".crash.partial"], "no run directory half-written"
+    assert (tmp_path / "runs" / ".crash.partial" / "error.log").read_text().rstrip().endswith("ValueError: the probe broke at epoch 2")
 
 
 def test_a_hook_returning_a_non_plugin_or_a_taken_name_is_a_user_error():

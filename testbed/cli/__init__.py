@@ -1,10 +1,13 @@
 """The `testbed` command line (commands in `testbed.cli.commands`, progress and tables beside it).
 
-Exit status: 0 done; 2 bad input (a missing file, a scenario field out of range, an unknown
-plugin, a malformed flag), one `error:` line per problem on stderr and no traceback; 130
-interrupted. This module imports neither torch nor the commands until `main` runs, so that the
-console script can choose how OpenMP threads wait (spinning on an idle machine, sleeping on a
-busy one) before torch loads it.
+Exit status: 0 done; 1 a failure during the work (a plugin that raised, a run that could not
+be finished), one `error:` line naming what failed, where, and what was kept, with the
+traceback in the run's error.log (and on the terminal with `--debug` or TESTBED_DEBUG=1); 2 bad
+input (a missing file, a scenario field out of range, an unknown plugin, a malformed flag, an
+output path that cannot be created), one `error:` line per problem on stderr and no traceback;
+130 interrupted. This module imports neither torch nor the commands until `main` runs, so that
+the console script can choose how OpenMP threads wait (spinning on an idle machine, sleeping
+on a busy one) before torch loads it.
 """
 
 from __future__ import annotations
@@ -12,8 +15,9 @@ from __future__ import annotations
 import os
 import sys
 import time
+import traceback
 
-from testbed.errors import UserError
+from testbed.errors import RunFailure, UserError, describe
 
 
 def busy_cores(interval: float = 0.1) -> float:
@@ -57,23 +61,24 @@ def _choose_openmp_wait_policy() -> None:
 
 
 def main() -> None:
-    """Entry point: one-line errors and exit status 2 for bad input."""
+    """Entry point: the exit status and one-line errors above."""
     _choose_openmp_wait_policy()
     from testbed.cli.commands import app
 
+    options: dict = {"debug": False}  # `testbed --debug` (or TESTBED_DEBUG), and an interrupt, set by testbed.cli.commands
     try:
-        code = app(standalone_mode=False)
+        code = app(standalone_mode=False, obj=options)
+        if "interrupted" in options:
+            raise options["interrupted"]
     except UserError as exc:
         for line in str(exc).splitlines():
             print(f"error: {line}", file=sys.stderr)
         sys.exit(2)
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+    except KeyboardInterrupt as exc:
+        print("; ".join(["interrupted", *getattr(exc, "notes", [])]), file=sys.stderr)
         sys.exit(130)
-    except OSError as exc:  # an output path that cannot be written, a file that cannot be read
-        where = f"{exc.filename}: " if exc.filename else ""
-        print(f"error: {where}{exc.strerror or exc}", file=sys.stderr)
-        sys.exit(2)
+    except RunFailure as failure:
+        _fail(str(failure), failure.__cause__ or failure, options["debug"], logged=failure.log is not None)
     except Exception as exc:
         # Usage errors of the command-line parser (typer's click): exit_code 2 and a message.
         if getattr(exc, "exit_code", None) == 2 and hasattr(exc, "format_message"):
@@ -82,5 +87,14 @@ def main() -> None:
         if type(exc).__name__ == "Abort":
             print("aborted", file=sys.stderr)
             sys.exit(130)
-        raise
+        _fail(describe(exc), exc, options["debug"], logged=False)
     sys.exit(code if isinstance(code, int) else 0)
+
+
+def _fail(message: str, exc: BaseException, debug: bool, logged: bool) -> None:
+    """A failure during the work: its traceback with --debug, then one line; exit status 1."""
+    if debug:
+        traceback.print_exception(exc, file=sys.stderr)
+    hint = "" if logged or debug else " (testbed --debug shows the traceback)"
+    print(f"error: {message}{hint}", file=sys.stderr)
+    sys.exit(1)

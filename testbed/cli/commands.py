@@ -4,6 +4,9 @@ layer over the Python API (`testbed.api`) that owns the printing."""
 from __future__ import annotations
 
 import json
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import typer
@@ -13,13 +16,46 @@ from rich.table import Table
 from testbed.config import scenario as scenario_mod
 from testbed.errors import UserError
 
+EXIT_STATUS = (
+    "Exit status: 0 done; 1 a failure during the work, one line naming what failed (the plugin, its "
+    "phase, epoch and step) and what was kept, the traceback in error.log of the run or with --debug; "
+    "2 bad input, one line per problem, nothing written; 130 interrupted."
+)
+
+
+class Commands(typer.core.TyperGroup):
+    """typer turns Ctrl-C during a command into exit status 130 and drops the interrupt; keep it
+    in the context's object for `testbed.cli.main`, which says what the interrupted work kept."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt as exc:
+            if isinstance(ctx.obj, dict):
+                ctx.obj["interrupted"] = exc
+            raise
+
+
 app = typer.Typer(
+    cls=Commands,
     add_completion=False,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
     help="Plugin-based optimizer and normalization testbed on a d=2 one-layer transformer.",
+    epilog=EXIT_STATUS,
 )
+
+
+@app.callback()
+def options(
+    ctx: typer.Context,
+    debug: bool = typer.Option(False, "--debug", envvar="TESTBED_DEBUG", help="on a failure, also print the full traceback"),
+) -> None:
+    """Options of every command, given before it: testbed --debug run ..."""
+    if isinstance(ctx.obj, dict):  # `testbed.cli.main` reads it back when a command fails
+        ctx.obj["debug"] = debug
+
 
 SETS = typer.Option(None, "--set", help="override a scenario field, e.g. --set training.epochs=50 (repeatable)")
 SEEDS = typer.Option(None, "--seeds", help="seeds to train, e.g. 0-99 or 0,3,7 (overrides the file)")
@@ -93,8 +129,11 @@ def schema(out: Path | None = typer.Option(None, "--out", help="write to this fi
     text = json.dumps(scenario_mod.json_schema(), indent=2)
     if out is None:
         print(text)
-    else:
+        return
+    try:
         out.write_text(text + "\n")
+    except OSError as exc:
+        raise UserError(f"--out {out}: cannot write ({exc.strerror or exc})") from None
 
 
 @app.command()
@@ -135,9 +174,25 @@ def render(
     from testbed.render.command import render as render_run
 
     err = Console(stderr=True)
-    for path in render_run(run_dir, epoch=epoch, seed=seed, out=out, video=video, spikes=spikes, top=top, panels=panels,
-                           grid=grid, dpi=dpi, workers=workers, console=err, quiet=quiet):
+    with _user_paths(run_dir, out):
+        written = render_run(run_dir, epoch=epoch, seed=seed, out=out, video=video, spikes=spikes, top=top, panels=panels,
+                             grid=grid, dpi=dpi, workers=workers, console=err, quiet=quiet)
+    for path in written:
         print(path)
+
+
+@contextmanager
+def _user_paths(*paths: Path | None) -> Iterator[None]:
+    """An OSError about one of the user's own `paths` (a file inside one, or a folder in the
+    way of one) is bad input, exit status 2; any other stays a failure of the work."""
+    mine = [Path(p).absolute() for p in paths if p is not None]
+    try:
+        yield
+    except OSError as exc:
+        where = Path(os.fsdecode(exc.filename)).absolute() if exc.filename else None
+        if where is None or not any(where.is_relative_to(p) or p.is_relative_to(where) for p in mine):
+            raise
+        raise UserError(f"{exc.filename}: {exc.strerror or exc}") from None
 
 
 def _describe_params(model) -> str:

@@ -2,7 +2,8 @@
 
 Everything is written into a staged report directory (renamed into place when complete). The
 runs it trains live under its runs/ folder, so the report can be redrawn, or the runs compared
-again with others, without retraining.
+again with others, without retraining. A comparison that fails or is interrupted keeps its
+staging folder with the runs it finished.
 """
 
 from __future__ import annotations
@@ -10,7 +11,8 @@ from __future__ import annotations
 import math
 import re
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,6 +25,7 @@ from testbed.comparison.lr_sweep import lr_of, parse_grid, summarize, with_lr
 from testbed.comparison.pairwise import Analysis, analyze, pairs
 from testbed.comparison.result import Analysing, Comparison
 from testbed.config.scenario import format_seeds
+from testbed.errors import Interrupted, RunFailure, UserError, describe
 from testbed.rundir import writer as rundir
 from testbed.rundir.reader import Run
 from testbed.trainer import Progress, run_scenario
@@ -98,12 +101,13 @@ def compare(
     grid = parse_grid(lr_grid) if lr_grid is not None else expanded.grid
     main, sweep = plan(entries, chosen, grid, expanded.known_runs)
     path = Path(out) if out is not None else rundir.default_path(REPORT_ROOT, "-vs-".join(slug(e.label) for e in entries))
-    with rundir.staged(path, force) as stage:
+    with rundir.staged(path, force) as stage, _keeping_finished_runs(stage) as finished:
         to_train = [j for j in main if j.trained] + [j for lrs in sweep.values() for j in lrs.values() if j.trained and j not in main]
         for i, job in enumerate(to_train, 1):
             sc = job.scenario
             label = f"[{i}/{len(to_train)}] {job.label}" + (f" lr={job.lr:g}" if grid else "") + f" ({len(sc.seeds)} seeds)"
             run_scenario(sc, stage / job.rel, progress=progress, label=label, threads=threads)
+            finished.append(stage / job.rel)
 
         loaded: dict[Path, RunData] = {}
 
@@ -137,6 +141,45 @@ def compare(
         )
     compared = {j.label: Run(final(j)) for j in main}
     return Comparison(path, analysis, compared, per_seed, sweep_tables, time.perf_counter() - started, report)
+
+
+@contextmanager
+def _keeping_finished_runs(stage: Path) -> Iterator[list[Path]]:
+    """Yield the list of the runs trained so far. If the comparison then fails or is
+    interrupted, its staging folder is kept whenever it holds work: the finished runs (under
+    runs/), or a run that failed and kept what it had; the error says where."""
+    finished: list[Path] = []
+    try:
+        yield finished
+    except UserError as exc:  # e.g. a reused run found unreadable at the analysis
+        if not finished:
+            raise
+        error = UserError(f"{exc}\n{_kept_runs(finished, stage)}")
+        error.kept = stage  # type: ignore[attr-defined]  (what `staged` looks for)
+        raise error from None
+    except RunFailure as failure:  # a run failed; it says what it kept of itself
+        if finished or failure.kept is not None:
+            failure.kept = stage
+        if finished:
+            failure.notes.append(_kept_runs(finished, stage))
+        raise
+    except KeyboardInterrupt:
+        if not finished:
+            raise
+        raise Interrupted([_kept_runs(finished, stage)], stage) from None
+    except Exception as exc:  # the analysis, a figure, the report
+        failure = RunFailure("", "compare", describe(exc))
+        failure.__cause__ = exc
+        if finished:
+            failure.kept = stage
+            failure.log = rundir.write_error_log(stage, [failure])
+            failure.notes.append(f"{_kept_runs(finished, stage)} (traceback in {failure.log})")
+        raise failure from exc
+
+
+def _kept_runs(finished: list[Path], stage: Path) -> str:
+    n = len(finished)
+    return f"compare kept the {n} run{'s' if n != 1 else ''} it finished in {stage / 'runs'}"
 
 
 def build_report(

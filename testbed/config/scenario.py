@@ -180,6 +180,8 @@ def read_yaml(path: Path) -> dict:
         raise UserError(f"{path}: {where}invalid YAML: {problem}") from None
     except UnicodeDecodeError:
         raise UserError(f"{path}: not a text file") from None
+    except OSError as exc:  # the user's own file: unreadable is bad input
+        raise UserError(f"{path}: cannot read ({exc.strerror or exc})") from None
     if data is None:
         # An empty file (or one of comments only) is almost always a mistake, not a request for
         # the default scenario: a file meant to train the defaults says `name: ...` at least.

@@ -8,20 +8,25 @@ batch order from its own generator.
 
 from __future__ import annotations
 
+import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
 from testbed.analysis.spike_detector import first_nonfinite
+from testbed.engine import blame
 from testbed.engine.gradients import loss_and_grad
 from testbed.engine.model import Architecture, ParamSpace
 from testbed.engine.optimizer import Optimizer
 from testbed.engine.seeding import generator
 from testbed.engine.stage import Stage, batches, evaluate
 from testbed.engine.task import make_dataset
+from testbed.errors import RunFailure, UserError
+from testbed.plugin_api.base import Plugin
 from testbed.plugin_api.curriculum import Curriculum
 from testbed.plugin_api.probe import Evaluation, Probe, RunInfo
 from testbed.plugin_api.registry import Registry, default_registry
@@ -36,15 +41,25 @@ class Components:
     optimizer: Optimizer
     curriculum: Curriculum
     probes: list[Probe]
+    made: list[tuple[object, Plugin]] = field(default_factory=list)  # every plugin object and its plugin, to name a failing one
 
 
 def build(scenario, registry: Registry | None = None) -> Components:
     """Build every plugin the scenario names (each checked to be of its kind's base class)."""
     registry = registry or default_registry()
     m = scenario.model
+    made: list[tuple[object, Plugin]] = []
 
     def make(kind: str, ref, *args):
-        return registry.get(kind, ref.name).build(ref, *args)
+        plugin = registry.get(kind, ref.name)
+        try:
+            obj = plugin.build(ref, *args)
+        except UserError:
+            raise
+        except Exception as exc:
+            raise blame.build_failure(plugin, exc) from exc
+        made.append((obj, plugin))
+        return obj
 
     curriculum = make("curriculum", scenario.curriculum, scenario.task)
     arch = Architecture(
@@ -59,7 +74,7 @@ def build(scenario, registry: Registry | None = None) -> Components:
     space = ParamSpace(arch.shapes())
     optimizer = Optimizer(make("optimizer", scenario.optimizer), scenario.optimizer, space)
     probes = [make("probe", ref) for ref in scenario.probes]
-    return Components(arch, space, optimizer, curriculum, probes)
+    return Components(arch, space, optimizer, curriculum, probes, made)
 
 
 @dataclass
@@ -71,6 +86,7 @@ class RunResult:
     steps: int = 0
     diverged_step: list[int] = field(default_factory=list)  # per seed: first step (from 0) with a non-finite loss, -1 if none
     steps_per_epoch: int = 1
+    failures: list[RunFailure] = field(default_factory=list)  # probes whose finish raised: their outputs are missing
 
     def diverged_epoch(self) -> list[int]:
         """Per seed: the epoch (from 1) of its first non-finite step loss, -1 if none."""
@@ -81,9 +97,23 @@ ProgressFn = Callable[[int, Evaluation | None], None]
 
 
 def train(scenario, out_dir: Path | None = None, registry: Registry | None = None, progress: ProgressFn | None = None) -> RunResult:
-    """Train every seed of `scenario`; probes write their outputs into `out_dir` if given."""
+    """Train every seed of `scenario`; probes write their outputs into `out_dir` if given.
+
+    A plugin that raises comes out as a `PluginError` naming it, the phase, the epoch and the
+    step (see `testbed.engine.blame`); a probe whose `finish` raises only loses its outputs,
+    listed in the result's `failures`."""
     started = time.perf_counter()
     c = build(scenario, registry)
+    at = blame.Position()
+    try:
+        return _train(scenario, c, out_dir, progress, at, started)
+    except (UserError, RunFailure):
+        raise
+    except Exception as exc:
+        raise blame.failure(exc, c.made, at) from exc
+
+
+def _train(scenario, c: Components, out_dir: Path | None, progress: ProgressFn | None, at: blame.Position, started: float) -> RunResult:
     arch, space, task = c.arch, c.space, scenario.task
     seeds = list(scenario.seeds)
     epochs = scenario.training.epochs
@@ -113,6 +143,7 @@ def train(scenario, out_dir: Path | None = None, registry: Registry | None = Non
         ds = make_dataset(seeds, p, task.seq_len, task.sparsity, task.n_train, task.n_test, task.test_split)
         return Stage.prepare(ds, arch)
 
+    at.epoch, at.step = 0, 0
     data = stage_for(c.curriculum.p_at(1), None)
     evaluation = evaluate(arch, views, data, 0) if 0 in eval_epochs else None
     for probe in c.probes:
@@ -120,9 +151,11 @@ def train(scenario, out_dir: Path | None = None, registry: Registry | None = Non
 
     step = 0
     for epoch in range(1, epochs + 1):
+        at.epoch = epoch
         data = stage_for(c.curriculum.p_at(epoch), data)
         perm = torch.stack([torch.randperm(n, generator=g) for g in order_gens])  # (S, n)
         for xb, yb in batches(data, perm, B):
+            at.step = step + 1
             losses, grad = loss_and_grad(arch, views, xb, yb)
             info.step_losses[step].copy_(losses)
             step += 1
@@ -135,10 +168,32 @@ def train(scenario, out_dir: Path | None = None, registry: Registry | None = Non
         if progress is not None:
             progress(epoch, evaluation)
 
+    at.epoch = at.step = None
     columns: dict[str, list] = {}
+    failures: list[RunFailure] = []
     if out_dir is not None:
         Path(out_dir).mkdir(parents=True, exist_ok=True)
         for probe in c.probes:
-            columns.update(probe.finish(Path(out_dir)))
+            try:
+                with _removing_what_is_left_on_failure(Path(out_dir)):
+                    columns.update(probe.finish(Path(out_dir)))
+            except Exception as exc:  # the other probes' outputs and the trained run stay
+                failures.append(blame.failure(exc, c.made, at))
     diverged = first_nonfinite(info.step_losses.numpy()).tolist()
-    return RunResult(seeds, evaluation, columns, time.perf_counter() - started, step, diverged, steps_per_epoch)
+    return RunResult(seeds, evaluation, columns, time.perf_counter() - started, step, diverged, steps_per_epoch, failures)
+
+
+@contextmanager
+def _removing_what_is_left_on_failure(folder: Path) -> Iterator[None]:
+    """A probe that fails in `finish` may have begun a file: remove whatever it added to
+    `folder`, so that every file of a run is complete."""
+    before = set(folder.iterdir())
+    try:
+        yield
+    except BaseException:
+        for added in set(folder.iterdir()) - before:
+            if added.is_dir() and not added.is_symlink():
+                shutil.rmtree(added)
+            else:
+                added.unlink()
+        raise

@@ -18,7 +18,8 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from testbed.errors import UserError
+from testbed.errors import PluginError, UserError, describe
+from testbed.plugin_api.base import Params, Plugin
 from testbed.plugin_api.registry import Registry, default_registry, unknown_message
 
 DEFAULT_PANELS = (
@@ -57,12 +58,33 @@ def parse_grid(spec: str | None, n: int) -> tuple[int, int]:
 
 
 def build_panels(names: list[str], registry: Registry | None = None) -> list:
+    """The panels `names`, each knowing its plugin, so that a failing one can be named."""
     registry = registry or default_registry()
     out = []
     for n in names:
         plug = registry.get("panel", n)
-        out.append(plug.build(plug.params()))
+        try:
+            panel = plug.build(plug.params())
+        except UserError:
+            raise
+        except Exception as exc:
+            raise _failed(plug, "build", exc) from exc
+        panel._testbed_plugin = plug
+        out.append(panel)
     return out
+
+
+def _failed(plug, phase: str, exc: Exception, epoch: float | None = None) -> PluginError:
+    """A panel that raised, as a one-line error (what it raised is its `__cause__`), at the
+    epoch of the frame it was drawing."""
+    error = PluginError(plug.kind, plug.name, plug.source, phase, describe(exc), epoch=epoch)
+    error.__cause__ = exc
+    return error
+
+
+def _plugin_of(panel) -> Plugin:
+    """The plugin that built `panel` (by `build_panels`), or a stand-in naming its class."""
+    return getattr(panel, "_testbed_plugin", None) or Plugin(type(panel).__name__, Params, type(panel), kind="panel", source=type(panel).__module__)
 
 
 class Grid:
@@ -85,7 +107,10 @@ class Grid:
         self.fig.subplots_adjust(left=0.55 / w, right=1 - 0.12 / w, bottom=0.45 / h, top=1 - 0.55 / h, wspace=0.38, hspace=0.42)
         axes = self.fig.subplots(R, C, squeeze=False).ravel()
         for ax, panel, ext in zip(axes, panels, extents):
-            panel.setup(ax, q, ext)
+            try:
+                panel.setup(ax, q, ext)
+            except Exception as exc:
+                raise _failed(_plugin_of(panel), "setup", exc) from exc
         for ax in axes[len(panels):]:
             ax.set_axis_off()
         self.caption = self.fig.text(0.5, 1 - 0.12 / h, "", ha="center", va="top", fontsize=11)
@@ -93,7 +118,11 @@ class Grid:
 
     def update(self, q, i: int, caption: str | None = None) -> None:
         for panel, slot in zip(self.panels, self.slots):
-            panel.update(q, i + slot)
+            try:
+                panel.update(q, i + slot)
+            except Exception as exc:
+                epoch = float(q.epochs[i + slot]) if i + slot < len(q.epochs) else None
+                raise _failed(_plugin_of(panel), "update", exc, epoch) from exc
         self.caption.set_text(caption if caption is not None else q.captions[i])
 
     def save(self, q, i: int, path, caption: str | None = None) -> None:
