@@ -78,8 +78,8 @@ def train(write_scenario, monkeypatch, cwd: Path, probes: list, out: str):
     return cli_here("run", os.path.relpath(path, cwd), "--out", out, "-q")
 
 
-def assert_one_line_error(result, *fragments: str) -> None:
-    assert result.returncode == 2, result.stderr
+def assert_one_line_error(result, *fragments: str, status: int = 2) -> None:
+    assert result.returncode == status, result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
     for fragment in fragments:
@@ -225,7 +225,9 @@ def test_mlflow_tracking_uri_experiment_and_no_artifacts(store_dir, tmp_path, wr
         assert_same_series(history(client, child, "test_loss"), expected["test_loss"])
 
 
-def test_mlflow_deleted_experiment_is_one_line_and_leaves_nothing(store_dir, tmp_path, write_scenario, monkeypatch):
+def test_mlflow_deleted_experiment_is_one_line_and_keeps_the_trained_run(store_dir, tmp_path, write_scenario, monkeypatch):
+    """The experiment is found deleted only when the probe logs, after training: the failure is
+    the work's (exit 1), and the run is kept without the probe's outputs."""
     pytest.importorskip("mlflow")
     from mlflow.entities import ViewType
 
@@ -234,6 +236,8 @@ def test_mlflow_deleted_experiment_is_one_line_and_leaves_nothing(store_dir, tmp
     experiment = client.create_experiment("deleted one")
     client.delete_experiment(experiment)
     result = train(write_scenario, monkeypatch, tmp_path, ["metrics", {"name": "mlflow", "experiment": "deleted one"}], "runs/x")
-    assert_one_line_error(result, "experiment 'deleted one' is deleted")
-    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+    assert_one_line_error(result, "probe 'mlflow'", "failed in finish", "experiment 'deleted one' is deleted", status=1)
+    summary = json.loads((tmp_path / "runs/x/summary.json").read_text())
+    assert [(f["name"], f["phase"]) for f in summary["failures"]] == [("mlflow", "finish")]
+    assert (tmp_path / "runs/x/metrics.csv").is_file()
     assert client.search_runs([experiment], run_view_type=ViewType.ALL) == []
