@@ -19,7 +19,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Discriminator, Fiel
 from testbed.config.overrides import apply_overrides
 from testbed.config.validation_errors import ScenarioError, format_errors
 from testbed.errors import UserError
-from testbed.plugin_api.registry import Registry, default_registry, unknown_message
+from testbed.plugin_api.registry import Registry, default_registry
 
 
 class Strict(BaseModel):
@@ -111,7 +111,7 @@ def _plugin_ref(kind: str, registry: Registry):
             if name is None:
                 raise ValueError(f"{kind} needs a name, one of: {', '.join(models)}")
             if name not in models:
-                raise ValueError(unknown_message(kind, str(name), list(models)))
+                raise ValueError(registry.unknown_message(kind, str(name), list(models)))
         return value
 
     members = tuple(models.values())
