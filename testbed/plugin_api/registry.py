@@ -165,7 +165,7 @@ def check_entry_point_names() -> None:
 def unknown_message(kind: str, name: str, known: list[str]) -> str:
     close = difflib.get_close_matches(name, known, n=3, cutoff=0.5)
     hint = f"did you mean {', '.join(repr(c) for c in close)}? " if close else ""
-    return f"unknown {kind} '{name}': {hint}known: {', '.join(known)}"
+    return f"unknown {kind} {name!r}: {hint}known: {', '.join(known)}"  # repr: a name with a line break stays on one line
 
 
 @lru_cache(maxsize=1)
