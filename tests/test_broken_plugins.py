@@ -61,6 +61,10 @@ BROKEN = {
         "import missing_dep\n" + WORKING,
         "ModuleNotFoundError: No module named 'missing_dep'",
     ),
+    "exception at import": (
+        WORKING + '\nraise OSError("ACME_HOME is not set")\n',
+        "OSError: ACME_HOME is not set",
+    ),
     "syntax error": (
         SYNTAX_ERROR,
         f"SyntaxError: invalid syntax (acme_broken.py, line {SYNTAX_ERROR.splitlines().index('def testbed_probes(:') + 1})",
@@ -173,7 +177,7 @@ def test_a_broken_package_takes_down_only_its_own_plugins(case, install, builtin
     assert refused.returncode == 2, refused.stderr
     first, *errors = refused.stderr.splitlines()
     assert first == warning_of(error)
-    note = f"; note: plugin package acme-broken 0.1 ({error}) failed to load"
+    note = f"; note: plugin package acme-broken 0.1 failed to load ({error})"
     assert errors[0] == f"error: uses_it.yaml: model.norm: unknown norm 'clipped_rms': known: {', '.join(builtins['norm'])}{note}"
     if case == "hook raising":
         assert errors[1:] == [f"error: uses_it.yaml: probes.1: unknown probe 'acme_probe': known: {', '.join(builtins['probe'])}{note}"]

@@ -110,9 +110,8 @@ class Registry:
         """What to say of a name that no plugin of `kind` has: the close matches, and the broken
         packages, any of which might have provided it (which names they hold is unknowable)."""
         message = unknown_message(kind, name, self.names(kind) if known is None else known)
-        if self.broken:
-            which = ", ".join(f"{b.distribution} ({b.error})" for b in self.broken)
-            message += f"; note: plugin package{'s' if len(self.broken) > 1 else ''} {which} failed to load"
+        for b in self.broken:
+            message += f"; note: plugin package {b.distribution} failed to load ({b.error})"
         return message
 
 
