@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import os
+import sys
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -64,6 +66,25 @@ THREADS = typer.Option(
 )
 
 
+def _registry():
+    """The installed plugins, without Python's own display of a broken package's warning (two
+    lines, one of them testbed's source): the commands say it themselves."""
+    from testbed.plugin_api.registry import BrokenPluginPackage, default_registry
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", BrokenPluginPackage)
+        return default_registry()
+
+
+def _load_plugins():
+    """Load the plugins before the command's work, so that a plugin package that failed to load
+    is named first: one `warning:` line each, in every command (the registry is cached per
+    process and only records it), while the other packages' plugins keep working."""
+    registry = _registry()
+    for broken in registry.broken:
+        print(f"warning: {broken.message()}", file=sys.stderr)
+
+
 @app.command()
 def run(
     scenario: Path = typer.Argument(..., help="scenario YAML file"),
@@ -79,6 +100,7 @@ def run(
     from testbed.cli.progress import ProgressDisplay
     from testbed.cli.tables import divergence_lines, run_table
 
+    _load_plugins()
     sc = scenario_mod.load(scenario, set_ or [], seeds)
     with ProgressDisplay(Console(stderr=True)) as display:
         result = api.run(sc, out=out, force=force, progress=None if quiet else display, threads=threads)
@@ -106,6 +128,7 @@ def compare(
     from testbed.cli.progress import ProgressDisplay
     from testbed.cli.tables import show_comparison
 
+    _load_plugins()
     with ProgressDisplay(Console(stderr=True)) as display:
         result = api.compare(
             inputs, seeds=seeds, overrides=set_ or [], out=out, force=force, lr_grid=lr_grid, progress=None if quiet else display, threads=threads
@@ -119,6 +142,7 @@ def validate(
     set_: list[str] | None = SETS,
 ) -> None:
     """Check a scenario file; report every error with its path in the file."""
+    _load_plugins()
     sc = scenario_mod.load(scenario, set_ or [])
     print(f"{scenario}: ok ({sc.name}: {len(sc.seeds)} seeds, {sc.training.epochs} epochs)")
 
@@ -126,6 +150,7 @@ def validate(
 @app.command()
 def schema(out: Path | None = typer.Option(None, "--out", help="write to this file instead of stdout")) -> None:
     """Print the JSON schema of scenario files (for editor completion)."""
+    _load_plugins()
     text = json.dumps(scenario_mod.json_schema(), indent=2)
     if out is None:
         print(text)
@@ -139,9 +164,7 @@ def schema(out: Path | None = typer.Option(None, "--out", help="write to this fi
 @app.command()
 def plugins(kind: str | None = typer.Option(None, "--kind", help="only this kind (norm, optimizer, ...)")) -> None:
     """List every plugin: kind, name, where it comes from, its parameters."""
-    from testbed.plugin_api.registry import default_registry
-
-    reg = default_registry()
+    reg = _registry()  # a broken package is listed below the table, not warned of
     kinds = list(reg.plugins)
     if kind is not None and kind not in kinds:
         raise UserError(f"--kind: unknown kind '{kind}'; known: {', '.join(kinds)}")
@@ -153,6 +176,10 @@ def plugins(kind: str | None = typer.Option(None, "--kind", help="only this kind
             p = reg.get(k, name)
             t.add_row(k, name, p.source, _describe_params(p.params), p.doc)
     Console(width=max(120, Console().width)).print(t)
+    if reg.broken:
+        print("broken plugin packages (failed to load; their plugins are unavailable):")
+        for broken in reg.broken:
+            print(f"  {broken.distribution}: {broken.error}")
 
 
 @app.command()
@@ -173,6 +200,7 @@ def render(
     """Draw every layer of the model in the plane from a run's snapshots: a frame, a video, or spikes."""
     from testbed.render.command import render as render_run
 
+    _load_plugins()
     err = Console(stderr=True)
     with _user_paths(run_dir, out):
         written = render_run(run_dir, epoch=epoch, seed=seed, out=out, video=video, spikes=spikes, top=top, panels=panels,

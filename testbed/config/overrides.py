@@ -9,7 +9,7 @@ from typing import Any
 
 import yaml
 
-from testbed.config.validation_errors import is_plugin_field
+from testbed.config.validation_errors import is_plugin_field, printable
 from testbed.errors import UserError
 
 
@@ -24,8 +24,8 @@ def apply_overrides(data: dict, overrides: Sequence[str] | Mapping[str, Any]) ->
             node = _descend(node, part, tuple(parts[: i + 1]), item)
         last = parts[-1]
         if isinstance(node, list):
-            if not last.isdigit() or int(last) >= len(node):
-                raise UserError(f"{item}: {last} is not an index of that list")
+            if not _is_index(last) or int(last) >= len(node):
+                raise UserError(f"{item}: {printable(last)} is not an index of that list")
             node[int(last)] = value
         else:
             node[last] = value
@@ -38,19 +38,19 @@ def _from_strings(overrides: Iterable[str]) -> Iterable[tuple[str, Any, str]]:
         key, sep, raw = item.partition("=")
         key = key.strip()
         if not sep or not key:
-            raise UserError(f"--set {item}: expected KEY=VALUE, like training.epochs=50")
+            raise UserError(f"--set {printable(item)}: expected KEY=VALUE, like training.epochs=50")
         try:
             value = yaml.safe_load(raw) if raw.strip() else ""
         except yaml.YAMLError:
             value = raw
-        yield key, value, f"--set {item}"
+        yield key, value, f"--set {printable(item)}"
 
 
 def _from_mapping(overrides: Mapping[str, Any]) -> Iterable[tuple[str, Any, str]]:
     for key, value in overrides.items():
         if not isinstance(key, str) or not key.strip():
             raise UserError(f"override {key!r}: expected a dotted field name, like 'training.epochs'")
-        yield key.strip(), copy.deepcopy(value), f"override {key}={value!r}"  # the caller's value stays theirs
+        yield key.strip(), copy.deepcopy(value), f"override {printable(key)}={value!r}"  # the caller's value stays theirs
 
 
 # Plugin fields whose default is a plugin: `--set optimizer.lr=0.01` on a file without an
@@ -58,11 +58,16 @@ def _from_mapping(overrides: Mapping[str, Any]) -> Iterable[tuple[str, Any, str]
 _PLUGIN_DEFAULTS = {("model", "norm"): "rms", ("model", "activation"): "gelu", ("optimizer",): "adam", ("curriculum",): "constant"}
 
 
+def _is_index(part: str) -> bool:
+    """ASCII digits only: str.isdigit() also accepts '²', which int() refuses."""
+    return part.isascii() and part.isdigit()
+
+
 def _descend(node: Any, part: str, path: tuple, item: str) -> Any:
-    plugin_field = is_plugin_field(tuple(int(x) if x.isdigit() else x for x in path))
+    plugin_field = is_plugin_field(tuple(int(x) if _is_index(x) else x for x in path))
     if isinstance(node, list):
-        if not part.isdigit() or int(part) >= len(node):
-            raise UserError(f"{item}: {part} is not an index of that list")
+        if not _is_index(part) or int(part) >= len(node):
+            raise UserError(f"{item}: {printable(part)} is not an index of that list")
         key: Any = int(part)
     elif isinstance(node, dict):
         key = part
@@ -73,5 +78,5 @@ def _descend(node: Any, part: str, path: tuple, item: str) -> Any:
     if plugin_field and isinstance(node[key], str):  # plugin shorthand: `norm: rms` -> {name: rms}
         node[key] = {"name": node[key]}
     if not isinstance(node[key], (dict, list)):
-        raise UserError(f"{item}: {'.'.join(path)} is a {type(node[key]).__name__}, not a section")
+        raise UserError(f"{item}: {printable('.'.join(path))} is a {type(node[key]).__name__}, not a section")
     return node[key]

@@ -8,7 +8,7 @@ name (`norm: rms`) or a mapping with a `name` and that plugin's parameters.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
@@ -19,7 +19,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Discriminator, Fiel
 from testbed.config.overrides import apply_overrides
 from testbed.config.validation_errors import ScenarioError, format_errors
 from testbed.errors import UserError
-from testbed.plugin_api.registry import Registry, default_registry, unknown_message
+from testbed.plugin_api.registry import Registry, default_registry
 
 
 class Strict(BaseModel):
@@ -51,6 +51,7 @@ class OutputConfig(Strict):
     root: str = Field("runs", description="folder under which run directories are created")
 
 
+MAX_SEEDS = 1_000_000
 SEED_SPEC = re.compile(r"^\s*\d+(\s*-\s*\d+)?(\s*,\s*\d+(\s*-\s*\d+)?)*\s*$")
 
 
@@ -66,14 +67,31 @@ def parse_seeds(spec: Any) -> list[int]:
         return sorted(set(spec))
     if not isinstance(spec, str) or not SEED_SPEC.match(spec):
         raise ValueError(f"seeds must be like 0-99, 0,3,7 or a list of integers, not {spec!r}")
-    seeds: set[int] = set()
+    ranges = []
     for part in spec.split(","):
         lo, _, hi = part.partition("-")
         lo_i, hi_i = int(lo), int(hi) if hi.strip() else int(lo)
         if hi_i < lo_i:
-            raise ValueError(f"seed range {part.strip()} is empty")
+            raise ValueError(f"seed range {' '.join(part.split())} is empty")
+        ranges.append((lo_i, hi_i))
+    count = _count_seeds(ranges)
+    if count > MAX_SEEDS:  # counted before listing them: '0-99999999999' would fill the memory
+        raise ValueError(f"{' '.join(spec.split())} is {count} seeds; at most {MAX_SEEDS} train in one run")
+    seeds: set[int] = set()
+    for lo_i, hi_i in ranges:
         seeds.update(range(lo_i, hi_i + 1))
     return sorted(seeds)
+
+
+def _count_seeds(ranges: list[tuple[int, int]]) -> int:
+    """The number of distinct seeds in inclusive ranges that may overlap."""
+    count, covered = 0, -1
+    for lo, hi in sorted(ranges):
+        lo = max(lo, covered + 1)
+        if hi >= lo:
+            count += hi - lo + 1
+            covered = hi
+    return count
 
 
 def format_seeds(seeds: list[int]) -> str:
@@ -110,8 +128,10 @@ def _plugin_ref(kind: str, registry: Registry):
             name = value.get("name")
             if name is None:
                 raise ValueError(f"{kind} needs a name, one of: {', '.join(models)}")
+            if not isinstance(name, str):  # a list or a mapping there cannot even be looked up
+                raise ValueError(f"{kind} name must be a string, one of: {', '.join(models)}")
             if name not in models:
-                raise ValueError(unknown_message(kind, str(name), list(models)))
+                raise ValueError(registry.unknown_message(kind, name, list(models)))
         return value
 
     members = tuple(models.values())
@@ -137,7 +157,8 @@ def scenario_model(registry: Registry | None = None) -> type[BaseModel]:
         hidden=(int, Field(32, ge=1, le=4096, description="MLP hidden width h")),
         n_tokens=(
             int | None,
-            Field(None, ge=2, description="token embeddings (>= every p used); default: the largest p"),
+            # bounded like the other sizes: 1e11 passed validation, then the run tried to allocate 800 GB
+            Field(None, ge=2, le=4096, description="token embeddings (>= every p used, <= 4096); default: the largest p"),
         ),
         norm=(norm, Field("rms", description="norm at both sites unless overridden below")),
         embedding_norm=(norm | None, Field(None, description="norm of E(x_t)+P(t) before attention")),
@@ -182,6 +203,8 @@ def read_yaml(path: Path) -> dict:
         raise UserError(f"{path}: not a text file") from None
     except OSError as exc:  # the user's own file: unreadable is bad input
         raise UserError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    except RecursionError:  # the YAML reader recurses once per level of brackets or indentation
+        raise UserError(f"{path}: invalid YAML: nested too deeply") from None
     if data is None:
         # An empty file (or one of comments only) is almost always a mistake, not a request for
         # the default scenario: a file meant to train the defaults says `name: ...` at least.
@@ -265,7 +288,25 @@ def check(scenario, registry: Registry) -> list[tuple[str, str]]:
     names = [p.name for p in scenario.probes]
     for dup in sorted({n for n in names if names.count(n) > 1}):
         problems.append(("probes", f"probe '{dup}' is listed twice"))
+    problems.extend(dict.fromkeys(_beyond_64_bits(scenario.model_dump())))
     return problems
+
+
+INT64 = (-(2**63), 2**63 - 1)
+
+
+def _beyond_64_bits(node: Any, path: tuple = ()) -> Iterator[tuple[str, str]]:
+    """Every integer (a seed, a plugin's parameter) that numpy and torch cannot hold: beyond 64
+    bits the run would stop deep inside with an OverflowError, whatever the field's own bounds."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            yield from _beyond_64_bits(value, (*path, key))
+    elif isinstance(node, (list, tuple)):
+        for i, value in enumerate(node):
+            yield from _beyond_64_bits(value, (*path, i))
+    elif isinstance(node, int) and not isinstance(node, bool) and not INT64[0] <= node <= INT64[1]:
+        where = "seeds" if path[0] == "seeds" else ".".join(str(p) for p in path)
+        yield where, f"must be <= {INT64[1]} (a 64-bit integer)" if node > 0 else f"must be >= {INT64[0]} (a 64-bit integer)"
 
 
 def build_curriculum(scenario, registry: Registry | None = None):

@@ -20,6 +20,12 @@ PLUGIN_FIELDS = {("model", "norm"), ("model", "embedding_norm"), ("model", "mlp_
 PLUGIN_ROOTS = {"optimizer", "curriculum"}
 
 
+def printable(text: str) -> str:
+    """User text (a key, a flag) as a one-line message can show it: line breaks and other
+    control characters escaped, since a key named "a\\nb" would split its error line in two."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
 def is_plugin_field(loc: tuple) -> bool:
     """Whether `loc` is where a scenario names a plugin (a union of plugin models tagged by name)."""
     return loc in PLUGIN_FIELDS or (len(loc) == 1 and loc[0] in PLUGIN_ROOTS) or (
@@ -39,7 +45,7 @@ def _clean_loc(loc: tuple) -> str:
             continue
         out.append(part)
         skip_tag = is_plugin_field(tuple(out))
-    return ".".join(str(p) for p in out) or "(top level)"
+    return printable(".".join(str(p) for p in out)) or "(top level)"
 
 
 def _message(err: dict) -> str:
@@ -65,4 +71,4 @@ class ScenarioError(UserError):
     def __init__(self, source: str, problems: list[tuple[str, str]]):
         self.source = source
         self.problems = problems
-        super().__init__("\n".join(f"{source}: {path}: {msg}" for path, msg in problems))
+        super().__init__("\n".join(f"{printable(source)}: {path}: {msg}" for path, msg in problems))
