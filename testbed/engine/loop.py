@@ -4,6 +4,9 @@ No Python loop over seeds runs inside the training step: data, parameters, optim
 losses all carry the leading seed axis. Loops over seeds happen only at set-up (sampling each
 seed's data and initialisation from its own streams) and once per epoch to draw each seed's
 batch order from its own generator.
+
+Given a `checkpoint.Checkpointing`, training saves its whole state after the epochs the policy
+names and can start from such a state instead of from initialisation (testbed.engine.checkpoint).
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from pathlib import Path
 import torch
 
 from testbed.analysis.spike_detector import first_nonfinite
+from testbed.engine import checkpoint
 from testbed.engine.gradients import loss_and_grad
 from testbed.engine.model import Architecture, ParamSpace
 from testbed.engine.optimizer import Optimizer
@@ -80,8 +84,16 @@ class RunResult:
 ProgressFn = Callable[[int, Evaluation | None], None]
 
 
-def train(scenario, out_dir: Path | None = None, registry: Registry | None = None, progress: ProgressFn | None = None) -> RunResult:
-    """Train every seed of `scenario`; probes write their outputs into `out_dir` if given."""
+def train(
+    scenario,
+    out_dir: Path | None = None,
+    registry: Registry | None = None,
+    progress: ProgressFn | None = None,
+    checkpoints: checkpoint.Checkpointing | None = None,
+) -> RunResult:
+    """Train every seed of `scenario`; probes write their outputs into `out_dir` if given.
+    With `checkpoints`, write the training state after the epochs its policy names (and after
+    the last), and first continue from its file if it says so."""
     started = time.perf_counter()
     c = build(scenario, registry)
     arch, space, task = c.arch, c.space, scenario.task
@@ -99,7 +111,7 @@ def train(scenario, out_dir: Path | None = None, registry: Registry | None = Non
         flat = space.init(seeds)
     views = space.views(flat)
 
-    info = RunInfo(seeds, epochs, steps_per_epoch, space, scenario)
+    info = RunInfo(seeds, epochs, steps_per_epoch, space, scenario, params=flat)
     for probe in c.probes:
         probe.start(info)
     step_probes = [p for p in c.probes if p.observes_steps()]
@@ -113,13 +125,22 @@ def train(scenario, out_dir: Path | None = None, registry: Registry | None = Non
         ds = make_dataset(seeds, p, task.seq_len, task.sparsity, task.n_train, task.n_test, task.test_split)
         return Stage.prepare(ds, arch)
 
-    data = stage_for(c.curriculum.p_at(1), None)
-    evaluation = evaluate(arch, views, data, 0) if 0 in eval_epochs else None
-    for probe in c.probes:
-        probe.after_epoch(0, flat, evaluation)
+    live = checkpoint.Live(flat, c.optimizer, order_gens, info, c.probes)
+    done, step, seconds_before = 0, 0, 0.0  # epochs, steps and seconds of training before this session
+    if checkpoints is not None and checkpoints.resume:
+        at = live.restore(checkpoint.read(checkpoints.file))
+        done, step, evaluation, seconds_before = at.epoch, at.step, at.evaluation, at.seconds
+        data = stage_for(c.curriculum.p_at(max(done, 1)), None)  # the stage of the last epoch, derived again
+    else:
+        data = stage_for(c.curriculum.p_at(1), None)
+        evaluation = evaluate(arch, views, data, 0) if 0 in eval_epochs else None
+        for probe in c.probes:
+            probe.after_epoch(0, flat, evaluation)
+    schedule = checkpoint.Schedule(checkpoints.policy) if checkpoints is not None else None
+    if schedule is not None and checkpoints.policy.enabled:
+        live.check()
 
-    step = 0
-    for epoch in range(1, epochs + 1):
+    for epoch in range(done + 1, epochs + 1):
         data = stage_for(c.curriculum.p_at(epoch), data)
         perm = torch.stack([torch.randperm(n, generator=g) for g in order_gens])  # (S, n)
         for xb, yb in batches(data, perm, B):
@@ -132,6 +153,10 @@ def train(scenario, out_dir: Path | None = None, registry: Registry | None = Non
         evaluation = evaluate(arch, views, data, epoch) if epoch in eval_epochs else None
         for probe in c.probes:
             probe.after_epoch(epoch, flat, evaluation)
+        if schedule is not None and schedule.due(epoch, epochs):
+            seconds = seconds_before + time.perf_counter() - started
+            checkpoint.write(checkpoints.file, live.capture(epoch, step, evaluation, seconds, checkpoints.identity))
+            schedule.written()
         if progress is not None:
             progress(epoch, evaluation)
 
@@ -141,4 +166,4 @@ def train(scenario, out_dir: Path | None = None, registry: Registry | None = Non
         for probe in c.probes:
             columns.update(probe.finish(Path(out_dir)))
     diverged = first_nonfinite(info.step_losses.numpy()).tolist()
-    return RunResult(seeds, evaluation, columns, time.perf_counter() - started, step, diverged, steps_per_epoch)
+    return RunResult(seeds, evaluation, columns, seconds_before + time.perf_counter() - started, step, diverged, steps_per_epoch)
