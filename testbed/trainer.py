@@ -74,6 +74,7 @@ def run_scenario(
     epochs = scenario.training.epochs
     label = label or f"{scenario.name} ({len(scenario.seeds)} seeds)"
     continuation = resume_mod.Continuation(path, ident, resume, force)
+    continuation.refuse_early()
     with rundir.staged(path, force, continuation) as stage:
         (stage / "scenario.yaml").write_text(scenario_mod.to_yaml(scenario))
         advance = None

@@ -205,10 +205,10 @@ def test_resume_without_out_continues_the_newest_stopped_run_of_the_scenario(sto
 def test_no_resume_starts_afresh_and_resume_requires_a_checkpoint(stopped):
     fresh = cli_here("run", "tiny.yaml", "--out", "runs/x", "--no-resume", "-q")
     assert fresh.returncode == 0 and fresh.stderr == ""
-    proc = cli_here("run", "tiny.yaml", "--out", "runs/z", "--resume", "-q")
+    proc = cli_here("run", "tiny.yaml", "--out", "runs/new/z", "--resume", "-q")
     assert proc.returncode == 2
-    assert proc.stderr.splitlines() == ["error: --resume: runs/z has no stopped run to continue (no checkpoint in runs/.z.partial)"]
-    assert not Path("runs/z").exists() and not Path("runs/.z.partial").exists()
+    assert proc.stderr.splitlines() == ["error: --resume: runs/new/z has no stopped run to continue (no checkpoint in runs/new/.z.partial)"]
+    assert not Path("runs/new").exists()  # nothing created
 
 
 def test_a_checkpoint_that_fails_while_written_leaves_the_previous_one(tmp_path, monkeypatch):

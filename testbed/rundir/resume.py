@@ -42,13 +42,23 @@ class Continuation:
         self.file: Path | None = None
         self.epoch = 0
 
+    def refuse_early(self) -> None:
+        """Before anything is created (or locked): refuse `resume=True` where there is no
+        checkpoint at all."""
+        stage = rundir.staging_path(self.path)
+        if self.resume and not (stage / rundir.CHECKPOINT).is_file():
+            self.nothing_to_resume(stage)
+
+    def nothing_to_resume(self, stage: Path) -> None:
+        raise UserError(f"--resume: {self.path} has no stopped run to continue (no checkpoint in {stage})")
+
     def __call__(self, stage: Path) -> bool:
         file = stage / rundir.CHECKPOINT
         if self.resume is False:
             return False
         if not file.is_file():
             if self.resume:
-                raise UserError(f"--resume: {self.path} has no stopped run to continue (no checkpoint in {stage})")
+                self.nothing_to_resume(stage)
             return False
         why, found = mismatch(file, self.identity)
         if why is not None:
