@@ -185,6 +185,31 @@ def test_a_stopped_run_of_another_scenario_is_refused_in_one_line_and_kept(stopp
     assert yaml.safe_load(Path("runs/x/scenario.yaml").read_text())["optimizer"]["lr"] == 0.01
 
 
+@pytest.mark.parametrize(
+    ("key", "value", "says"),
+    [
+        ("torch", "2.0.0", "written with torch 2.0.0, this is torch " + str(torch.__version__)),
+        ("commit", "0123456789abcdef", "written at testbed commit 0123456789ab, this checkout is at "),
+        (
+            "plugins",
+            [{"kind": "norm", "name": "rms", "distribution": "testbed", "version": "0.0.1"}],
+            "written with norm plugin 'rms' of testbed 0.0.1, this is testbed ",
+        ),
+    ],
+)
+def test_a_stopped_run_of_other_code_is_refused(stopped, key, value, says):
+    """Other code might not reproduce the stopped run's numbers, so it does not continue it."""
+    file = Path("runs/.x.partial") / CHECKPOINT
+    saved = checkpoint.read(file)
+    saved["identity"][key] = value
+    checkpoint.write(file, saved)
+    proc = cli_here("run", "tiny.yaml", "--out", "runs/x", "-q")
+    assert proc.returncode == 2
+    (line,) = proc.stderr.splitlines()
+    assert line.startswith(f"error: --out runs/x: the stopped run in runs/.x.partial cannot be continued: {says}")
+    assert line.endswith("; --force discards it and starts afresh")
+
+
 def test_resume_without_out_continues_the_newest_stopped_run_of_the_scenario(stopped):
     later = testbed.load_scenario("tiny.yaml", seeds="0-1")  # another scenario, stopped later under the same root
     with pytest.raises(KeyboardInterrupt):

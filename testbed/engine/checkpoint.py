@@ -5,7 +5,8 @@ A checkpoint is one file written with `torch.save` (read back with `weights_only
 numbers, strings, lists, dicts and `Evaluation`s only, no code), holding:
 
 - `identity`: what must match for the run to be continued: the resolved scenario (as
-  scenario.yaml writes it) and the versions of testbed, torch and every plugin the scenario uses;
+  scenario.yaml writes it), the versions of testbed, torch and every plugin the scenario uses,
+  and the git commit of testbed's checkout (testbed.rundir.resume.identity);
 - `epoch` (the last one completed), `step` (optimizer steps so far), `seconds` of training so far;
 - `params`: the flat (S, P) parameters; `optimizer`: the wrapper's step count and the update
   rule's `state_dict()` (Adam's moments, SGD's buffer);
@@ -219,6 +220,8 @@ def difference(saved: dict[str, Any], current: dict[str, Any]) -> str | None:
     for key in ("testbed", "torch"):
         if saved.get(key) != current.get(key):
             return f"written with {key} {saved.get(key)}, this is {key} {current.get(key)}"
+    if saved.get("commit") != current.get("commit"):
+        return f"written at testbed commit {str(saved.get('commit'))[:12]}, this checkout is at {str(current.get('commit'))[:12]}"
     for old, new in zip(saved.get("plugins", []), current.get("plugins", [])):
         if old != new:
             was, now = (f"{r.get('distribution') or r.get('module')} {r.get('version') or ''}".strip() for r in (old, new))

@@ -1,8 +1,9 @@
 """Continuing a stopped run: which staging folder's checkpoint a run may continue, and why not.
 
 A checkpoint may be continued by a run whose identity it shares: the same resolved scenario
-and the same code (testbed, torch, and each plugin's distribution and version). Continuing is
-then safe by construction: the run directory comes out as an uninterrupted run's would."""
+and the same code (testbed, torch, and each plugin's distribution and version, and the git
+commit of testbed's checkout when it is one; uncommitted edits cannot be told apart). Continuing
+is then safe by construction: the run directory comes out as an uninterrupted run's would."""
 
 from __future__ import annotations
 
@@ -28,6 +29,7 @@ def identity(scenario) -> dict[str, Any]:
         "testbed": str(testbed.__version__),
         "torch": str(torch.__version__),  # a str subclass that weights-only loading refuses
         "plugins": [provenance.plugin_record(kind, ref.name, default_registry()) for kind, ref in provenance.plugins_used(scenario)],
+        "commit": (provenance.git_state() or {}).get("commit"),  # in a git checkout, versions stay put from commit to commit
     }
 
 
