@@ -307,11 +307,12 @@ class Gatherer(Probe):
         self.seen: dict[str, Evaluation | None] = {}
         self.total = torch.zeros(len(info.seeds))
         self.transform = torch.nn.functional.relu  # configuration, left as built
+        self.sampler = torch.Generator().manual_seed(7)  # its own stream: continues where it was
 
     def after_epoch(self, epoch, flat, evaluation) -> None:
         self.norms.append(torch.linalg.vector_norm(self.weights, dim=1).tolist())
         self.seen[str(epoch)] = evaluation
-        self.total += flat.sum(1)
+        self.total += flat.sum(1) + torch.rand(len(self.info.seeds), generator=self.sampler)
 
 
 def test_the_default_state_restores_data_attributes_and_relinks_the_live_parameters():
@@ -339,6 +340,7 @@ def test_the_default_state_restores_data_attributes_and_relinks_the_live_paramet
     assert again.norms == probe.norms and torch.equal(again.total, probe.total)
     assert again.seen["1"].epoch == 1 and torch.equal(again.seen["1"].test_acc, ev.test_acc)
     assert again.transform is torch.nn.functional.relu
+    assert torch.equal(torch.rand(5, generator=again.sampler), torch.rand(5, generator=probe.sampler))
     rule_again = Momentum()
     rule_again.load_state_dict(saved["rule"])
     assert torch.equal(rule_again.buf, rule.buf) and rule_again.calls == 1

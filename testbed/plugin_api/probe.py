@@ -123,20 +123,20 @@ class Probe(ABC):
     def state_dict(self) -> dict[str, Any]:
         """What this probe has gathered, for a checkpoint taken after an epoch's `after_epoch`:
         tensors, numbers, strings, `Evaluation`s, lists and dicts of them. The default holds
-        every attribute that is such data, but `info` (given again by `start`) and references
-        to the live parameters (`info.params`, linked again on load); it leaves callables and
-        parameter models out and refuses, with a TypeError naming it, any other value (a numpy
-        array, an object of your own): override both methods then."""
+        every attribute that is such data (and the state of each torch.Generator attribute),
+        but `info` (given again by `start`) and references to the live parameters
+        (`info.params`, linked again on load); it leaves callables and parameter models out
+        and refuses, with a TypeError naming it, any other value (a numpy array, an object of
+        your own): override both methods then."""
         live = getattr(getattr(self, "info", None), "params", None)
         linked = [name for name, value in vars(self).items() if live is not None and value is live]
-        attributes = attribute_state(self, skip=("info", *linked), records=(Evaluation,), configuration=(RunInfo,))
-        return {"attributes": attributes, "live_params": linked}
+        return {**attribute_state(self, skip=("info", *linked), records=(Evaluation,), configuration=(RunInfo,)), "live_params": linked}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Continue from `state`, what `state_dict` returned, after `start`: the files `finish`
         writes must come out as if the run had never stopped. The default sets the saved
         attributes back and points those that referred to the live parameters at `info.params`."""
-        restore_attributes(self, state["attributes"])
+        restore_attributes(self, state)
         for name in state["live_params"]:
             setattr(self, name, self.info.params)
 

@@ -3,7 +3,9 @@ hold data, so that a plugin keeping its state in tensors, numbers, strings, list
 resumes correctly without writing a line.
 
 What is data: tensors, None, bool, int, float, str, the record types the caller names (for
-probes, `Evaluation`), and lists, tuples and dicts (string or integer keys) of data. What is
+probes, `Evaluation`), and lists, tuples and dicts (string or integer keys) of data; an
+attribute holding a `torch.Generator` is saved as its state and set back into the generator of
+the object restored (so a plugin that draws from its own generator continues its stream). What is
 configuration, left as built: anything callable (classes, functions, norm objects), modules,
 parameter models (pydantic) and the types the caller names (for probes, `RunInfo`). Any
 other value (a numpy array, an object of the plugin's own) stops the checkpoint with a
@@ -52,17 +54,27 @@ def check_data(value: Any, where: str, records: tuple[type, ...] = ()) -> None:
 
 def attribute_state(obj: Any, skip: tuple[str, ...] = (), records: tuple[type, ...] = (), configuration: tuple[type, ...] = ()) -> dict[str, Any]:
     """Every attribute of `obj` that holds data, by name, but those in `skip` (tensors by
-    reference: the checkpoint is written at once)."""
-    state = {}
+    reference: the checkpoint is written at once), and the state of every generator attribute:
+    {"attributes": {name: value}, "generators": {name: state}}."""
+    attributes, generators = {}, {}
     for name, value in vars(obj).items():
-        if name in skip or is_configuration(value, configuration):
+        if name in skip:
             continue
-        check_data(value, f"{type(obj).__qualname__}.{name}", records)
-        state[name] = value
-    return state
+        if isinstance(value, torch.Generator):
+            generators[name] = value.get_state()
+        elif not is_configuration(value, configuration):
+            check_data(value, f"{type(obj).__qualname__}.{name}", records)
+            attributes[name] = value
+    return {"attributes": attributes, "generators": generators}
 
 
 def restore_attributes(obj: Any, state: dict[str, Any]) -> None:
     """Set the attributes saved by `attribute_state`; others keep the value they were built with."""
-    for name, value in state.items():
+    for name, value in state["attributes"].items():
         setattr(obj, name, value)
+    for name, generator_state in state["generators"].items():
+        generator = getattr(obj, name, None)
+        if not isinstance(generator, torch.Generator):
+            generator = torch.Generator()
+            setattr(obj, name, generator)
+        generator.set_state(generator_state)

@@ -48,9 +48,10 @@ class UpdateRule(ABC):
     def state_dict(self) -> dict[str, Any]:
         """The rule's state for a checkpoint, taken after an epoch's last step: a dict of
         tensors, numbers, strings, lists and dicts. The default holds every attribute that is
-        such data (moments, buffers, counters; hyperparameters too, harmlessly) and leaves
-        callables and parameter models out; it refuses, with a TypeError naming it, any other
-        value (a numpy array, an object of your own): override both methods then."""
+        such data (moments, buffers, counters; hyperparameters too, harmlessly) and the state
+        of each torch.Generator attribute, and leaves callables and parameter models out; it
+        refuses, with a TypeError naming it, any other value (a numpy array, an object of your
+        own): override both methods then."""
         return attribute_state(self)
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
