@@ -34,7 +34,7 @@ def run(
     seeds: str | None = SEEDS,
     set_: list[str] | None = SETS,
     out: Path | None = typer.Option(None, "--out", help="run directory (default: runs/<name>-<time>)"),
-    force: bool = typer.Option(False, "--force", help="replace --out if it exists"),
+    force: bool = typer.Option(False, "--force", help="replace --out if it exists, and discard a stopped run there that cannot be continued"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar"),
     threads: int | None = THREADS,
     resume: bool | None = typer.Option(
