@@ -59,16 +59,34 @@ def _progress(progress: ProgressOption) -> Iterator[Callable[[Any], None] | None
         yield progress or None
 
 
-def run(scenario, *, out: PathLike | None = None, force: bool = False, progress: ProgressOption = None, threads: int | None = None) -> Run:
+def run(
+    scenario,
+    *,
+    out: PathLike | None = None,
+    force: bool = False,
+    progress: ProgressOption = None,
+    threads: int | None = None,
+    resume: bool | None = None,
+    checkpoint_every: int | str | None = None,
+) -> Run:
     """Train every seed of `scenario` (a Scenario, or the path of a scenario file) into the run
     directory `out` (default: a new folder under the scenario's output root, runs/), which
     must not exist or be empty unless `force`. `threads`: intra-op threads for this run
     (default: one for fewer than 16 seeds, else every core; results do not depend on it).
-    Returns the run, read lazily from disk."""
+    Returns the run, read lazily from disk.
+
+    Checkpoints: the training state is saved in the run's staging folder every
+    `checkpoint_every` (epochs, e.g. 50, or training time, '30s', '5m', '1h'; default '60s';
+    'off' for none) and after the last epoch. A run that stopped (killed, interrupted) is
+    continued from its last checkpoint by the same call: with `resume` None, when `out` holds
+    a stopped run of the same scenario (one of another scenario is refused, or discarded with
+    `force`); `resume=True` requires one, and without `out` continues the newest stopped run
+    of this scenario under the output root; `resume=False` starts afresh. A continued run
+    ends exactly as an uninterrupted one (only times differ)."""
     if not isinstance(scenario, BaseModel):
         scenario = load_scenario(scenario)
     with _progress(progress) as callback:
-        return run_scenario(scenario, out, force=force, progress=callback, threads=threads)
+        return run_scenario(scenario, out, force=force, progress=callback, threads=threads, resume=resume, checkpoint_every=checkpoint_every)
 
 
 def load_run(path: PathLike) -> Run:

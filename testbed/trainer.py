@@ -1,7 +1,11 @@
 """Train a scenario into a run directory: what `testbed.run` and `testbed run` do.
 
 Nothing here prints: progress goes to an optional callback, which receives a `Progress` before
-the first epoch and after every epoch (the command line draws it as a progress bar)."""
+the first epoch and after every epoch (the command line draws it as a progress bar).
+
+A run that stops (killed, interrupted, failed) keeps its staging folder with the training's
+last checkpoint; running the same scenario into the same directory again continues from it,
+and the run directory comes out as if the run had never stopped."""
 
 from __future__ import annotations
 
@@ -11,12 +15,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from testbed.config import scenario as scenario_mod
+from testbed.engine import checkpoint
 from testbed.engine.loop import train
 from testbed.engine.threads import choose as choose_threads
 from testbed.engine.threads import intra_op_threads
 from testbed.errors import RunFailure, describe
 from testbed.plugin_api.probe import Evaluation
 from testbed.rundir import provenance
+from testbed.rundir import resume as resume_mod
 from testbed.rundir import summary as summary_mod
 from testbed.rundir import writer as rundir
 from testbed.rundir.reader import Run
@@ -31,6 +37,7 @@ class Progress:
     epoch: int
     epochs: int
     evaluation: Evaluation | None = None
+    resumed_from: Path | None = None  # on the first event of a run continued from a checkpoint: its file (of epoch `epoch`)
 
 
 ProgressCallback = Callable[[Progress], None]
@@ -44,27 +51,45 @@ def run_scenario(
     progress: ProgressCallback | None = None,
     label: str | None = None,
     threads: int | None = None,
+    resume: bool | None = None,
+    checkpoint_every: int | str | None = None,
 ) -> Run:
     """Train `scenario` into `out` (default: a fresh folder under the scenario's output root),
     written in a staging folder and renamed into place when complete; `label` names the run in
     its progress events; `threads` intra-op threads, default by `testbed.engine.threads.choose`
-    (the caller's torch setting is restored afterwards)."""
-    path = Path(out) if out is not None else rundir.default_path(scenario.output.root, scenario.name)
+    (the caller's torch setting is restored afterwards).
+
+    `checkpoint_every`: epochs (50), training time ('30s', '5m', '1h'; default 60 s) or 'off';
+    a checkpoint also follows the last epoch. `resume`: None continues the stopped run in `out`
+    if its checkpoint has the same scenario and code (and refuses one of another, unless
+    `force`, which discards it); True must continue one (without `out`: the newest stopped run
+    of this scenario under the output root); False starts afresh."""
+    policy = checkpoint.Policy.parse(checkpoint_every)
+    ident = resume_mod.identity(scenario)
+    if out is not None:
+        path = Path(out)
+    elif resume:
+        path = resume_mod.newest_unfinished(scenario, ident)
+    else:
+        path = rundir.default_path(scenario.output.root, scenario.name)
     epochs = scenario.training.epochs
     label = label or f"{scenario.name} ({len(scenario.seeds)} seeds)"
-    with rundir.staged(path, force) as stage:
+    continuation = resume_mod.Continuation(path, ident, resume, force)
+    continuation.refuse_early()
+    with rundir.staged(path, force, continuation) as stage:
         (stage / "scenario.yaml").write_text(scenario_mod.to_yaml(scenario))
         advance = None
         if progress is not None:
-            progress(Progress(label, 0, epochs))
+            progress(Progress(label, continuation.epoch, epochs, resumed_from=continuation.file))
 
             def advance(epoch: int, evaluation: Evaluation | None) -> None:
                 progress(Progress(label, epoch, epochs, evaluation))
 
+        checkpoints = checkpoint.Checkpointing(stage / rundir.CHECKPOINT, policy, ident, resume=continuation.file is not None)
         with intra_op_threads(choose_threads(len(scenario.seeds), threads)):
             started = provenance.now()
             try:
-                result = train(scenario, stage, progress=advance)
+                result = train(scenario, stage, progress=advance, checkpoints=checkpoints)
             except RunFailure as failure:
                 _keep_unfinished(failure, stage)
                 raise

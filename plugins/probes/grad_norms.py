@@ -36,6 +36,12 @@ class GradNorms(Probe):
         else:
             self.norms[epoch - 1] += norms / self.info.steps_per_epoch
 
+    def state_dict(self) -> dict:
+        return {"norms": self.norms}  # an epoch's mean is complete at the checkpoint, which follows the epoch
+
+    def load_state_dict(self, state: dict) -> None:
+        self.norms.copy_(state["norms"])
+
     def finish(self, out: Path) -> dict[str, list]:
         np.savez_compressed(
             out / "grad_norms.npz",

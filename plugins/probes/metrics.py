@@ -9,7 +9,7 @@ import torch
 from pydantic import Field
 
 from testbed.plugin_api.base import Params, plugin
-from testbed.plugin_api.probe import Evaluation, Probe
+from testbed.plugin_api.probe import Evaluation, Probe, stack_evaluations, unstack_evaluations
 
 COLUMNS = ("seed", "epoch", "p", "train_loss", "train_acc", "test_loss", "test_acc")
 
@@ -29,6 +29,12 @@ class Metrics(Probe):
     def after_epoch(self, epoch: int, flat: torch.Tensor, evaluation: Evaluation | None) -> None:
         if evaluation is not None:
             self.rows.append(evaluation)
+
+    def state_dict(self) -> dict:
+        return {"rows": stack_evaluations(self.rows)}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.rows = unstack_evaluations(state["rows"])
 
     def finish(self, out: Path) -> dict[str, list]:
         seeds = self.info.seeds

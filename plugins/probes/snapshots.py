@@ -32,6 +32,13 @@ class Snapshots(Probe):
             self.epochs.append(epoch)
             self.flats.append(flat.detach().clone())
 
+    def state_dict(self) -> dict:
+        return {"epochs": list(self.epochs), "flats": torch.stack(self.flats) if self.flats else None}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.epochs = list(state["epochs"])
+        self.flats = list(state["flats"].unbind(0)) if state["flats"] is not None else []
+
     def finish(self, out: Path) -> dict[str, list]:
         space = self.info.space
         stacked = torch.stack(self.flats)  # (n, S, P)
@@ -69,7 +76,7 @@ class SpikeSnapshots(Snapshots):
         super().start(info)
         found = [p for p in getattr(info.scenario, "probes", []) if getattr(p, "name", None) == "spikes"]
         self.detector = SpikeParams(**found[0].model_dump(exclude={"name"})) if found else SpikeParams()
-        self.flat: torch.Tensor | None = None
+        self.flat: torch.Tensor | None = info.params  # updated in place by the optimizer: read after every step
         self.ring = torch.zeros(2, len(info.seeds), info.space.size)  # weights entering steps n by n % 2
         self.base = torch.full((len(info.seeds),), float("inf"))
         self.base_until = 0
@@ -80,7 +87,7 @@ class SpikeSnapshots(Snapshots):
     def after_epoch(self, epoch: int, flat: torch.Tensor, evaluation: Evaluation | None) -> None:
         super().after_epoch(epoch, flat, evaluation)
         if epoch == 0:
-            self.flat = flat  # updated in place by the optimizer: read after every step
+            self.flat = flat  # the same live tensor (info.params where the trainer made info)
             self.ring[0].copy_(flat)
 
     def after_step(self, step: int, epoch: int, loss: torch.Tensor, grad: torch.Tensor) -> None:
@@ -101,6 +108,17 @@ class SpikeSnapshots(Snapshots):
                         before, after = self.ring[(s - 1) % 2, j].clone(), self.ring[s % 2, j].clone()
                         self.events.append((j, s, float(loss[j]), before, after))
         self.ring[step % 2].copy_(self.flat)
+
+    def state_dict(self) -> dict:
+        kept = ("ring", "base", "base_until", "last_elevated", "kept", "events")
+        return {"snapshots": super().state_dict(), **{name: getattr(self, name) for name in kept}}
+
+    def load_state_dict(self, state: dict) -> None:
+        super().load_state_dict(state["snapshots"])
+        self.ring.copy_(state["ring"])
+        self.base, self.base_until = state["base"], state["base_until"]
+        self.last_elevated, self.kept = list(state["last_elevated"]), list(state["kept"])
+        self.events = [tuple(event) for event in state["events"]]
 
     def finish(self, out: Path) -> dict[str, list]:
         super().finish(out)

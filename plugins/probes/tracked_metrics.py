@@ -18,7 +18,7 @@ from pydantic import Field
 from testbed.config.scenario import to_yaml
 from testbed.errors import UserError
 from testbed.plugin_api.base import Params
-from testbed.plugin_api.probe import Evaluation, Probe
+from testbed.plugin_api.probe import Evaluation, Probe, stack_evaluations, unstack_evaluations
 
 METRICS = ("train_loss", "train_acc", "test_loss", "test_acc")  # named as in metrics.csv, with p
 INSTALL = "pip install 'testbed[tracking]'"
@@ -92,6 +92,14 @@ class TrackingProbe(Probe):
         # Other probes may ask for evaluations at other epochs: log only this probe's own.
         if evaluation is not None and (epoch % self.every == 0 or epoch == self.info.epochs):
             self.logged.append((time.time(), evaluation))
+
+    def state_dict(self) -> dict:
+        """The start and the evaluations with their wall times, as measured before the stop."""
+        return {"started": self.started, "wall_times": [t for t, _ in self.logged], "evaluations": stack_evaluations([ev for _, ev in self.logged])}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.started = state["started"]
+        self.logged = list(zip(state["wall_times"], unstack_evaluations(state["evaluations"])))
 
     def values(self, ev: Evaluation, seed_index: int) -> dict[str, float]:
         """One seed's metrics at one evaluation: p and the columns of metrics.csv."""

@@ -91,9 +91,20 @@ def run(
     seeds: str | None = SEEDS,
     set_: list[str] | None = SETS,
     out: Path | None = typer.Option(None, "--out", help="run directory (default: runs/<name>-<time>)"),
-    force: bool = typer.Option(False, "--force", help="replace --out if it exists"),
+    force: bool = typer.Option(False, "--force", help="replace --out if it exists, and discard a stopped run there that cannot be continued"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar"),
     threads: int | None = THREADS,
+    resume: bool | None = typer.Option(
+        None,
+        "--resume/--no-resume",
+        help="continue a stopped run of this scenario from its last checkpoint: the one in --out, else the newest under the output root "
+        "(default: continue --out's if it has one); --no-resume: start afresh",
+    ),
+    checkpoint_every: str | None = typer.Option(
+        None,
+        "--checkpoint-every",
+        help="save the training state every N epochs, or every 30s, 5m, 1h of training, or off (default 60s); also after the last epoch",
+    ),
 ) -> None:
     """Train the seeds of a scenario as one vectorized program and write a run directory."""
     from testbed import api
@@ -102,8 +113,16 @@ def run(
 
     _load_plugins()
     sc = scenario_mod.load(scenario, set_ or [], seeds)
-    with ProgressDisplay(Console(stderr=True)) as display:
-        result = api.run(sc, out=out, force=force, progress=None if quiet else display, threads=threads)
+    err = Console(stderr=True)
+    with ProgressDisplay(err) as display:
+
+        def show(event) -> None:
+            if event.resumed_from is not None:
+                err.print(f"resuming from epoch {event.epoch} of {event.epochs}: {event.resumed_from}", highlight=False, soft_wrap=True)
+            if not quiet:
+                display(event)
+
+        result = api.run(sc, out=out, force=force, progress=show, threads=threads, resume=resume, checkpoint_every=checkpoint_every)
     console = Console(width=max(120, Console().width))
     console.print(run_table([result.summary_json]))
     for line in divergence_lines(result.summary_json):

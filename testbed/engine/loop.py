@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 from testbed.analysis.spike_detector import first_nonfinite
-from testbed.engine import blame
+from testbed.engine import blame, checkpoint
 from testbed.engine.gradients import loss_and_grad
 from testbed.engine.model import Architecture, ParamSpace
 from testbed.engine.optimizer import Optimizer
@@ -96,8 +96,16 @@ class RunResult:
 ProgressFn = Callable[[int, Evaluation | None], None]
 
 
-def train(scenario, out_dir: Path | None = None, registry: Registry | None = None, progress: ProgressFn | None = None) -> RunResult:
+def train(
+    scenario,
+    out_dir: Path | None = None,
+    registry: Registry | None = None,
+    progress: ProgressFn | None = None,
+    checkpoints: checkpoint.Checkpointing | None = None,
+) -> RunResult:
     """Train every seed of `scenario`; probes write their outputs into `out_dir` if given.
+    With `checkpoints`, write the training state after the epochs its policy names (and after
+    the last), and first continue from its file if it says so.
 
     A plugin that raises comes out as a `PluginError` naming it, the phase, the epoch and the
     step (see `testbed.engine.blame`); a probe whose `finish` raises only loses its outputs,
@@ -106,14 +114,22 @@ def train(scenario, out_dir: Path | None = None, registry: Registry | None = Non
     c = build(scenario, registry)
     at = blame.Position()
     try:
-        return _train(scenario, c, out_dir, progress, at, started)
+        return _train(scenario, c, out_dir, progress, checkpoints, at, started)
     except (UserError, RunFailure):
         raise
     except Exception as exc:
         raise blame.failure(exc, c.made, at) from exc
 
 
-def _train(scenario, c: Components, out_dir: Path | None, progress: ProgressFn | None, at: blame.Position, started: float) -> RunResult:
+def _train(
+    scenario,
+    c: Components,
+    out_dir: Path | None,
+    progress: ProgressFn | None,
+    checkpoints: checkpoint.Checkpointing | None,
+    at: blame.Position,
+    started: float,
+) -> RunResult:
     arch, space, task = c.arch, c.space, scenario.task
     seeds = list(scenario.seeds)
     epochs = scenario.training.epochs
@@ -129,13 +145,14 @@ def _train(scenario, c: Components, out_dir: Path | None, progress: ProgressFn |
         flat = space.init(seeds)
     views = space.views(flat)
 
-    info = RunInfo(seeds, epochs, steps_per_epoch, space, scenario)
+    info = RunInfo(seeds, epochs, steps_per_epoch, space, scenario, params=flat)
     for probe in c.probes:
         probe.start(info)
     step_probes = [p for p in c.probes if p.observes_steps()]
     eval_epochs = {epochs}.union(*(p.eval_epochs(epochs) for p in c.probes))
 
     order_gens = [generator(seed, "batches") for seed in seeds]
+
     def stage_for(p: int, current: Stage | None) -> Stage:
         """The stage in force: kept while p stays, sampled anew when the curriculum changes p."""
         if current is not None and current.dataset.p == p:
@@ -143,14 +160,23 @@ def _train(scenario, c: Components, out_dir: Path | None, progress: ProgressFn |
         ds = make_dataset(seeds, p, task.seq_len, task.sparsity, task.n_train, task.n_test, task.test_split)
         return Stage.prepare(ds, arch)
 
+    live = checkpoint.Live(flat, c.optimizer, order_gens, info, c.probes)
+    done, step, seconds_before = 0, 0, 0.0  # epochs, steps and seconds of training before this session
     at.epoch, at.step = 0, 0
-    data = stage_for(c.curriculum.p_at(1), None)
-    evaluation = evaluate(arch, views, data, 0) if 0 in eval_epochs else None
-    for probe in c.probes:
-        probe.after_epoch(0, flat, evaluation)
+    if checkpoints is not None and checkpoints.resume:
+        restored = live.restore(checkpoint.read(checkpoints.file))
+        done, step, evaluation, seconds_before = restored.epoch, restored.step, restored.evaluation, restored.seconds
+        data = stage_for(c.curriculum.p_at(max(done, 1)), None)  # the stage of the last epoch, derived again
+    else:
+        data = stage_for(c.curriculum.p_at(1), None)
+        evaluation = evaluate(arch, views, data, 0) if 0 in eval_epochs else None
+        for probe in c.probes:
+            probe.after_epoch(0, flat, evaluation)
+    schedule = checkpoint.Schedule(checkpoints.policy) if checkpoints is not None else None
+    if schedule is not None and checkpoints.policy.enabled:
+        live.check()
 
-    step = 0
-    for epoch in range(1, epochs + 1):
+    for epoch in range(done + 1, epochs + 1):
         at.epoch = epoch
         data = stage_for(c.curriculum.p_at(epoch), data)
         perm = torch.stack([torch.randperm(n, generator=g) for g in order_gens])  # (S, n)
@@ -165,6 +191,10 @@ def _train(scenario, c: Components, out_dir: Path | None, progress: ProgressFn |
         evaluation = evaluate(arch, views, data, epoch) if epoch in eval_epochs else None
         for probe in c.probes:
             probe.after_epoch(epoch, flat, evaluation)
+        if schedule is not None and schedule.due(epoch, epochs):
+            seconds = seconds_before + time.perf_counter() - started
+            checkpoint.write(checkpoints.file, live.capture(epoch, step, evaluation, seconds, checkpoints.identity))
+            schedule.written()
         if progress is not None:
             progress(epoch, evaluation)
 
@@ -180,7 +210,8 @@ def _train(scenario, c: Components, out_dir: Path | None, progress: ProgressFn |
             except Exception as exc:  # the other probes' outputs and the trained run stay
                 failures.append(blame.failure(exc, c.made, at))
     diverged = first_nonfinite(info.step_losses.numpy()).tolist()
-    return RunResult(seeds, evaluation, columns, time.perf_counter() - started, step, diverged, steps_per_epoch, failures)
+    seconds = seconds_before + time.perf_counter() - started
+    return RunResult(seeds, evaluation, columns, seconds, step, diverged, steps_per_epoch, failures)
 
 
 @contextmanager

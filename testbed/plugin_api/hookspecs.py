@@ -83,6 +83,14 @@ class TestbedSpecs:
         arguments) and nothing that mixes seeds: vectorised kernels round fused operations
         differently at different positions of a tensor, and a seed's trajectory must be
         bit-identical alone or among others (tests/test_replicas.py).
+
+        `UpdateRule.state_dict()` / `load_state_dict(state)`, optional: the rule's state in a
+        checkpoint, taken after an epoch, and set back into a freshly built rule when a stopped
+        run continues, after which `update` must do exactly what it would have done had the
+        run never stopped. The state is tensors, numbers, strings, lists and dicts (read back
+        with `torch.load(weights_only=True)`). The defaults save every attribute holding such
+        data and set it back; they refuse, with a TypeError naming it, any other value (a
+        numpy array, an object of your own), which calls for overriding both.
         """
 
     @hookspec
@@ -112,8 +120,9 @@ class TestbedSpecs:
 
         - `start(info: RunInfo)`: before training, after initialisation. `info` has `seeds`,
           `epochs`, `steps_per_epoch`, `total_steps`, `space` (the layout of the flat (S, P)
-          parameter tensor), `scenario` (validated), `step_losses` ((total_steps, S), filled
-          as training goes) and `epoch_of_steps()`. The default keeps it as `self.info`.
+          parameter tensor), `scenario` (validated), `params` (the live (S, P) parameters),
+          `step_losses` ((total_steps, S), filled as training goes) and `epoch_of_steps()`.
+          The default keeps it as `self.info`.
         - `eval_epochs(epochs) -> set[int]`: next, the epochs (0 = before training) at which
           the probe wants an `Evaluation` (per-seed train/test loss and accuracy).
         - `after_step(step, epoch, loss, grad)`: after each optimizer step (`step` from 1);
@@ -128,6 +137,15 @@ class TestbedSpecs:
           files there and return per-seed columns, {name: [one value per seed in info.seeds
           order]}, which join `per_seed` in summary.json. Not called when training without a
           run directory.
+        - `state_dict() -> dict` / `load_state_dict(state)`: what the probe has gathered, for
+          the checkpoint taken after an epoch's `after_epoch`, and that back when a stopped run
+          continues: then `start`, `eval_epochs` and `load_state_dict` are called instead of
+          `after_epoch(0, ...)` and the hooks of the epochs already trained, and the probe's
+          files must come out as if the run had never stopped. State is tensors, numbers,
+          strings, `Evaluation`s, lists and dicts. The defaults save every attribute holding
+          such data but `info`, point an attribute that is the live parameter tensor
+          (`info.params`) at the new one, leave callables and parameter models as built, and
+          refuse any other value with a TypeError naming it.
         """
 
     @hookspec

@@ -11,6 +11,7 @@ from typing import Any
 import torch
 
 from testbed.engine.model import ParamSpace
+from testbed.plugin_api.state import attribute_state, restore_attributes
 
 
 @dataclass(frozen=True)
@@ -21,15 +22,18 @@ class RunInfo:
     `steps_per_epoch` optimizer steps in each; `space` the layout of the flat (S, P) parameter
     tensor (`space.slices[name]` its columns, `space.shapes[name]` the shape of one seed's
     parameter, `space.views(flat)` name -> (S, *shape) views, `space.size` = P); `scenario` the
-    validated scenario (its fields as in the YAML file, defaults filled in). `step_losses`
-    (total_steps, S) is filled by the trainer as it goes (NaN until a step has run): the loss of
-    every step is where spikes show, so every run keeps it, once, for whichever probes read it."""
+    validated scenario (its fields as in the YAML file, defaults filled in); `params` the live
+    (S, P) parameters, the tensor the optimizer updates in place and `after_epoch` receives
+    (None only where a test builds a RunInfo by hand). `step_losses` (total_steps, S) is filled
+    by the trainer as it goes (NaN until a step has run): the loss of every step is where spikes
+    show, so every run keeps it, once, for whichever probes read it (and checkpoints it)."""
 
     seeds: list[int]
     epochs: int
     steps_per_epoch: int
     space: ParamSpace
     scenario: Any
+    params: torch.Tensor | None = None
     step_losses: torch.Tensor = field(init=False)
 
     def __post_init__(self) -> None:
@@ -57,12 +61,34 @@ class Evaluation:
     test_acc: torch.Tensor
 
 
+METRIC_FIELDS = ("train_loss", "train_acc", "test_loss", "test_acc")
+
+
+def stack_evaluations(evaluations: list[Evaluation]) -> dict[str, Any]:
+    """A list of evaluations as a few tensors ((n, S) per metric): what a probe that keeps
+    every evaluation puts in its checkpoint state (one tensor per metric, not four per epoch)."""
+    return {
+        "epoch": [ev.epoch for ev in evaluations],
+        "p": [ev.p for ev in evaluations],
+        **{name: torch.stack([getattr(ev, name) for ev in evaluations]) if evaluations else None for name in METRIC_FIELDS},
+    }
+
+
+def unstack_evaluations(state: dict[str, Any]) -> list[Evaluation]:
+    """The inverse of `stack_evaluations`, value for value."""
+    return [
+        Evaluation(epoch, p, *(state[name][i] for name in METRIC_FIELDS)) for i, (epoch, p) in enumerate(zip(state["epoch"], state["p"]))
+    ]
+
+
 class Probe(ABC):
     """Base class of probes: every hook is optional and does nothing by default; override what
     you need. Each hook sees every seed at once (tensors carry the seed axis first).
 
     Order within a run: `start`, `eval_epochs`, `after_epoch(0, ...)` before training, then per
-    epoch `after_step` for each optimizer step and `after_epoch`, and at the end `finish`.
+    epoch `after_step` for each optimizer step and `after_epoch`, and at the end `finish`. A run
+    resumed from a checkpoint calls `start`, `eval_epochs` and `load_state_dict` instead of the
+    hooks up to the checkpoint's epoch, then carries on with the next epoch's `after_step`.
     """
 
     info: RunInfo
@@ -93,6 +119,26 @@ class Probe(ABC):
         return per-seed summary columns, {column: [one value per seed, in info.seeds order]},
         which join summary.json's `per_seed` table."""
         return {}
+
+    def state_dict(self) -> dict[str, Any]:
+        """What this probe has gathered, for a checkpoint taken after an epoch's `after_epoch`:
+        tensors, numbers, strings, `Evaluation`s, lists and dicts of them. The default holds
+        every attribute that is such data (and the state of each torch.Generator attribute),
+        but `info` (given again by `start`) and references to the live parameters
+        (`info.params`, linked again on load); it leaves callables and parameter models out
+        and refuses, with a TypeError naming it, any other value (a numpy array, an object of
+        your own): override both methods then."""
+        live = getattr(getattr(self, "info", None), "params", None)
+        linked = [name for name, value in vars(self).items() if live is not None and value is live]
+        return {**attribute_state(self, skip=("info", *linked), records=(Evaluation,), configuration=(RunInfo,)), "live_params": linked}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Continue from `state`, what `state_dict` returned, after `start`: the files `finish`
+        writes must come out as if the run had never stopped. The default sets the saved
+        attributes back and points those that referred to the live parameters at `info.params`."""
+        restore_attributes(self, state)
+        for name in state["live_params"]:
+            setattr(self, name, self.info.params)
 
     @classmethod
     def observes_steps(cls) -> bool:

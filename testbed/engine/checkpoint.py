@@ -1,0 +1,247 @@
+"""Checkpoints: the complete training state of a run after an epoch, so that a run killed at any
+moment continues from its last checkpoint and ends bit for bit as if it had never stopped.
+
+A checkpoint is one file written with `torch.save` (read back with `weights_only=True`: tensors,
+numbers, strings, lists, dicts and `Evaluation`s only, no code), holding:
+
+- `identity`: what must match for the run to be continued: the resolved scenario (as
+  scenario.yaml writes it), the versions of testbed, torch and every plugin the scenario uses,
+  and the git commit of testbed's checkout (testbed.rundir.resume.identity);
+- `epoch` (the last one completed), `step` (optimizer steps so far), `seconds` of training so far;
+- `params`: the flat (S, P) parameters; `optimizer`: the wrapper's step count and the update
+  rule's `state_dict()` (Adam's moments, SGD's buffer);
+- `generators`: the state of each seed's batch-order generator;
+- `step_losses`: the step losses so far (RunInfo.step_losses up to `step`);
+- `evaluation`: the evaluation of `epoch` if there was one (the final one, for a run stopped
+  between its last epoch and its files);
+- `probes`: each probe's `state_dict()`, in the scenario's order.
+
+The curriculum's position is the epoch, and the stage's samples are derived again from
+(seed, p), so neither is stored. A checkpoint is written under a temporary name, flushed to
+disk and renamed over the previous one: a kill while writing leaves the previous one intact.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+
+from testbed.engine.optimizer import Optimizer
+from testbed.errors import UserError
+from testbed.plugin_api.probe import Evaluation, Probe, RunInfo
+
+FORMAT = 1
+DEFAULT_EVERY = "60s"
+UNITS = {"s": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0}
+
+
+@dataclass(frozen=True)
+class Policy:
+    """When to write a checkpoint: after every `epochs`-th epoch, and after the first epoch that
+    ends `seconds` or more of training after the previous checkpoint; always after the last
+    epoch (before the probes write their files, where a failure would lose the trained state)
+    unless both are None (checkpoints off)."""
+
+    epochs: int | None = None
+    seconds: float | None = None
+
+    @property
+    def enabled(self) -> bool:
+        return self.epochs is not None or self.seconds is not None
+
+    @classmethod
+    def parse(cls, spec: int | float | str | None) -> Policy:
+        """`50` (epochs), `'30s'`, `'5m'`, `'1h'` (wall time of training), `'off'`; None is
+        the default, every 60 s."""
+        spec = DEFAULT_EVERY if spec is None else spec
+        if isinstance(spec, bool):
+            raise UserError(f"--checkpoint-every: expected epochs (50), a time (30s, 5m, 1h) or off, not {spec!r}")
+        if isinstance(spec, int):
+            spec = str(spec)
+        if isinstance(spec, float):
+            spec = f"{spec}s"
+        text = str(spec).strip().lower()
+        if text in ("off", "never", "none"):
+            return cls()
+        if re.fullmatch(r"\d+", text) and int(text) >= 1:
+            return cls(epochs=int(text))
+        timed = re.fullmatch(r"(\d+(?:\.\d*)?|\.\d+)\s*(s|m|min|h)", text)
+        if timed:
+            return cls(seconds=float(timed.group(1)) * UNITS[timed.group(2)])
+        raise UserError(f"--checkpoint-every: expected epochs (50), a time (30s, 5m, 1h) or off, not {spec!r}")
+
+
+class Schedule:
+    """A policy at work in one training session: says after which epochs to checkpoint."""
+
+    def __init__(self, policy: Policy, clock: Callable[[], float] = time.monotonic):
+        self.policy, self.clock = policy, clock
+        self.last = clock()
+
+    def due(self, epoch: int, last_epoch: int) -> bool:
+        p = self.policy
+        if not p.enabled:
+            return False
+        if epoch == last_epoch or (p.epochs is not None and epoch % p.epochs == 0):
+            return True
+        return p.seconds is not None and self.clock() - self.last >= p.seconds
+
+    def written(self) -> None:
+        self.last = self.clock()
+
+
+@dataclass(frozen=True)
+class Checkpointing:
+    """What `train` needs to checkpoint: the file, the policy, the identity a checkpoint records
+    (and must match to be continued), and whether to continue from the file."""
+
+    file: Path
+    policy: Policy
+    identity: dict[str, Any]
+    resume: bool = False
+
+
+@dataclass(frozen=True)
+class Position:
+    """Where a restored run stands: the last epoch completed and what came with it."""
+
+    epoch: int
+    step: int
+    evaluation: Evaluation | None
+    seconds: float
+
+
+@dataclass
+class Live:
+    """The live objects of a training session that a checkpoint captures and restores."""
+
+    flat: torch.Tensor
+    optimizer: Optimizer
+    generators: list[torch.Generator]
+    info: RunInfo
+    probes: list[Probe]
+
+    def check(self) -> None:
+        """Ask every plugin for its state once, before training, so that a plugin whose state
+        cannot be checkpointed stops the run at once rather than after hours of training."""
+        self.optimizer.rule.state_dict()
+        for probe in self.probes:
+            probe.state_dict()
+
+    def capture(self, epoch: int, step: int, evaluation: Evaluation | None, seconds: float, identity: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "format": FORMAT,
+            "identity": identity,
+            "epoch": epoch,
+            "step": step,
+            "seconds": seconds,
+            "params": self.flat,
+            "optimizer": {"step_count": self.optimizer.step_count, "rule": self.optimizer.rule.state_dict()},
+            "generators": [g.get_state() for g in self.generators],
+            "step_losses": self.info.step_losses[:step].clone(),  # the steps run so far, not the NaN rest
+            "evaluation": evaluation,
+            "probes": [probe.state_dict() for probe in self.probes],
+        }
+
+    def restore(self, saved: dict[str, Any]) -> Position:
+        if saved.get("format") != FORMAT:
+            raise ValueError(f"checkpoint format {saved.get('format')!r}, expected {FORMAT}")
+        if len(saved["generators"]) != len(self.generators) or len(saved["probes"]) != len(self.probes):
+            raise ValueError("checkpoint of another set of seeds or probes")
+        self.flat.copy_(saved["params"])
+        self.optimizer.step_count = saved["optimizer"]["step_count"]
+        self.optimizer.rule.load_state_dict(saved["optimizer"]["rule"])
+        for g, state in zip(self.generators, saved["generators"]):
+            g.set_state(state)
+        step = saved["step"]
+        self.info.step_losses[:step].copy_(saved["step_losses"])
+        for probe, state in zip(self.probes, saved["probes"]):
+            probe.load_state_dict(state)
+        return Position(saved["epoch"], step, saved["evaluation"], saved["seconds"])
+
+
+def write(file: Path, state: dict[str, Any]) -> None:
+    """Replace `file` by `state` atomically: a temporary file, flushed to disk, renamed over it."""
+    tmp = file.with_name(file.name + ".tmp")
+    with open(tmp, "wb") as f:
+        torch.save(state, f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, file)
+    _sync_directory(file.parent)
+
+
+def _sync_directory(folder: Path) -> None:
+    """Make a rename durable (a machine that loses power keeps the new name)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def read(file: Path, *, mmap: bool = False) -> dict[str, Any]:
+    """A checkpoint's content; with `mmap`, its tensors are mapped, not read (for a look at the
+    header of a large checkpoint)."""
+    with torch.serialization.safe_globals([Evaluation]):
+        return torch.load(file, weights_only=True, mmap=mmap)
+
+
+def header(file: Path) -> dict[str, Any]:
+    """The identity and epoch of a checkpoint, without reading its tensors."""
+    saved = read(file, mmap=True)
+    return {"format": saved.get("format"), "identity": saved.get("identity"), "epoch": saved.get("epoch")}
+
+
+def difference(saved: dict[str, Any], current: dict[str, Any]) -> str | None:
+    """None if a checkpoint with identity `saved` may be continued by a run of identity
+    `current`, else the first difference in words ("training.epochs is 20 there, 30 here")."""
+    if saved == current:
+        return None
+    if saved.get("scenario") != current.get("scenario"):
+        there, here = _flatten(yaml.safe_load(saved.get("scenario") or "") or {}), _flatten(yaml.safe_load(current["scenario"]))
+        for key in [*here, *(k for k in there if k not in here)]:
+            if there.get(key, "<absent>") != here.get(key, "<absent>"):
+                return f"scenario field {key} is {_show(there.get(key, '<absent>'))} there, {_show(here.get(key, '<absent>'))} here"
+        return "the scenario differs"
+    for key in ("testbed", "torch"):
+        if saved.get(key) != current.get(key):
+            return f"written with {key} {saved.get(key)}, this is {key} {current.get(key)}"
+    if saved.get("commit") != current.get("commit"):
+        return f"written at testbed commit {str(saved.get('commit'))[:12]}, this checkout is at {str(current.get('commit'))[:12]}"
+    for old, new in zip(saved.get("plugins", []), current.get("plugins", [])):
+        if old != new:
+            was, now = (f"{r.get('distribution') or r.get('module')} {r.get('version') or ''}".strip() for r in (old, new))
+            return f"written with {new['kind']} plugin '{new['name']}' of {was}, this is {now}"
+    return "written by other code"
+
+
+def _flatten(node: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(node, dict) and node:
+        out: dict[str, Any] = {}
+        for key, value in node.items():
+            out.update(_flatten(value, f"{prefix}.{key}" if prefix else str(key)))
+        return out
+    if isinstance(node, list) and node:
+        out = {}
+        for i, value in enumerate(node):
+            out.update(_flatten(value, f"{prefix}.{i}"))
+        return out
+    return {prefix: node}
+
+
+def _show(value: Any) -> str:
+    return value if isinstance(value, str) else yaml.safe_dump(value, default_flow_style=True).strip().removesuffix("...").strip()
