@@ -13,6 +13,7 @@ import os
 import signal
 import subprocess
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +27,7 @@ from hypothesis import strategies as st
 import testbed
 from testbed.config.scenario import validate
 from testbed.engine import checkpoint
-from testbed.errors import UserError
+from testbed.errors import RunFailure, UserError
 from testbed.plugin_api.probe import Evaluation, Probe, RunInfo
 from testbed.plugin_api.update_rule import UpdateRule
 from testbed.rundir.writer import CHECKPOINT
@@ -105,6 +106,15 @@ def stop_after(epoch: int, exception: type[BaseException] = Stop, resumed_at: li
     return progress
 
 
+@contextmanager
+def raises_stop():
+    """A Stop raised inside training comes out as the RunFailure that says where it happened
+    (testbed.engine.blame), with the Stop as its cause."""
+    with pytest.raises(RunFailure) as info:
+        yield
+    assert isinstance(info.value.__cause__, Stop), info.value
+
+
 def stop_engine_after(epoch: int):
     """The same for the engine's progress callback, (epoch, evaluation)."""
 
@@ -125,7 +135,7 @@ def test_a_run_stopped_after_every_epoch_ends_as_an_uninterrupted_one(variant, t
     out = tmp_path / "stopped"
     resumed_at = []
     for epoch in range(1, sc.training.epochs + 1):  # one epoch per session, each from the last checkpoint
-        with pytest.raises(Stop):
+        with raises_stop():
             testbed.run(sc, out=out, checkpoint_every=1, progress=stop_after(epoch, resumed_at=resumed_at))
         assert checkpoint.header(tmp_path / ".stopped.partial" / CHECKPOINT)["epoch"] == epoch
     run = testbed.run(sc, out=out, checkpoint_every=1, progress=stop_after(-1, resumed_at=resumed_at))
@@ -401,7 +411,7 @@ def test_the_manuals_optimizer_and_probe_resume_bit_for_bit_with_the_default_sta
     file = out / CHECKPOINT
     for epoch in range(1, sc.training.epochs + 1):
         ck = checkpoint.Checkpointing(file, checkpoint.Policy(epochs=1), {}, resume=epoch > 1)
-        with pytest.raises(Stop):
+        with raises_stop():
             train(sc, out, registry=registry, progress=stop_engine_after(epoch), checkpoints=ck)
     continued = train(sc, out, registry=registry, checkpoints=checkpoint.Checkpointing(file, checkpoint.Policy(epochs=1), {}, resume=True))
     file.unlink()

@@ -28,10 +28,16 @@ from pydantic import Field
 
 from testbed.errors import UserError
 from testbed.plugin_api.base import plugin
+from testbed.rundir.writer import CHECKPOINT
 
 from .tracked_metrics import TrackingParams, TrackingProbe, as_text, require, run_directory, scenario_parameters
 
 BATCH = 100  # MLflow takes at most 100 parameters and 1000 metrics per log_batch call
+
+
+# What the staging folder holds for testbed itself, not the run's outputs: the training state a
+# stopped run continues from, and the record of a failure.
+INTERNAL_FILES = {CHECKPOINT, "error.log"}
 
 
 class MlflowParams(TrackingParams):
@@ -124,7 +130,13 @@ class Mlflow(TrackingProbe):
             client.set_terminated(child, end_time=milliseconds(self.logged[-1][0]))
 
         if self.artifacts:
-            client.log_artifacts(parent, str(out))
+            for item in sorted(out.iterdir()):
+                if item.name in INTERNAL_FILES:
+                    continue
+                if item.is_dir():
+                    client.log_artifacts(parent, str(item), artifact_path=item.name)
+                else:
+                    client.log_artifact(parent, str(item))
         client.set_terminated(parent)
 
 
