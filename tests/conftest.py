@@ -24,6 +24,33 @@ TINY = {
 }
 
 
+# A third-party norm package as its author would write it (the README's example), for the tests
+# of entry points and of broken plugin packages.
+CLIPPED_RMS_PACKAGE = '''
+from pydantic import Field
+from testbed.plugin_api import Norm, Params, hookimpl, plugin
+
+class ClipParams(Params):
+    limit: float = Field(2.0, gt=0)
+
+class ClippedRMS(Norm):
+    def __init__(self, limit):
+        self.limit = limit
+
+    def __call__(self, x):
+        return (x / (x.pow(2).mean(-1, keepdim=True).sqrt() + 1e-5)).clamp(-self.limit, self.limit)
+
+@plugin("clipped_rms", ClipParams)
+def clipped_rms(params):
+    """RMS norm of x, with the output clamped coordinatewise."""
+    return ClippedRMS(params.limit)
+
+@hookimpl
+def testbed_norms():
+    return [clipped_rms]
+'''
+
+
 def cli(*args: str, env: dict | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess:
     """Run the installed `testbed` console script."""
     full_env = dict(os.environ, **(env or {}))

@@ -15,35 +15,13 @@ import warnings
 
 import pytest
 import yaml
-from conftest import TINY, cli, cli_here, third_party_package
+from conftest import CLIPPED_RMS_PACKAGE, TINY, cli, cli_here, third_party_package
 
 from testbed.config.scenario import scenario_model
 from testbed.plugin_api.registry import BrokenPluginPackage, Registry, default_registry
 
-NORM = '''
-import torch
-from pydantic import Field
-
-from testbed.plugin_api import Norm, Params, hookimpl, plugin
-
-
-class ClipParams(Params):
-    limit: float = Field(3.0, gt=0)
-
-
-class ClippedRMS(Norm):
-    def __init__(self, limit):
-        self.limit = limit
-
-    def __call__(self, x):
-        return (x / (x.pow(2).mean(-1, keepdim=True).sqrt() + 1e-5)).clamp(-self.limit, self.limit)
-
-
-@plugin("clipped_rms", ClipParams)
-def clipped_rms(params):
-    """RMS norm, clamped."""
-    return ClippedRMS(params.limit)
-'''
+# the package without its hook: each case below adds a working or a broken one
+NORM = CLIPPED_RMS_PACKAGE[: CLIPPED_RMS_PACKAGE.index("@hookimpl")]
 
 WORKING = NORM + '''
 

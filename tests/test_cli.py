@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from conftest import TINY, cli, third_party_package
+from conftest import CLIPPED_RMS_PACKAGE, TINY, cli, third_party_package
 
 
 def assert_user_error(proc, *needles: str) -> None:
@@ -155,34 +155,12 @@ def test_plugins_lists_every_kind_name_and_source():
     assert_user_error(cli("plugins", "--kind", "normz"), "unknown kind")
 
 
-THIRD_PARTY = '''
-from pydantic import Field
-from testbed.plugin_api import Norm, Params, hookimpl, plugin
 
-class ClipParams(Params):
-    limit: float = Field(2.0, gt=0)
-
-class ClippedRMS(Norm):
-    def __init__(self, limit):
-        self.limit = limit
-
-    def __call__(self, x):
-        return (x / (x.pow(2).mean(-1, keepdim=True).sqrt() + 1e-5)).clamp(-self.limit, self.limit)
-
-@plugin("clipped_rms", ClipParams)
-def clipped_rms(params):
-    """RMS norm of x, with the output clamped coordinatewise."""
-    return ClippedRMS(params.limit)
-
-@hookimpl
-def testbed_norms():
-    return [clipped_rms]
-'''
 
 
 def test_third_party_package_adds_a_plugin_through_its_entry_point(tmp_path, write_scenario):
     """A package that testbed has never heard of ships a norm with an entry point."""
-    env = third_party_package(tmp_path, "acme_norms", THIRD_PARTY, "acme-norms", "0.3")
+    env = third_party_package(tmp_path, "acme_norms", CLIPPED_RMS_PACKAGE, "acme-norms", "0.3")
 
     listing = cli("plugins", "--kind", "norm", env=env)
     assert listing.returncode == 0, listing.stderr
