@@ -52,8 +52,18 @@ def openmp_wait_policy(torch_loaded: bool, user_setting: str | None, busy: float
 BUSY_CORES = 0.5  # other processes' load (in cores) from which waiting threads should sleep, not spin
 
 
-def _choose_openmp_wait_policy() -> None:
-    if "torch" in sys.modules or "OMP_WAIT_POLICY" in os.environ:
+TRAINING_COMMANDS = {"run", "compare"}  # the commands whose speed depends on how OpenMP threads wait
+
+
+def _command(argv: list[str]) -> str | None:
+    """The command named on the command line (the global options before it are flags)."""
+    return next((arg for arg in argv if not arg.startswith("-")), None)
+
+
+def _choose_openmp_wait_policy(argv: list[str]) -> None:
+    """Only for a command that trains: the 0.1 s load sample would otherwise slow every
+    `validate`, `plugins` or `--help` for nothing."""
+    if "torch" in sys.modules or "OMP_WAIT_POLICY" in os.environ or _command(argv) not in TRAINING_COMMANDS:
         return
     policy = openmp_wait_policy(False, None, busy_cores())
     if policy is not None:
@@ -62,7 +72,7 @@ def _choose_openmp_wait_policy() -> None:
 
 def main() -> None:
     """Entry point: the exit status and one-line errors above."""
-    _choose_openmp_wait_policy()
+    _choose_openmp_wait_policy(sys.argv[1:])
     from testbed.cli.commands import app
 
     options: dict = {"debug": False}  # `testbed --debug` (or TESTBED_DEBUG), and an interrupt, set by testbed.cli.commands
