@@ -11,6 +11,7 @@ from pydantic import Field
 
 from testbed.plugin_api.base import Params, plugin
 from testbed.plugin_api.probe import Probe, RunInfo
+from testbed.rundir import seed_merge
 
 
 class GradNormParams(Params):
@@ -51,6 +52,10 @@ class GradNorms(Probe):
             seeds=np.asarray(self.info.seeds),
         )
         return {}
+
+    def combine(self, parts, seeds, out: Path) -> bool:
+        seed_merge.seed_npz(parts, seeds, "grad_norms.npz", out, seed_axis=lambda key: 1 if key == "norms" else None)
+        return True
 
 
 @plugin("grad_norms", GradNormParams)

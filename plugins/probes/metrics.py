@@ -10,6 +10,7 @@ from pydantic import Field
 
 from testbed.plugin_api.base import Params, plugin
 from testbed.plugin_api.probe import Evaluation, Probe, stack_evaluations, unstack_evaluations
+from testbed.rundir import seed_merge
 
 COLUMNS = ("seed", "epoch", "p", "train_loss", "train_acc", "test_loss", "test_acc")
 
@@ -46,6 +47,10 @@ class Metrics(Probe):
                 for j, seed in enumerate(seeds):
                     w.writerow([seed, ev.epoch, ev.p] + [f"{c[j]:.6g}" for c in cols])
         return {}
+
+    def combine(self, parts, seeds, out: Path) -> bool:
+        seed_merge.seed_csv(parts, seeds, "metrics.csv", out, major="epoch")
+        return True
 
 
 @plugin("metrics", MetricsParams)

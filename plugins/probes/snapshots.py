@@ -14,6 +14,7 @@ from pydantic import Field
 
 from testbed.plugin_api.base import Params, plugin
 from testbed.plugin_api.probe import Evaluation, Probe
+from testbed.rundir import seed_merge
 
 
 class SnapshotParams(Params):
@@ -54,6 +55,10 @@ class Snapshots(Probe):
             **arrays,
         )
         return {}
+
+    def combine(self, parts, seeds, out: Path) -> bool:
+        seed_merge.seed_npz(parts, seeds, "snapshots.npz", out, seed_axis=lambda key: 1 if key.startswith("param/") else None)
+        return True
 
 
 class SpikeSnapshots(Snapshots):
@@ -137,6 +142,11 @@ class SpikeSnapshots(Snapshots):
             **arrays,
         )
         return {}
+
+    def combine(self, parts, seeds, out: Path) -> bool:
+        super().combine(parts, seeds, out)
+        seed_merge.seed_rows_npz(parts, seeds, "spike_steps.npz", out, major="step")  # kept step by step, seeds in order
+        return True
 
 
 @plugin("snapshots", SnapshotParams)

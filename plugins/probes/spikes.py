@@ -8,6 +8,7 @@ from pathlib import Path
 from testbed.analysis import spike_detector as detector
 from testbed.plugin_api.base import plugin
 from testbed.plugin_api.probe import Probe
+from testbed.rundir import seed_merge
 
 FIELDS = ("seed", "start", "peak", "end", "epoch", "baseline", "peak_loss", "ratio", "diverged")
 
@@ -30,6 +31,10 @@ class Spikes(Probe):
             counts[s.seed] += 1
             worst[s.seed] = max(worst[s.seed], s.ratio)
         return {"spikes": list(counts.values()), "worst_spike_ratio": list(worst.values())}
+
+    def combine(self, parts, seeds, out: Path) -> bool:
+        seed_merge.seed_csv(parts, seeds, "spikes.csv", out)  # the detector lists spikes seed by seed
+        return True
 
 
 @plugin("spikes", detector.SpikeParams)

@@ -8,6 +8,7 @@ import numpy as np
 
 from testbed.plugin_api.base import Params, plugin
 from testbed.plugin_api.probe import Probe
+from testbed.rundir import seed_merge
 
 
 class StepLoss(Probe):
@@ -21,6 +22,10 @@ class StepLoss(Probe):
             seeds=np.asarray(self.info.seeds),
         )
         return {}
+
+    def combine(self, parts, seeds, out: Path) -> bool:
+        seed_merge.seed_npz(parts, seeds, "step_loss.npz", out, seed_axis=lambda key: 1 if key == "loss" else None)
+        return True
 
 
 @plugin("step_loss")

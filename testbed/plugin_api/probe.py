@@ -140,6 +140,17 @@ class Probe(ABC):
         for name in state["live_params"]:
             setattr(self, name, self.info.params)
 
+    def combine(self, parts: list[tuple[Path, list[int]]], seeds: list[int], out: Path) -> bool:
+        """Write into `out` the files `finish` would have written for a run of `seeds`, from
+        finished runs of the same scenario on other seed sets: `parts` are (run directory, the
+        seeds taken from it), each seed wanted coming from exactly one. The run store uses it
+        to serve a seed set from the runs it holds instead of training again; a seed's
+        trajectory does not depend on the seeds beside it, so each per-seed file is rows or
+        slices of the parts' (`testbed.rundir.seed_merge` has helpers for CSV and .npz files).
+        Return False where this probe cannot (the default: then a seed set is served only by
+        a run of exactly those seeds); `finish`'s summary columns are combined without you."""
+        return False
+
     @classmethod
     def observes_steps(cls) -> bool:
         return cls.after_step is not Probe.after_step
