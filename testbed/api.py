@@ -31,7 +31,7 @@ from testbed.errors import UserError
 from testbed.rundir.reader import Run, Snapshots
 from testbed.trainer import Progress, run_scenario
 
-__all__ = ["load_scenario", "run", "load_run", "compare", "Run", "Snapshots", "Progress", "UserError"]
+__all__ = ["load_scenario", "run", "load_run", "compare", "sweep", "Run", "Snapshots", "Progress", "UserError"]
 
 PathLike = str | os.PathLike
 ProgressOption = bool | Callable[[Any], None] | None
@@ -68,6 +68,7 @@ def run(
     threads: int | None = None,
     resume: bool | None = None,
     checkpoint_every: int | str | None = None,
+    store: str | os.PathLike | bool | None = None,
 ) -> Run:
     """Train every seed of `scenario` (a Scenario, or the path of a scenario file) into the run
     directory `out` (default: a new folder under the scenario's output root, runs/), which
@@ -82,11 +83,22 @@ def run(
     a stopped run of the same scenario (one of another scenario is refused, or discarded with
     `force`); `resume=True` requires one, and without `out` continues the newest stopped run
     of this scenario under the output root; `resume=False` starts afresh. A continued run
-    ends exactly as an uninterrupted one (only times differ)."""
+    ends exactly as an uninterrupted one (only times differ).
+
+    Run store: the seeds are trained into the store (`store`: its folder; default
+    $TESTBED_STORE, else runs/store), only those it does not hold yet, and the run directory
+    `out` is made from it: asking again trains nothing, asking for more seeds trains only the
+    new ones. A stopped training keeps its checkpoint in the store, where the same call
+    continues it. `store=False` trains every seed straight into `out`, checkpoints beside it."""
     if not isinstance(scenario, BaseModel):
         scenario = load_scenario(scenario)
+    options = dict(threads=threads, resume=resume, checkpoint_every=checkpoint_every)
     with _progress(progress) as callback:
-        return run_scenario(scenario, out, force=force, progress=callback, threads=threads, resume=resume, checkpoint_every=checkpoint_every)
+        if store is False:
+            return run_scenario(scenario, out, force=force, progress=callback, **options)
+        from testbed.store.serve import serve
+
+        return serve(scenario, out, store=store, force=force, progress=callback, **options).run
 
 
 def load_run(path: PathLike) -> Run:
@@ -104,6 +116,7 @@ def compare(
     lr_grid: Sequence[float] | str | None = None,
     progress: ProgressOption = None,
     threads: int | None = None,
+    store: str | os.PathLike | bool | None = None,
 ):
     """Compare two or more scenarios seed by seed, as `testbed compare` does, and write its
     report directory `out` (default: reports/<a>-vs-<b>-<time>).
@@ -113,6 +126,7 @@ def compare(
     reference. `seeds`: the compared seeds (default: the first input's). `overrides`: dotted
     fields set in every scenario that is trained ({"training.epochs": 50}, or `--set` strings).
     `lr_grid`: also train every scenario at these learning rates (Wortsman's sensitivity).
+    Scenarios are trained through the run store (`store`, as in `run`): what it holds is reused.
     Returns a `Comparison`: `.table()`, `.outcomes()`, `.verdicts`, `.runs`, `.path`."""
     from testbed.comparison.runner import compare as run_comparison
 
@@ -123,5 +137,39 @@ def compare(
         seeds = list(seeds)
     with _progress(progress) as callback:
         return run_comparison(
-            items, seeds=seeds, overrides=overrides, out=out, force=force, lr_grid=lr_grid, progress=callback, threads=threads
+            items, seeds=seeds, overrides=overrides, out=out, force=force, lr_grid=lr_grid, progress=callback, threads=threads, store=store
+        )
+
+
+def sweep(
+    study: PathLike,
+    *,
+    seeds: str | Sequence[int] | None = None,
+    overrides: Mapping[str, Any] | Sequence[str] = (),
+    out: PathLike | None = None,
+    force: bool = False,
+    executor: str = "local",
+    address: str | None = None,
+    cpus_per_cell: int = 1,
+    progress: ProgressOption = None,
+    threads: int | None = None,
+    store: str | os.PathLike | bool | None = None,
+):
+    """Train every cell of the study file `study` through the run store and analyse it, as
+    `testbed sweep` does, into the study directory `out` (default: sweeps/<name>-<time>); a
+    finished study directory is analysed again without training (in place unless `out`).
+
+    `seeds` replaces the study's; `overrides` set fields in every cell (not an axis);
+    `executor`: "local" or "ray" (`address`: "local", "auto" or "HOST:PORT"; each cell's task
+    declares `cpus_per_cell` CPUs). Returns a `StudyResult`: `.table()` (sweep.csv, one row
+    per cell, seed and metric), `.cells()` (per-cell means, spreads and success rates),
+    `.path`."""
+    from testbed.study.sweep_runner import sweep as run_study
+
+    if isinstance(seeds, range):
+        seeds = list(seeds)
+    with _progress(progress) as callback:
+        return run_study(
+            study, seeds=seeds, overrides=overrides, out=out, force=force, executor_name=executor, address=address,
+            cpus_per_cell=cpus_per_cell, progress=callback, threads=threads, store=store,
         )

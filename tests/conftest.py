@@ -51,6 +51,14 @@ def testbed_norms():
 '''
 
 
+@pytest.fixture(autouse=True)
+def own_run_store(tmp_path_factory, monkeypatch):
+    """Each test trains into a run store of its own (a shared one would serve one test's runs to
+    the next): $TESTBED_STORE, which the API and the command line (run in a subprocess or
+    here) read."""
+    monkeypatch.setenv("TESTBED_STORE", str(tmp_path_factory.mktemp("store")))
+
+
 def cli(*args: str, env: dict | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess:
     """Run the installed `testbed` console script."""
     full_env = dict(os.environ, **(env or {}))

@@ -1,4 +1,4 @@
-"""The commands of `testbed`: run, compare, render, validate, schema, plugins. Each is a thin
+"""The commands of `testbed`: run, compare, sweep, store, render, validate, schema, plugins. Each is a thin
 layer over the Python API (`testbed.api`) that owns the printing."""
 
 from __future__ import annotations
@@ -61,6 +61,8 @@ def options(
 
 SETS = typer.Option(None, "--set", help="override a scenario field, e.g. --set training.epochs=50 (repeatable)")
 SEEDS = typer.Option(None, "--seeds", help="seeds to train, e.g. 0-99 or 0,3,7 (overrides the file)")
+STORE = typer.Option(None, "--store", help="the run store's folder (default: $TESTBED_STORE, else runs/store)")
+NO_STORE = typer.Option(False, "--no-store", help="train every seed straight into the run directory, bypassing the run store")
 THREADS = typer.Option(
     None, "--threads", min=1, help="intra-op threads (default: 1 below 16 seeds, else every core; OMP_NUM_THREADS respected); results do not depend on it"
 )
@@ -105,11 +107,16 @@ def run(
         "--checkpoint-every",
         help="save the training state every N epochs, or every 30s, 5m, 1h of training, or off (default 60s); also after the last epoch",
     ),
+    store: Path | None = STORE,
+    no_store: bool = NO_STORE,
 ) -> None:
-    """Train the seeds of a scenario as one vectorized program and write a run directory."""
+    """Train the seeds of a scenario as one vectorized program and write a run directory.
+
+    Seeds are trained into the run store, only those it lacks: the same scenario asked again
+    trains nothing, and more seeds train only the new ones."""
     from testbed import api
     from testbed.cli.progress import ProgressDisplay
-    from testbed.cli.tables import divergence_lines, run_table
+    from testbed.cli.tables import divergence_lines, run_table, store_line
 
     _load_plugins()
     sc = scenario_mod.load(scenario, set_ or [], seeds)
@@ -122,9 +129,15 @@ def run(
             if not quiet:
                 display(event)
 
-        result = api.run(sc, out=out, force=force, progress=show, threads=threads, resume=resume, checkpoint_every=checkpoint_every)
+        result = api.run(
+            sc, out=out, force=force, progress=show, threads=threads, resume=resume, checkpoint_every=checkpoint_every,
+            store=False if no_store else store,
+        )
     console = Console(width=max(120, Console().width))
     console.print(run_table([result.summary_json]))
+    stored = result.provenance.get("store")
+    if stored:
+        console.print(store_line(stored), highlight=False, soft_wrap=True)
     for line in divergence_lines(result.summary_json):
         console.print(line, style="bold red", highlight=False, soft_wrap=True)
     console.print(f"run directory: {result.path}")
@@ -140,6 +153,7 @@ def compare(
     lr_grid: str | None = typer.Option(None, "--lr-grid", help="also train every scenario at these learning rates, e.g. 1e-3,3e-3,1e-2,3e-2,1e-1"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bars"),
     threads: int | None = THREADS,
+    store: Path | None = STORE,
 ) -> None:
     """Train scenarios on the same seeds (or reuse run directories) and report, with paired
     statistics and figures, which trains better and more stably."""
@@ -150,9 +164,75 @@ def compare(
     _load_plugins()
     with ProgressDisplay(Console(stderr=True)) as display:
         result = api.compare(
-            inputs, seeds=seeds, overrides=set_ or [], out=out, force=force, lr_grid=lr_grid, progress=None if quiet else display, threads=threads
+            inputs, seeds=seeds, overrides=set_ or [], out=out, force=force, lr_grid=lr_grid, progress=None if quiet else display, threads=threads,
+            store=store,
         )
     show_comparison(result, Console(width=max(140, Console().width)))
+
+
+@app.command()
+def sweep(
+    study: Path = typer.Argument(..., help="study YAML file (or a finished study directory, to analyse again)"),
+    seeds: str | None = typer.Option(None, "--seeds", help="seeds of every cell, e.g. 0-99 (overrides the study file)"),
+    set_: list[str] | None = typer.Option(None, "--set", help="override a field in every cell, e.g. --set training.epochs=50 (repeatable; not an axis)"),
+    out: Path | None = typer.Option(None, "--out", help="study directory (default: sweeps/<name>-<time>)"),
+    force: bool = typer.Option(False, "--force", help="replace --out if it exists"),
+    executor: str = typer.Option("local", "--executor", help="local (one run after another, here) or ray"),
+    address: str | None = typer.Option(
+        None, "--address", help="with --executor ray: local (a Ray instance for this study, the default), auto, or a cluster's HOST:PORT"
+    ),
+    cpus_per_cell: int = typer.Option(1, "--cpus-per-cell", min=1, help="with --executor ray: CPUs each cell's task declares (and its threads)"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bars"),
+    threads: int | None = THREADS,
+    store: Path | None = STORE,
+) -> None:
+    """Train every cell of a study (scenario fields x values x seeds) through the run store, then
+    write sweep.csv, figures and a report. What the store holds is never trained again: after a
+    failure or an interrupt, the same command trains only what is missing."""
+    from testbed import api
+    from testbed.cli.progress import ProgressDisplay
+
+    _load_plugins()
+    with ProgressDisplay(Console(stderr=True)) as display:
+        result = api.sweep(
+            study, seeds=seeds, overrides=set_ or [], out=out, force=force, executor=executor, address=address,
+            cpus_per_cell=cpus_per_cell, progress=None if quiet else display, threads=threads, store=store,
+        )
+    from testbed.cli.tables import study_table
+
+    console = Console(width=max(120, Console().width))
+    console.print(study_table(result))
+    console.print(f"study directory: {result.path} (report.md, report.html, sweep.csv)")
+
+
+store_app = typer.Typer(help="See and prune the run store.", no_args_is_help=True)
+app.add_typer(store_app, name="store")
+
+
+@store_app.command("ls")
+def store_ls(store: Path | None = STORE) -> None:
+    """List the store's entries: scenario, seeds held, runs, size, and whether the installed code can still use them."""
+    from testbed.cli.tables import store_table
+    from testbed.store.housekeeping import listing
+
+    Console(width=max(120, Console().width)).print(store_table(listing(store)))
+
+
+@store_app.command("gc")
+def store_gc(
+    store: Path | None = STORE,
+    dry_run: bool = typer.Option(False, "--dry-run", help="say what would be removed, remove nothing"),
+    everything: bool = typer.Option(False, "--all", help="remove every run of the store"),
+) -> None:
+    """Remove what the store can no longer serve: runs of other testbed, torch or plugin versions,
+    stopped or failed trainings no process is writing, runs written without some outputs."""
+    from testbed.store.housekeeping import collect
+
+    removed, freed = collect(store, dry_run=dry_run, everything=everything)
+    verb = "would remove" if dry_run else "removed"
+    for line in removed:
+        print(f"{verb} {line}")
+    print(f"{verb} {len(removed)} item{'s' if len(removed) != 1 else ''}, {freed / 1e6:.1f} MB")
 
 
 @app.command()
@@ -167,10 +247,18 @@ def validate(
 
 
 @app.command()
-def schema(out: Path | None = typer.Option(None, "--out", help="write to this file instead of stdout")) -> None:
-    """Print the JSON schema of scenario files (for editor completion)."""
+def schema(
+    out: Path | None = typer.Option(None, "--out", help="write to this file instead of stdout"),
+    study: bool = typer.Option(False, "--study", help="the schema of study files (testbed sweep) instead"),
+) -> None:
+    """Print the JSON schema of scenario files, or of study files (for editor completion)."""
     _load_plugins()
-    text = json.dumps(scenario_mod.json_schema(), indent=2)
+    if study:
+        from testbed.study.study_file import json_schema as study_schema
+
+        text = json.dumps(study_schema(), indent=2)
+    else:
+        text = json.dumps(scenario_mod.json_schema(), indent=2)
     if out is None:
         print(text)
         return

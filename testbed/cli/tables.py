@@ -87,3 +87,38 @@ def show_comparison(comparison: Comparison, console: Console) -> None:
     for x, y in pairs(a.labels):
         console.print(f"verdict: {a.verdicts[(x, y)]}", highlight=False, soft_wrap=True)
     console.print(f"report: {comparison.path / 'report.md'} (and report.html), {comparison.seconds:.0f} s", highlight=False, soft_wrap=True)
+
+
+def store_line(stored: dict) -> str:
+    """What the run store did for a run: 'run store runs/store/<key>: trained seeds 4-9; 0-3 from the store'."""
+    trained = [part["seeds"] for part in stored["parts"] if part["trained_now"]]
+    reused = [part["seeds"] for part in stored["parts"] if not part["trained_now"]]
+    said = ([f"trained seeds {','.join(trained)}"] if trained else ["trained nothing"]) + ([f"seeds {','.join(reused)} from the store"] if reused else [])
+    return f"run store {stored['root']}/{stored['key']}: {'; '.join(said)}"
+
+
+def store_table(rows: list[dict]) -> RichTable:
+    """`testbed store ls`: one row per entry of the run store."""
+    table = RichTable(title="run store", title_justify="left")
+    for name in ("key", "scenario", "seeds", "runs", "stopped", "size", "testbed", "usable"):
+        table.add_column(name, justify="right" if name in ("runs", "stopped", "size") else "left")
+    for r in rows:
+        table.add_row(
+            r["key"], r["name"], f"{r['seeds']} ({r['n_seeds']})", str(r["runs"]), str(r["stopped"]),
+            f"{r['bytes'] / 1e6:.1f} MB", r["testbed"], "yes" if r["current"] else "no (gc removes it)",
+        )
+    return table
+
+
+def study_table(result) -> RichTable:
+    """`testbed sweep`: one row per cell, the headline metrics over seeds."""
+    frame = result.cells()
+    table = RichTable(title="study cells (mean over seeds)", title_justify="left")
+    for name in ("cell", "seeds", "final test acc", "success", "spikes", "diverged"):
+        table.add_column(name, justify="left" if name == "cell" else "right")
+    for _, row in frame.iterrows():
+        table.add_row(
+            str(row["label"]), str(int(row["n_seeds"])), f"{row['final_test_acc_mean']:.3f}", f"{row['success_mean']:.0%}",
+            f"{row['spikes_mean']:.2f}", f"{row['diverged_mean']:.0%}",
+        )
+    return table

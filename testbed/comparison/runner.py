@@ -28,7 +28,8 @@ from testbed.config.scenario import format_seeds
 from testbed.errors import Interrupted, RunFailure, UserError, describe
 from testbed.rundir import writer as rundir
 from testbed.rundir.reader import Run
-from testbed.trainer import Progress, run_scenario
+from testbed.store.serve import serve
+from testbed.trainer import Progress
 
 REPORT_ROOT = "reports"
 
@@ -89,10 +90,13 @@ def compare(
     lr_grid: str | Sequence[float] | None = None,
     progress: Callable[[Progress | Analysing], None] | None = None,
     threads: int | None = None,
+    store=None,
 ) -> Comparison:
     """Compare `inputs` (scenario files or objects to train, run or report directories to
     reuse) on shared seeds into the report directory `out`; `progress` hears of every epoch
-    trained and of the start of the analysis."""
+    trained and of the start of the analysis. Runs are served by the run store (`store`, see
+    `testbed.store.serve`): what it holds is not trained again, and what is trained stays in it
+    whatever happens to the comparison."""
     started = time.perf_counter()
     expanded = manifest.expand(list(inputs))
     entries, chosen = resolve(expanded.paths, seeds, overrides)
@@ -106,7 +110,7 @@ def compare(
         for i, job in enumerate(to_train, 1):
             sc = job.scenario
             label = f"[{i}/{len(to_train)}] {job.label}" + (f" lr={job.lr:g}" if grid else "") + f" ({len(sc.seeds)} seeds)"
-            run_scenario(sc, stage / job.rel, progress=progress, label=label, threads=threads)
+            serve(sc, stage / job.rel, store=store, progress=progress, label=label, threads=threads)
             finished.append(stage / job.rel)
 
         loaded: dict[Path, RunData] = {}
@@ -179,7 +183,8 @@ def _keeping_finished_runs(stage: Path) -> Iterator[list[Path]]:
 
 def _kept_runs(finished: list[Path], stage: Path) -> str:
     n = len(finished)
-    return f"compare kept the {n} run{'s' if n != 1 else ''} it finished in {stage / 'runs'}"
+    kept = f"compare kept the {n} run{'s' if n != 1 else ''} it finished in {stage / 'runs'}"
+    return f"{kept} (and in the run store: the same command again trains only what is missing)"
 
 
 def build_report(

@@ -1,0 +1,83 @@
+"""`testbed store ls` and `testbed store gc`: what the run store holds, and pruning what it can
+no longer serve (runs of other code versions, trainings stopped or failed, incomplete runs)."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+import torch
+
+import testbed
+from testbed.config.scenario import format_seeds
+from testbed.plugin_api.registry import default_registry
+from testbed.rundir import provenance
+from testbed.store.run_store import Entry, RunStore, _finished_seeds, stray_stages
+
+
+def _size(path: Path) -> int:
+    if path.is_file():
+        return path.stat().st_size
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+def servable(entry: Entry) -> bool:
+    """Whether the installed code has the key of this entry: same testbed, torch and plugin versions."""
+    ident = entry.info().get("identity")
+    if not ident or ident.get("testbed") != testbed.__version__ or ident.get("torch") != str(torch.__version__):
+        return False
+    registry = default_registry()
+    for record in ident.get("plugins", []):
+        try:
+            now = provenance.plugin_record(record["kind"], record["name"], registry)
+        except Exception:  # a plugin no longer installed
+            return False
+        if now != record:
+            return False
+    return True
+
+
+def listing(root: str | Path | None = None) -> list[dict[str, Any]]:
+    """One row per entry: key, scenario name, seeds held, runs, stopped trainings, size, current."""
+    rows = []
+    for entry in RunStore(root).entries():
+        shards = entry.shards()
+        seeds = sorted({s for shard in shards for s in shard.seeds})
+        info = entry.info()
+        rows.append(
+            {
+                "key": entry.key,
+                "name": info.get("name", "?"),
+                "seeds": format_seeds(seeds) if seeds else "-",
+                "n_seeds": len(seeds),
+                "runs": len(shards),
+                "stopped": len(stray_stages(entry)),
+                "bytes": _size(entry.path),
+                "testbed": (info.get("identity") or {}).get("testbed", "?"),
+                "current": servable(entry),
+            }
+        )
+    return rows
+
+
+def collect(root: str | Path | None = None, *, dry_run: bool = False, everything: bool = False) -> tuple[list[str], int]:
+    """Remove (or, dry, list) what the store cannot serve; -> (what, bytes freed)."""
+    store = RunStore(root)
+    doomed: list[tuple[Path, str]] = []
+    for entry in store.entries():
+        if everything or not servable(entry):
+            why = "every run" if everything else "runs of other code versions"
+            doomed.append((entry.path, f"{entry.path} ({entry.info().get('name', '?')}: {why})"))
+            continue
+        for stage in stray_stages(entry):
+            doomed.append((stage, f"{stage} (a stopped or failed training)"))
+        for folder in entry.path.iterdir():
+            if folder.is_dir() and not folder.name.startswith(".") and _finished_seeds(folder) is None:
+                doomed.append((folder, f"{folder} (a run written without some outputs)"))
+    freed = 0
+    for path, _ in doomed:
+        freed += _size(path)
+        if not dry_run:
+            shutil.rmtree(path, ignore_errors=True)
+    return [what for _, what in doomed], freed

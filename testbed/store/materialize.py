@@ -1,0 +1,64 @@
+"""Make the run directory of a scenario on its seeds from the store's shards.
+
+A shard of exactly those seeds is linked file by file (hard links: nothing in a finished run
+is changed in place); otherwise every probe combines its files from the parts
+(`Probe.combine`), the summary is combined seed by seed, and curves.png is drawn again. The
+run's scenario.yaml is the scenario asked for (its name and seeds), and run.json adds which
+shards of which store entry gave which seeds. Per-seed files come out as a run of exactly
+these seeds would have written them (tests compare them)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+from testbed.config import scenario as scenario_mod
+from testbed.config.scenario import format_seeds
+from testbed.plugin_api.registry import default_registry
+from testbed.rundir import summary as summary_mod
+from testbed.store.run_store import Plan, Shard, link_or_copy
+
+RUN_FILES = ("scenario.yaml", "summary.json", "run.json", "curves.png")  # written by the run, not a probe
+
+
+def materialize(plan: Plan, stage: Path) -> None:
+    """Write the run directory of `plan.scenario` into the (empty) folder `stage`."""
+    scenario = plan.scenario
+    seeds = plan.seeds
+    sources = plan.sources()
+    whole = len(sources) == 1 and list(sources[0][0].seeds) == seeds
+    first = sources[0][0]
+    if whole:
+        shutil.copytree(first.path, stage, copy_function=link_or_copy, dirs_exist_ok=True, ignore=shutil.ignore_patterns(*RUN_FILES))
+    else:
+        parts = [(shard.path, taken) for shard, taken in sources]
+        registry = default_registry()
+        for ref in scenario.probes:
+            registry.get("probe", ref.name).build(ref).combine(parts, seeds, stage)
+    (stage / "scenario.yaml").write_text(scenario_mod.to_yaml(scenario))
+    summaries = [(json.loads((shard.path / "summary.json").read_text()), taken) for shard, taken in sources]
+    summary = summary_mod.combine(summaries, seeds, scenario.name)
+    (stage / "summary.json").write_text(json.dumps(summary, indent=1, allow_nan=True))
+    (stage / "run.json").write_text(json.dumps(_provenance(plan, sources), indent=1) + "\n")
+    same_name = summaries[0][0].get("scenario") == scenario.name
+    if whole and same_name and (first.path / "curves.png").exists():
+        link_or_copy(str(first.path / "curves.png"), str(stage / "curves.png"))
+    elif (stage / "metrics.csv").exists():
+        from testbed.rundir import curves  # matplotlib only when a figure is drawn
+
+        curves.curves(stage / "metrics.csv", stage / "curves.png", scenario.name)
+
+
+def _provenance(plan: Plan, sources: list[tuple[Shard, list[int]]]) -> dict:
+    """The first shard's run.json, with where each seed came from in the store."""
+    record = json.loads((sources[0][0].path / "run.json").read_text())
+    record["store"] = {
+        "root": str(plan.store.root.absolute()),
+        "key": plan.entry.key,
+        "parts": [
+            {"run": shard.path.name, "seeds": format_seeds(sorted(taken)), "trained_now": shard is plan.trained}
+            for shard, taken in sources
+        ],
+    }
+    return record

@@ -1,0 +1,225 @@
+"""The run store: a folder of trained runs, one entry per key (`store_key`), each entry a set of
+run directories ("shards") of that scenario on disjoint or overlapping seed sets.
+
+    <root>/<key>/entry.json          what the key is the digest of, and the first name it had
+    <root>/<key>/seeds-0-99/         a run directory of seeds 0-99 (written staged, as any run)
+    <root>/<key>/seeds-100-199/      more seeds, trained later
+
+Asking for a scenario on some seeds plans which shards give which seeds and which seeds are
+missing; only those are trained, as one run (`fill`), and the run directory asked for is made
+from the shards (`testbed.store.materialize`). A shard lands whole or not at all (renamed into
+place when complete); one stopped midway keeps its checkpoint in its staging folder, and the
+same request continues it. Finished shards are never touched again, so a failure or an
+interrupt of the command that asked loses only the run in flight."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from testbed.config import scenario as scenario_mod
+from testbed.config.scenario import format_seeds
+from testbed.errors import UserError
+from testbed.rundir import writer as rundir
+from testbed.store import store_key
+
+DEFAULT_ROOT = Path("runs") / "store"
+ENVIRONMENT = "TESTBED_STORE"
+ENTRY_FILE = "entry.json"
+
+
+def default_root() -> Path:
+    """$TESTBED_STORE, else runs/store under the working directory."""
+    return Path(os.environ.get(ENVIRONMENT) or DEFAULT_ROOT)
+
+
+@dataclass(frozen=True)
+class Shard:
+    """A finished run directory of the store and the seeds it holds."""
+
+    path: Path
+    seeds: tuple[int, ...]
+
+
+def shard_name(seeds: list[int]) -> str:
+    spec = format_seeds(seeds)
+    if len(spec) <= 64:
+        return f"seeds-{spec}"
+    import hashlib
+
+    return f"seeds-{seeds[0]}-{seeds[-1]}-n{len(seeds)}-{hashlib.sha256(spec.encode()).hexdigest()[:8]}"
+
+
+def _finished_seeds(folder: Path) -> tuple[int, ...] | None:
+    """The seeds of a finished, complete run directory (None for anything else: a run written
+    without some outputs, listed in its summary's failures, is not served)."""
+    try:
+        summary = json.loads((folder / "summary.json").read_text())
+    except (OSError, ValueError):
+        return None
+    if summary.get("failures") or not (folder / "scenario.yaml").is_file():
+        return None
+    return tuple(int(s) for s in summary.get("seeds", []))
+
+
+class Entry:
+    """The runs of one key."""
+
+    def __init__(self, root: Path, key: str):
+        self.key = key
+        self.path = root / key
+
+    def shards(self) -> list[Shard]:
+        if not self.path.is_dir():
+            return []
+        found = []
+        for folder in sorted(self.path.iterdir()):
+            if folder.is_dir() and not folder.name.startswith("."):
+                seeds = _finished_seeds(folder)
+                if seeds:
+                    found.append(Shard(folder, seeds))
+        return found
+
+    def info(self) -> dict[str, Any]:
+        try:
+            return json.loads((self.path / ENTRY_FILE).read_text())
+        except (OSError, ValueError):
+            return {}
+
+    def record(self, scenario, ident: dict[str, Any]) -> None:
+        """entry.json, written once (atomically) when the entry's first run is trained."""
+        target = self.path / ENTRY_FILE
+        if target.exists():
+            return
+        self.path.mkdir(parents=True, exist_ok=True)
+        tmp = self.path / f".{ENTRY_FILE}.{os.getpid()}"
+        tmp.write_text(json.dumps({"name": scenario.name, "key": self.key, "identity": ident}, indent=1) + "\n")
+        tmp.replace(target)
+
+
+@dataclass
+class Plan:
+    """How the store serves `scenario` (on its seeds): `parts` (shard, seeds taken from it),
+    and the seeds `missing`, to train into `shard_path` as one run."""
+
+    store: RunStore
+    scenario: Any
+    entry: Entry
+    identity: dict[str, Any]
+    parts: list[tuple[Shard, list[int]]]
+    missing: list[int]
+    replace: bool = False  # shard_path holds a run that failed to write some outputs
+    trained: Shard | None = field(default=None)
+
+    @property
+    def seeds(self) -> list[int]:
+        return list(self.scenario.seeds)
+
+    @property
+    def shard_path(self) -> Path:
+        return self.entry.path / shard_name(self.missing)
+
+    def to_train(self):
+        """The scenario of the run that trains the missing seeds."""
+        return scenario_mod.revised(self.scenario, seeds=self.missing) if self.missing != self.seeds else self.scenario
+
+    def landed(self) -> Shard:
+        """The missing seeds' shard, now finished (by whichever executor trained it)."""
+        seeds = _finished_seeds(self.shard_path)
+        if seeds is None or sorted(seeds) != sorted(self.missing):
+            raise UserError(f"{self.shard_path}: the run trained for the store is not there or incomplete")
+        self.trained = Shard(self.shard_path, seeds)
+        return self.trained
+
+    def sources(self) -> list[tuple[Shard, list[int]]]:
+        """Every part, the newly trained shard included; each wanted seed comes from one."""
+        extra = [(self.trained, list(self.missing))] if self.missing else []
+        if self.missing and self.trained is None:
+            raise RuntimeError("the missing seeds have not been trained")
+        return self.parts + extra
+
+
+class RunStore:
+    def __init__(self, root: str | Path | None = None):
+        self.root = Path(root) if root is not None else default_root()
+        if self.root.exists() and not self.root.is_dir():
+            raise UserError(f"--store {self.root}: exists and is not a directory")
+
+    def entry(self, key: str) -> Entry:
+        return Entry(self.root, key)
+
+    def entries(self) -> list[Entry]:
+        if not self.root.is_dir():
+            return []
+        return [Entry(self.root, p.name) for p in sorted(self.root.iterdir()) if p.is_dir() and not p.name.startswith(".")]
+
+    def plan(self, scenario) -> Plan:
+        """Which stored runs give which of the scenario's seeds, and which seeds must train. A
+        run of exactly these seeds is served as it is; otherwise, when every probe of the
+        scenario can combine its files (`Probe.combine`), the seeds come from any shards
+        (the largest first) and only the rest train; when one cannot, the seeds train as one
+        run unless a run of exactly them exists."""
+        ident = store_key.identity(scenario)
+        entry = self.entry(store_key.digest(ident))
+        seeds = list(scenario.seeds)
+        shards = entry.shards()
+        exact = [s for s in shards if sorted(s.seeds) == seeds]
+        if exact:
+            return Plan(self, scenario, entry, ident, [(exact[0], seeds)], [])
+        parts: list[tuple[Shard, list[int]]] = []
+        wanted = set(seeds)
+        if combinable(scenario):
+            for shard in sorted(shards, key=lambda s: (-len(wanted & set(s.seeds)), s.path.name)):
+                given = sorted(wanted & set(shard.seeds))
+                if given:
+                    parts.append((shard, given))
+                    wanted -= set(given)
+        missing = sorted(wanted)
+        plan = Plan(self, scenario, entry, ident, parts, missing)
+        plan.replace = plan.shard_path.exists() and bool(missing)
+        return plan
+
+    def fill(self, plan: Plan, train: Callable[..., Any] | None = None, **options: Any) -> None:
+        """Train the plan's missing seeds into the store (with `train`, default
+        `testbed.trainer.run_scenario`, given the scenario, the shard path and `options`)."""
+        if not plan.missing:
+            return
+        if train is None:
+            from testbed.trainer import run_scenario as train
+        plan.entry.record(plan.scenario, plan.identity)
+        train(plan.to_train(), plan.shard_path, force=plan.replace, **options)
+        plan.landed()
+
+
+def combinable(scenario) -> bool:
+    """Whether every probe of the scenario can combine its files across seed sets."""
+    from testbed.plugin_api.probe import Probe
+    from testbed.plugin_api.registry import default_registry
+
+    registry = default_registry()
+    for ref in scenario.probes:
+        probe = registry.get("probe", ref.name).build(ref)
+        if type(probe).combine is Probe.combine:
+            return False
+    return True
+
+
+def link_or_copy(src: str, dst: str) -> None:
+    """A hard link where the file system allows (stored files are never changed in place), else a copy."""
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
+
+
+def stray_stages(entry: Entry) -> list[Path]:
+    """Staging folders of the entry that no process is writing: runs stopped midway (a
+    checkpoint to continue from) or failed (their error.log)."""
+    if not entry.path.is_dir():
+        return []
+    return [s for s in entry.path.glob(".*.partial") if not rundir.is_locked(rundir.final_path(s))]

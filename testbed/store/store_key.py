@@ -1,0 +1,36 @@
+"""What identifies a run in the store: the resolved scenario less what does not change a
+trajectory or its files (name, description, seeds, output folder), and the code that trains
+it (testbed's, torch's and every plugin's version). Seeds are not part of it: a seed's
+trajectory does not depend on the others, so runs of one key on other seed sets combine."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+import torch
+
+import testbed
+from testbed.plugin_api.registry import default_registry
+from testbed.rundir import provenance
+
+NOT_KEYED = ("name", "description", "seeds", "output")
+
+
+def identity(scenario) -> dict[str, Any]:
+    """The content the key is the digest of (kept beside the runs, as entry.json)."""
+    fields = {k: v for k, v in scenario.model_dump(mode="json").items() if k not in NOT_KEYED}
+    registry = default_registry()
+    return {
+        "scenario": fields,
+        "testbed": str(testbed.__version__),
+        "torch": str(torch.__version__),
+        "plugins": [provenance.plugin_record(kind, ref.name, registry) for kind, ref in provenance.plugins_used(scenario)],
+    }
+
+
+def digest(ident: dict[str, Any]) -> str:
+    """20 hexadecimal digits of the SHA-256 of the identity's canonical JSON."""
+    text = json.dumps(ident, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:20]
