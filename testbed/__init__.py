@@ -1,7 +1,7 @@
 """testbed: a plugin-based optimizer and normalization testbed on a d=2 one-layer transformer.
 
-The Python API (`testbed.api`): `load_scenario`, `run`, `load_run`, `compare`, and the objects
-they return, `Run` and `Comparison`. Its names are imported on first use (PEP 562), so that
+The Python API (`testbed.api`): `load_scenario`, `run`, `load_run`, `compare`, `sweep`, and
+the objects they return, `Run`, `Comparison` and `StudyResult`. Its names are imported on first use (PEP 562), so that
 `import testbed` stays quick for the command line, loads neither torch nor matplotlib, and
 changes no global state.
 """
@@ -19,6 +19,8 @@ _API = {
     "run": "testbed.api",
     "load_run": "testbed.api",
     "compare": "testbed.api",
+    "sweep": "testbed.api",
+    "StudyResult": "testbed.study.sweep_report",
     "Run": "testbed.rundir.reader",
     "Snapshots": "testbed.rundir.reader",
     "Progress": "testbed.trainer",
@@ -26,13 +28,17 @@ _API = {
     "Analysing": "testbed.comparison.result",
     "UserError": "testbed.errors",
 }
-__all__ = ["load_scenario", "run", "load_run", "compare", "Run", "Snapshots", "Progress", "Comparison", "Analysing", "UserError", "__version__"]
+__all__ = [
+    "load_scenario", "run", "load_run", "compare", "sweep",
+    "Run", "Snapshots", "Progress", "Comparison", "Analysing", "StudyResult", "UserError", "__version__",
+]  # fmt: skip
 
 if TYPE_CHECKING:
-    from testbed.api import compare, load_run, load_scenario, run
+    from testbed.api import compare, load_run, load_scenario, run, sweep
     from testbed.comparison.result import Analysing, Comparison
     from testbed.errors import UserError
     from testbed.rundir.reader import Run, Snapshots
+    from testbed.study.sweep_report import StudyResult
     from testbed.trainer import Progress
 
 

@@ -1,0 +1,182 @@
+"""`testbed sweep`: every cell of a study, trained through the run store, then analysed.
+
+Order of work: validate every cell; ask the store what each cell lacks; train only that (local
+or Ray executor), each run landing in the store when finished; then write the study directory
+(staged, renamed into place when complete):
+
+    study.yaml        the study file as given
+    study.json        the cells: label, axis values, run directory; seeds, axes, executor
+    cells/NNN-label/  each cell's run directory (files linked from the store)
+    sweep.csv, cells.csv, figures/, report.md, report.html   the analysis
+
+A failure or an interrupt keeps every run finished (in the store): the same command again trains
+only what is missing and writes the same study. A finished study directory given instead of a
+study file is analysed again without training."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from testbed.config.scenario import format_seeds
+from testbed.errors import Interrupted, RunFailure, UserError
+from testbed.rundir import writer as rundir
+from testbed.rundir.reader import Run
+from testbed.store.materialize import materialize
+from testbed.store.serve import open_store
+from testbed.study import cells as cells_mod
+from testbed.study.executors import Job, executor
+
+STUDY_ROOT = "sweeps"
+MANIFEST = "study.json"
+ANALYSIS_OUTPUTS = ("sweep.csv", "cells.csv", "report.md", "report.html", "figures")
+
+
+def slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.=-]+", "_", text).strip("_")[:60]
+
+
+def is_study_dir(path: Path) -> bool:
+    return path.is_dir() and (path / MANIFEST).is_file()
+
+
+def sweep(
+    source: str | Path,
+    *,
+    seeds: str | Sequence[int] | None = None,
+    overrides: Sequence[str] | Mapping[str, Any] = (),
+    out: str | Path | None = None,
+    force: bool = False,
+    executor_name: str = "local",
+    address: str | None = None,
+    cpus_per_cell: int = 1,
+    progress: Callable[[Any], None] | None = None,
+    threads: int | None = None,
+    store=None,
+):
+    """Train and analyse the study file `source` into the study directory `out` (default:
+    sweeps/<name>-<time>), or analyse the finished study directory `source` again (into `out`,
+    default: in place). Returns the analysis (`testbed.study.sweep_report.StudyResult`)."""
+    source = Path(source)
+    if is_study_dir(source):
+        if seeds is not None or overrides:
+            raise UserError(f"{source}: a finished study is analysed as it is; --seeds and --set apply to study files")
+        return reanalyse(source, out, force)
+    started = time.perf_counter()
+    study = cells_mod.load(source, seeds, overrides)
+    path = Path(out) if out is not None else rundir.default_path(STUDY_ROOT, study.name)
+    rundir.check_target(path, force)
+    runner = executor(executor_name, address, cpus_per_cell, threads)
+    the_store = open_store(store)
+    plans = [the_store.plan(cell.scenario) for cell in study.cells]
+    jobs, shared = _jobs(study, plans)
+    try:
+        failures = runner.train(jobs, progress)
+    except KeyboardInterrupt:
+        landed = sum(1 for job in jobs if job.plan.trained is not None)
+        said = f"{landed} of {len(jobs)} runs to train had finished and are in the run store {the_store.root}"
+        raise Interrupted([f"{said}; the same command again trains only the rest"], None) from None
+    if failures:
+        raise _failed(failures, len(jobs), the_store.root)
+    for plan, twin in shared:
+        plan.trained = twin.trained
+    with rundir.staged(path, force) as stage:
+        (stage / "study.yaml").write_text(source.read_text())
+        manifest = _write_cells(stage, study, plans, runner.name, len(jobs))
+        (stage / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
+        intro = _intro(study, manifest, time.perf_counter() - started)
+        result = _analyse(stage, manifest, intro, progress)
+    result.path = path
+    return result
+
+
+def _jobs(study, plans) -> tuple[list[Job], list[tuple[Any, Any]]]:
+    """One job per distinct run to train (two cells of one scenario train once); the pairs
+    (plan, plan that trains for it)."""
+    jobs: list[Job] = []
+    by_shard: dict[Path, Any] = {}
+    shared = []
+    todo = [(cell, plan) for cell, plan in zip(study.cells, plans) if plan.missing]
+    for cell, plan in todo:
+        if plan.shard_path in by_shard:
+            shared.append((plan, by_shard[plan.shard_path]))
+            continue
+        by_shard[plan.shard_path] = plan
+        n = len(by_shard)
+        jobs.append(Job(plan, f"[{n}/{len({p.shard_path for _, p in todo})}] {cell.label} ({len(plan.missing)} seeds)"))
+    return jobs, shared
+
+
+def _failed(failures, total: int, root: Path) -> RunFailure:
+    job, first = failures[0]
+    failure = first if isinstance(first, RunFailure) else RunFailure("", "a study cell", str(first))
+    failure.notes.insert(0, f"cell {job.label}")
+    failure.notes.append(f"{len(failures)} of {total} runs failed; the {total - len(failures)} others are in the run store {root}")
+    failure.notes.append("the same command again trains only what is missing")
+    return failure
+
+
+def _write_cells(stage: Path, study, plans, executor_name: str, trained: int) -> dict[str, Any]:
+    folder = stage / "cells"
+    folder.mkdir()
+    listed = []
+    for cell, plan in zip(study.cells, plans):
+        name = f"{cell.index:03d}-{slug(cell.label)}"
+        (folder / name).mkdir()
+        materialize(plan, folder / name)
+        listed.append({"index": cell.index, "label": cell.label, "values": cell.values, "run": f"cells/{name}", "key": plan.entry.key})
+    return {
+        "name": study.name,
+        "study_file": str(study.path),
+        "seeds": format_seeds(study.seeds),
+        "axes": study.axes,
+        "executor": executor_name,
+        "runs_trained": trained,
+        "cells": listed,
+    }
+
+
+def _intro(study, manifest: dict, seconds: float) -> list[str]:
+    n = len(manifest["cells"])
+    return [
+        f"Study file {study.path}; {n} cells × {len(study.seeds)} seeds ({manifest['seeds']}); axes: {', '.join(study.axes) or '(none)'}.",
+        f"{manifest['runs_trained']} runs trained for this study ({manifest['executor']} executor), the rest served by the run store; {seconds:.0f} s in all.",
+    ]
+
+
+def _analyse(folder: Path, manifest: dict, intro: list[str], progress):
+    from testbed.config.scenario import parse_seeds
+    from testbed.study.sweep_report import analyse
+    from testbed.study.sweep_table import Cell
+
+    cells = [Cell(c["index"], c["label"], c["values"], Run(folder / c["run"])) for c in manifest["cells"]]
+    return analyse(cells, manifest["axes"], parse_seeds(manifest["seeds"]), folder, title=f"Study: {manifest['name']}", intro=intro, progress=progress)
+
+
+def reanalyse(source: Path, out: str | Path | None, force: bool):
+    """The analysis of a finished study directory, again: in place, or into `out` (its cells linked)."""
+    try:
+        manifest = json.loads((source / MANIFEST).read_text())
+    except (OSError, ValueError) as exc:
+        raise UserError(f"{source / MANIFEST}: unreadable ({exc})") from None
+    intro = [f"Analysed again from {source}, without training."]
+    if out is None:
+        for name in ANALYSIS_OUTPUTS:
+            target = source / name
+            shutil.rmtree(target) if target.is_dir() else target.unlink(missing_ok=True)
+        return _analyse(source, manifest, intro, None)
+    path = Path(out)
+    with rundir.staged(path, force) as stage:
+        from testbed.store.run_store import link_or_copy
+
+        shutil.copytree(source / "cells", stage / "cells", copy_function=link_or_copy)
+        for name in ("study.yaml", MANIFEST):
+            shutil.copy2(source / name, stage / name)
+        result = _analyse(stage, manifest, intro, None)
+    result.path = path
+    return result
