@@ -64,6 +64,18 @@ def vocab_schedule(params: VocabScheduleParams, task):
     return VocabSchedule(task.p, list(params.switches))
 
 
+class PretrainParams(Params):
+    p: int = Field(2, ge=2, le=64, description="the vocabulary size trained first")
+    epochs: int = Field(1000, ge=1, description="epochs trained with `p` before switching to task.p")
+
+
+@plugin("pretrain", PretrainParams)
+def pretrain(params: PretrainParams, task):
+    """Train on p first for `epochs` epochs, then on task.p (the first paper's fine-tuning from
+    p = 2): the task's own p stays the field a study varies."""
+    return VocabSchedule(params.p, [Switch(epoch=params.epochs + 1, p=task.p)])
+
+
 @hookimpl
 def testbed_curricula():
-    return [constant, vocab_schedule]
+    return [constant, vocab_schedule, pretrain]

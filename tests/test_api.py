@@ -180,7 +180,7 @@ def test_progress_is_drawn_only_when_asked(tmp_path, monkeypatch, capfd):
     assert capfd.readouterr() == ("", "")
     assert [e.epoch for e in events] == [0, 1, 2, 3] and {e.epochs for e in events} == {3}
     assert events[0].evaluation is None and events[-1].evaluation.test_acc.shape == (3,)  # TINY: seeds 0-2
-    testbed.run(sc, out="runs/bar", progress=True)
+    testbed.run(sc, out="runs/bar", progress=True, store=False)  # the store would train nothing again
     out, err = capfd.readouterr()
     assert out == "" and "tiny (3 seeds): epoch 3/3" in err  # not a terminal: a line every tenth of the run
 

@@ -224,7 +224,7 @@ def work(installed, tmp_path, monkeypatch):
 
 def run(*sets: str, out: str = "runs/x", debug: bool = False):
     args = ["--debug"] if debug else []
-    args += ["run", "tiny.yaml", "--out", out, "-q"]
+    args += ["run", "--no-store", "tiny.yaml", "--out", out, "-q"]
     for s in sets:
         args += ["--set", s]
     return cli_here(*args)
@@ -398,15 +398,17 @@ def two(work):
 
 
 def test_a_failed_compare_keeps_the_runs_it_finished(two):
+    import os
+
     line = the_error(cli_here("compare", "good.yaml", "bad.yaml", "--out", "reports/gb", "-q"))
     stage = "reports/.gb.partial"
-    assert line == (
-        f"error: probe 'faulty' {NAMED} failed in after_epoch at epoch 2 (step 6): ValueError: boom in after_epoch; "
-        f"the unfinished run is kept in {stage}/runs/.bad.partial (traceback in {stage}/runs/.bad.partial/error.log); "
-        f"compare kept the 1 run it finished in {stage}/runs"
-    )
+    store = os.environ["TESTBED_STORE"]
+    failed, kept, compared = line.split("; ")
+    assert failed == f"error: probe 'faulty' {NAMED} failed in after_epoch at epoch 2 (step 6): ValueError: boom in after_epoch"
+    assert kept.startswith(f"the unfinished run is kept in {store}/") and kept.endswith(".seeds-0-2.partial/error.log)")
+    assert compared == f"compare kept the 1 run it finished in {stage}/runs (and in the run store: the same command again trains only what is missing)"
     assert entries(two / "reports") == [".gb.partial"]
-    assert entries(two / stage / "runs") == [".bad.partial", "good"]
+    assert entries(two / stage / "runs") == ["good"]
     assert Run(two / stage / "runs" / "good").summary["seed"].tolist() == [0, 1, 2]
 
 
@@ -427,7 +429,7 @@ def test_a_compare_failing_in_its_analysis_keeps_its_runs(two, monkeypatch):
     stage = "reports/.gg.partial"
     assert line == (
         f"error: compare failed: RuntimeError: no statistics today; compare kept the 2 runs it finished in {stage}/runs "
-        f"(traceback in {stage}/error.log)"
+        f"(and in the run store: the same command again trains only what is missing) (traceback in {stage}/error.log)"
     )
     assert entries(two / stage) == ["error.log", "runs"] and len(entries(two / stage / "runs")) == 2
 
@@ -443,11 +445,13 @@ def test_an_interrupted_compare_keeps_the_runs_it_finished(two, monkeypatch):
         trained.append(out)
         return real(scenario, out, **kwargs)
 
-    real = runner.run_scenario
-    monkeypatch.setattr(runner, "run_scenario", interrupted_second)
+    real = runner.serve
+    monkeypatch.setattr(runner, "serve", interrupted_second)
     proc = cli_here("compare", "good.yaml", "bad.yaml", "--out", "reports/gb", "-q")
     assert proc.returncode == 130
-    assert proc.stderr.strip().splitlines() == ["interrupted; compare kept the 1 run it finished in reports/.gb.partial/runs"]
+    assert proc.stderr.strip().splitlines() == [
+        "interrupted; compare kept the 1 run it finished in reports/.gb.partial/runs (and in the run store: the same command again trains only what is missing)"
+    ]
     assert entries(two / "reports" / ".gb.partial" / "runs") == ["good"]
 
     trained.append("none finished this time")

@@ -131,14 +131,14 @@ def stop_engine_after(epoch: int):
 @pytest.mark.parametrize("variant", list(VARIANTS))
 def test_a_run_stopped_after_every_epoch_ends_as_an_uninterrupted_one(variant, tmp_path):
     sc = scenario(variant)
-    reference = testbed.run(sc, out=tmp_path / "reference", checkpoint_every="off")
+    reference = testbed.run(sc, out=tmp_path / "reference", checkpoint_every="off", store=False)
     out = tmp_path / "stopped"
     resumed_at = []
     for epoch in range(1, sc.training.epochs + 1):  # one epoch per session, each from the last checkpoint
         with raises_stop():
-            testbed.run(sc, out=out, checkpoint_every=1, progress=stop_after(epoch, resumed_at=resumed_at))
+            testbed.run(sc, out=out, checkpoint_every=1, progress=stop_after(epoch, resumed_at=resumed_at), store=False)
         assert checkpoint.header(tmp_path / ".stopped.partial" / CHECKPOINT)["epoch"] == epoch
-    run = testbed.run(sc, out=out, checkpoint_every=1, progress=stop_after(-1, resumed_at=resumed_at))
+    run = testbed.run(sc, out=out, checkpoint_every=1, progress=stop_after(-1, resumed_at=resumed_at), store=False)
     assert resumed_at == list(range(1, sc.training.epochs + 1))  # the last session only wrote the files
     assert differences(run.path, reference.path) == []
     assert not (tmp_path / ".stopped.partial").exists() and not (tmp_path / ".stopped.lock").exists()
@@ -151,8 +151,8 @@ def test_a_run_stopped_after_every_epoch_ends_as_an_uninterrupted_one(variant, t
 
 def test_the_comparison_of_run_directories_sees_a_changed_value(tmp_path):
     """Non-vacuity of `differences`: another learning rate is a different run."""
-    a = testbed.run(scenario("adam"), out=tmp_path / "a")
-    b = testbed.run(scenario("adam", optimizer={"name": "adam", "lr": 0.0031}), out=tmp_path / "b")
+    a = testbed.run(scenario("adam"), out=tmp_path / "a", store=False)
+    b = testbed.run(scenario("adam", optimizer={"name": "adam", "lr": 0.0031}), out=tmp_path / "b", store=False)
     assert {"metrics.csv", "step_loss.npz/loss"} <= set(differences(a.path, b.path))
 
 
@@ -167,22 +167,22 @@ def stopped(tmp_path, monkeypatch):
     Path("tiny.yaml").write_text(yaml.safe_dump({**TINY, "training": {"epochs": 5, "batch_size": 16}}))
     sc = testbed.load_scenario("tiny.yaml")
     with pytest.raises(KeyboardInterrupt):
-        testbed.run(sc, out="runs/x", checkpoint_every=1, progress=stop_after(2, KeyboardInterrupt))
+        testbed.run(sc, out="runs/x", checkpoint_every=1, progress=stop_after(2, KeyboardInterrupt), store=False)
     return sc
 
 
 def test_the_same_command_continues_a_stopped_run_and_says_from_where(stopped):
     assert sorted(p.name for p in Path("runs/.x.partial").iterdir()) == [CHECKPOINT, "scenario.yaml"]
-    proc = cli_here("run", "tiny.yaml", "--out", "runs/x", "-q")
+    proc = cli_here("run", "--no-store", "tiny.yaml", "--out", "runs/x", "-q")
     assert proc.returncode == 0, proc.stderr
     assert proc.stderr.splitlines() == [f"resuming from epoch 2 of 5: {Path('runs/.x.partial') / CHECKPOINT}"]
-    reference = testbed.run(stopped, out="runs/reference")
+    reference = testbed.run(stopped, out="runs/reference", store=False)
     assert differences(Path("runs/x"), reference.path) == []
     assert sorted(p.name for p in Path("runs").iterdir()) == ["reference", "x"]  # no staging folder, checkpoint or lock left
 
 
 def test_a_stopped_run_of_another_scenario_is_refused_in_one_line_and_kept(stopped):
-    proc = cli_here("run", "tiny.yaml", "--out", "runs/x", "--set", "optimizer.lr=0.01", "-q")
+    proc = cli_here("run", "--no-store", "tiny.yaml", "--out", "runs/x", "--set", "optimizer.lr=0.01", "-q")
     assert proc.returncode == 2
     assert proc.stderr.splitlines() == [
         "error: --out runs/x: the stopped run in runs/.x.partial cannot be continued: scenario field optimizer.lr is 0.003 there, 0.01 here;"
@@ -190,7 +190,7 @@ def test_a_stopped_run_of_another_scenario_is_refused_in_one_line_and_kept(stopp
     ]
     assert checkpoint.header(Path("runs/.x.partial") / CHECKPOINT)["epoch"] == 2
     assert not Path("runs/x").exists()
-    forced = cli_here("run", "tiny.yaml", "--out", "runs/x", "--set", "optimizer.lr=0.01", "--force", "-q")
+    forced = cli_here("run", "--no-store", "tiny.yaml", "--out", "runs/x", "--set", "optimizer.lr=0.01", "--force", "-q")
     assert forced.returncode == 0 and "resuming" not in forced.stderr
     assert yaml.safe_load(Path("runs/x/scenario.yaml").read_text())["optimizer"]["lr"] == 0.01
 
@@ -213,7 +213,7 @@ def test_a_stopped_run_of_other_code_is_refused(stopped, key, value, says):
     saved = checkpoint.read(file)
     saved["identity"][key] = value
     checkpoint.write(file, saved)
-    proc = cli_here("run", "tiny.yaml", "--out", "runs/x", "-q")
+    proc = cli_here("run", "--no-store", "tiny.yaml", "--out", "runs/x", "-q")
     assert proc.returncode == 2
     (line,) = proc.stderr.splitlines()
     assert line.startswith(f"error: --out runs/x: the stopped run in runs/.x.partial cannot be continued: {says}")
@@ -223,13 +223,13 @@ def test_a_stopped_run_of_other_code_is_refused(stopped, key, value, says):
 def test_resume_without_out_continues_the_newest_stopped_run_of_the_scenario(stopped):
     later = testbed.load_scenario("tiny.yaml", seeds="0-1")  # another scenario, stopped later under the same root
     with pytest.raises(KeyboardInterrupt):
-        testbed.run(later, out="runs/y", checkpoint_every=1, progress=stop_after(3, KeyboardInterrupt))
-    proc = cli_here("run", "tiny.yaml", "--resume", "-q")
+        testbed.run(later, out="runs/y", checkpoint_every=1, progress=stop_after(3, KeyboardInterrupt), store=False)
+    proc = cli_here("run", "--no-store", "tiny.yaml", "--resume", "-q")
     assert proc.returncode == 0, proc.stderr
     assert proc.stderr.splitlines() == [f"resuming from epoch 2 of 5: {Path('runs/.x.partial') / CHECKPOINT}"]
     assert "run directory: runs/x" in proc.stdout
     assert Path("runs/.y.partial", CHECKPOINT).exists()  # the other scenario's stopped run is untouched
-    nothing = cli_here("run", "tiny.yaml", "--resume", "-q")
+    nothing = cli_here("run", "--no-store", "tiny.yaml", "--resume", "-q")
     assert nothing.returncode == 2
     assert nothing.stderr.splitlines() == [
         "error: --resume: no stopped run of this scenario under runs/ to continue; "
@@ -238,9 +238,9 @@ def test_resume_without_out_continues_the_newest_stopped_run_of_the_scenario(sto
 
 
 def test_no_resume_starts_afresh_and_resume_requires_a_checkpoint(stopped):
-    fresh = cli_here("run", "tiny.yaml", "--out", "runs/x", "--no-resume", "-q")
+    fresh = cli_here("run", "--no-store", "tiny.yaml", "--out", "runs/x", "--no-resume", "-q")
     assert fresh.returncode == 0 and fresh.stderr == ""
-    proc = cli_here("run", "tiny.yaml", "--out", "runs/new/z", "--resume", "-q")
+    proc = cli_here("run", "--no-store", "tiny.yaml", "--out", "runs/new/z", "--resume", "-q")
     assert proc.returncode == 2
     assert proc.stderr.splitlines() == ["error: --resume: runs/new/z has no stopped run to continue (no checkpoint in runs/new/.z.partial)"]
     assert not Path("runs/new").exists()  # nothing created
@@ -264,7 +264,7 @@ def test_a_checkpoint_that_fails_while_written_leaves_the_previous_one(tmp_path,
 
 @pytest.mark.parametrize("spec", ["0", "-3", "5x", "1.5", "soon"])
 def test_a_bad_checkpoint_interval_is_refused_in_one_line(spec, tmp_path, write_scenario):
-    proc = cli_here("run", str(write_scenario(TINY)), "--out", str(tmp_path / "r"), "--checkpoint-every", spec, "-q")
+    proc = cli_here("run", "--no-store", str(write_scenario(TINY)), "--out", str(tmp_path / "r"), "--checkpoint-every", spec, "-q")
     assert proc.returncode == 2
     assert proc.stderr.splitlines() == [f"error: --checkpoint-every: expected epochs (50), a time (30s, 5m, 1h) or off, not '{spec}'"]
     assert not (tmp_path / "r").exists() and not (tmp_path / ".r.partial").exists()
@@ -426,7 +426,7 @@ KILLED = {**TINY, "name": "killed", "training": {"epochs": 100, "batch_size": 16
 
 def start(cwd: Path) -> subprocess.Popen:
     return subprocess.Popen(
-        [TESTBED, "run", "killed.yaml", "--out", "runs/k", "--checkpoint-every", "1", "-q"],
+        [TESTBED, "run", "--no-store", "killed.yaml", "--out", "runs/k", "--checkpoint-every", "1", "-q"],
         cwd=cwd,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
@@ -448,7 +448,7 @@ def wait_for(path: Path, proc: subprocess.Popen) -> None:
 def uninterrupted(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("uninterrupted")
     (root / "killed.yaml").write_text(yaml.safe_dump(KILLED))
-    proc = cli("run", "killed.yaml", "--out", "runs/k", "-q", cwd=root)  # the default policy: one checkpoint, after the last epoch
+    proc = cli("run", "--no-store", "killed.yaml", "--out", "runs/k", "-q", cwd=root)  # the default policy: one checkpoint, after the last epoch
     assert proc.returncode == 0, proc.stderr
     return root / "runs" / "k"
 
@@ -493,7 +493,7 @@ def test_a_second_process_writing_the_same_out_is_refused_in_one_line(tmp_path, 
     try:
         wait_for(tmp_path / "runs" / ".k.partial", first)
         first.send_signal(signal.SIGSTOP)  # holds the lock, paused: the second arrives while it writes, whatever the timing
-        second = cli("run", "killed.yaml", "--out", "runs/k", "-q", cwd=tmp_path)
+        second = cli("run", "--no-store", "killed.yaml", "--out", "runs/k", "-q", cwd=tmp_path)
         assert second.returncode == 2
         assert second.stderr.splitlines() == [
             f"error: --out runs/k: another testbed process (pid {first.pid}) is writing it; wait for it to end or choose another --out"

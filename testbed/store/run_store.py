@@ -203,7 +203,10 @@ def combinable(scenario) -> bool:
 
     registry = default_registry()
     for ref in scenario.probes:
-        probe = registry.get("probe", ref.name).build(ref)
+        try:
+            probe = registry.get("probe", ref.name).build(ref)
+        except Exception:  # the training builds it again and names the failure
+            return False
         if type(probe).combine is Probe.combine:
             return False
     return True
