@@ -1,5 +1,6 @@
 """Consistency across hyper-parameters, for studies that change one of them on the same seeds:
-the MLP width h keeps the shared hidden units' initial draws."""
+the MLP width h keeps the shared hidden units' initial draws, and the batch size keeps the order
+in which an epoch visits the training examples."""
 
 from __future__ import annotations
 
@@ -8,8 +9,11 @@ import math
 import pytest
 import torch
 
-from testbed.engine.model import Architecture, ParamSpace
+from testbed.config.scenario import validate
+from testbed.engine import loop
+from testbed.engine.model import Architecture, ParamSpace, pair_index
 from testbed.engine.seeding import generator
+from testbed.engine.task import make_dataset
 
 WIDEST = 4096  # the schema's largest model.hidden
 
@@ -83,3 +87,55 @@ def test_a_seed_initialises_the_same_alone_and_among_others(hidden):
     for i, seed in enumerate(seeds):
         assert torch.equal(s.init([seed])[0], together[i]), seed
     assert not torch.equal(together[0], together[1])
+
+
+N_TRAIN = 50  # 7 and 32 leave a short last batch
+
+ORDER = {
+    "name": "order",
+    "task": {"seq_len": 6, "sparsity": 3, "p": 2, "n_train": N_TRAIN, "n_test": 16},
+    "model": {"hidden": 4},
+    "training": {"epochs": 2},
+    "probes": ["metrics"],
+    "seeds": [0, 3, 8],
+}
+
+
+def visited(batch_size, monkeypatch) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """Train through the real loop and record, per epoch, the pair rows (S, L, n_train) and
+    labels (S, n_train) of the training examples its steps used, in the order they used them."""
+    steps: list[tuple[torch.Tensor, torch.Tensor]] = []
+    real = loop.loss_and_grad
+
+    def spy(arch, views, index, labels):
+        steps.append((index.clone(), labels.clone()))
+        return real(arch, views, index, labels)
+
+    monkeypatch.setattr(loop, "loss_and_grad", spy)
+    result = loop.train(validate({**ORDER, "training": {**ORDER["training"], "batch_size": batch_size}}))
+    per_epoch = result.steps_per_epoch
+    assert len(steps) == 2 * per_epoch == result.steps
+    epochs = [steps[e * per_epoch : (e + 1) * per_epoch] for e in range(2)]
+    return [torch.cat([x for x, _ in e], 2) for e in epochs], [torch.cat([y for _, y in e], 1) for e in epochs]
+
+
+def test_an_epoch_visits_the_same_permutation_at_every_batch_size(monkeypatch):
+    """The batch order is one permutation per seed and epoch from the seed's own stream, cut
+    into batches: the batch size changes where it is cut, never the order."""
+    rows, labels = visited("full", monkeypatch)
+    for batch_size in (1, 7, 32):
+        other_rows, other_labels = visited(batch_size, monkeypatch)
+        for epoch in range(2):
+            assert torch.equal(other_rows[epoch], rows[epoch]), (batch_size, epoch)
+            assert torch.equal(other_labels[epoch], labels[epoch]), (batch_size, epoch)
+    # and that order is the seed's permutation: randperm(n_train) from generator(seed, "batches")
+    task = ORDER["task"]
+    data = make_dataset(ORDER["seeds"], task["p"], task["seq_len"], task["sparsity"], N_TRAIN, task["n_test"], "iid")
+    train_rows = pair_index(data.train.tokens, task["p"])  # (S, L, n_train)
+    for s, seed in enumerate(ORDER["seeds"]):
+        order = generator(seed, "batches")
+        for epoch in range(2):
+            perm = torch.randperm(N_TRAIN, generator=order)
+            assert torch.equal(rows[epoch][s], train_rows[s][:, perm]), (seed, epoch)
+            assert torch.equal(labels[epoch][s], data.train.labels[s][perm]), (seed, epoch)
+    assert not torch.equal(rows[0], rows[1])  # a new permutation every epoch
