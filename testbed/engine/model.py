@@ -46,6 +46,12 @@ class Architecture:
     embedding_norm: Fn
     mlp_norm: Fn
     activation: Fn
+    mlp_bias: bool = True  # false: fc1 and fc2 have no bias (their parameters are held at 0, see `absent`)
+
+    def absent(self) -> tuple[str, ...]:
+        """Parameters the model does not have: kept in the flat tensor (so that shapes, snapshots,
+        gradients and checkpoints stay one layout) but held at exactly 0 with a zero gradient."""
+        return () if self.mlp_bias else ("mlp.fc1.bias", "mlp.fc2.bias")
 
     def shapes(self) -> dict[str, tuple[int, ...]]:
         d, h = self.d, self.hidden
