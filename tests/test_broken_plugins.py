@@ -17,6 +17,7 @@ import pytest
 import yaml
 from conftest import CLIPPED_RMS_PACKAGE, TINY, cli, cli_here, third_party_package
 
+import testbed
 from testbed.config.scenario import scenario_model
 from testbed.plugin_api.registry import BrokenPluginPackage, Registry, default_registry
 
@@ -182,7 +183,7 @@ def test_built_in_plugins_train_beside_a_broken_package_and_a_working_one(instal
     assert proc.stderr.splitlines() == [warning_of(error)]
     run_json = yaml.safe_load((tmp_path / "work/runs/mixed/run.json").read_text())
     assert {"kind": "norm", "name": "clipped_rms", "distribution": "acme-norms", "version": "0.3"} in run_json["plugins"]
-    assert {"kind": "optimizer", "name": "sgd", "distribution": "testbed", "version": "0.1.0"} in run_json["plugins"]
+    assert {"kind": "optimizer", "name": "sgd", "distribution": "testbed", "version": testbed.__version__} in run_json["plugins"]
 
 
 def test_the_library_records_broken_packages_and_prints_nothing(install, capsys):

@@ -13,6 +13,8 @@ import pytest
 import yaml
 from conftest import CLIPPED_RMS_PACKAGE, TINY, cli, third_party_package
 
+import testbed
+
 
 def assert_user_error(proc, *needles: str) -> None:
     assert proc.returncode == 2, proc.stderr
@@ -150,7 +152,7 @@ def test_plugins_lists_every_kind_name_and_source():
         assert kind in proc.stdout
         for name in names:
             assert name in proc.stdout, name
-    assert "testbed 0.1.0" in proc.stdout
+    assert f"testbed {testbed.__version__}" in proc.stdout
     assert "radius=1.0" in proc.stdout
     assert_user_error(cli("plugins", "--kind", "normz"), "unknown kind")
 

@@ -6,8 +6,10 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from testbed.config import scenario as scenario_mod
 from testbed.engine.loop import build, train
@@ -28,17 +30,20 @@ CONFIG = {
 }
 
 
-def reference_model(views: dict[str, torch.Tensor], s: int, vocab: int, L: int, hidden: int) -> Transformer:
+def reference_model(views: dict[str, torch.Tensor], s: int, vocab: int, L: int, hidden: int, mlp_bias: bool = True) -> Transformer:
     m = Transformer(vocab, L, d=2, hidden=hidden)
+    if not mlp_bias:  # as the papers' public code ablates them
+        m.fc1, m.fc2 = nn.Linear(2, hidden, bias=False), nn.Linear(hidden, 2, bias=False)
     with torch.no_grad():
         m.tok.weight.copy_(views["tok_emb"][s])
         m.pos.weight.copy_(views["pos_emb"][s])
         m.query.weight.copy_(views["query"][s].unsqueeze(0))
         m.value.weight.copy_(views["value"][s])
         m.fc1.weight.copy_(views["mlp.fc1.weight"][s])
-        m.fc1.bias.copy_(views["mlp.fc1.bias"][s])
         m.fc2.weight.copy_(views["mlp.fc2.weight"][s])
-        m.fc2.bias.copy_(views["mlp.fc2.bias"][s])
+        if mlp_bias:
+            m.fc1.bias.copy_(views["mlp.fc1.bias"][s])
+            m.fc2.bias.copy_(views["mlp.fc2.bias"][s])
     return m
 
 
@@ -56,10 +61,14 @@ def test_forward_matches_the_reference_module():
         torch.testing.assert_close(logits[s], ref(tokens[s]), rtol=1e-5, atol=1e-6)
 
 
-def test_training_follows_the_reference_loop_step_by_step(tmp_path):
+@pytest.mark.parametrize("mlp_bias, clip", [(True, None), (False, None), (False, 0.05)], ids=["bias", "no-bias", "no-bias-clipped"])
+def test_training_follows_the_reference_loop_step_by_step(tmp_path, mlp_bias, clip):
     """Same data, initialisation and batch order: the step losses of testbed's vectorized Adam
-    match torch.optim.Adam on the reference module, seed by seed."""
-    sc = scenario_mod.validate(CONFIG)
+    match torch.optim.Adam on the reference module, seed by seed; with model.mlp_bias false, a
+    module whose fc1 and fc2 are Linear(bias=False), whose gradient norm clipping (binding at
+    0.05) knows of no biases."""
+    optimizer = {"name": "adam", "lr": 3e-3, "clip_grad_norm": clip}
+    sc = scenario_mod.validate({**CONFIG, "model": {**CONFIG["model"], "mlp_bias": mlp_bias}, "optimizer": optimizer})
     result = train(sc, tmp_path)
     import numpy as np
 
@@ -68,11 +77,11 @@ def test_training_follows_the_reference_loop_step_by_step(tmp_path):
     views = c.space.views(c.space.init(sc.seeds))
     ds = make_dataset(sc.seeds, 3, 8, 3, 40, 24, "iid")
     for s, seed in enumerate(sc.seeds):
-        model = reference_model(views, s, 3, 8, 6)
+        model = reference_model(views, s, 3, 8, 6, mlp_bias)
         opt = torch.optim.Adam(model.parameters(), lr=3e-3)
         order = generator(seed, "batches")
         x, y = ds.train.tokens[s], ds.train.labels[s]
-        losses = []
+        losses, clipped = [], []
         for _ in range(3):
             perm = torch.randperm(40, generator=order)
             for lo in range(0, 40, 16):
@@ -80,9 +89,12 @@ def test_training_follows_the_reference_loop_step_by_step(tmp_path):
                 loss = F.cross_entropy(model(x[idx]), y[idx])
                 opt.zero_grad()
                 loss.backward()
+                if clip is not None:
+                    clipped.append(float(torch.nn.utils.clip_grad_norm_(model.parameters(), clip)) > clip)
                 opt.step()
                 losses.append(loss.item())
         torch.testing.assert_close(torch.tensor(step_loss[:, s]), torch.tensor(losses), rtol=1e-4, atol=1e-5)
+        assert clip is None or all(clipped), "the clipping threshold should bind at every step"
         with torch.no_grad():
             test_acc = (model(ds.test.tokens[s]).argmax(1) == ds.test.labels[s]).float().mean()
         assert abs(float(result.final.test_acc[s]) - float(test_acc)) < 1e-6

@@ -164,6 +164,10 @@ def scenario_model(registry: Registry | None = None) -> type[BaseModel]:
         embedding_norm=(norm | None, Field(None, description="norm of E(x_t)+P(t) before attention")),
         mlp_norm=(norm | None, Field(None, description="pre-norm of the attention output before the MLP")),
         activation=(activation, Field("gelu", description="MLP activation")),
+        mlp_bias=(
+            bool,
+            Field(True, description="false: no MLP biases (fc1 and fc2 as Linear(bias=False)); they stay exactly 0 and get no gradient"),
+        ),
         init=(
             Literal["default", "ideal"],
             Field("default", description="default: PyTorch's initialisation per seed; ideal: the first paper's hand-set circuit (section 3.1)"),
@@ -277,6 +281,8 @@ def check(scenario, registry: Registry) -> list[tuple[str, str]]:
     for key in getattr(scenario.optimizer, "lr_multipliers", {}) or {}:
         if not any(key == g or g.startswith(key + ".") for g in PARAM_GROUPS):
             problems.append((f"optimizer.lr_multipliers.{key}", f"unknown module; use a parameter or a prefix of one (e.g. mlp): {', '.join(PARAM_GROUPS)}"))
+    if model.init == "ideal" and not model.mlp_bias:
+        problems.append(("model.mlp_bias", "must be true with model.init: ideal, whose circuit sets the MLP biases"))
     if model.init == "ideal":
         from math import comb
 

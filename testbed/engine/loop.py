@@ -70,6 +70,7 @@ def build(scenario, registry: Registry | None = None) -> Components:
         embedding_norm=make("norm", m.embedding_norm or m.norm),
         mlp_norm=make("norm", m.mlp_norm or m.norm),
         activation=make("activation", m.activation),
+        mlp_bias=m.mlp_bias,
     )
     space = ParamSpace(arch.shapes())
     optimizer = Optimizer(make("optimizer", scenario.optimizer), scenario.optimizer, space)
@@ -143,6 +144,9 @@ def _train(
         flat = flat_weights(arch, space, task.sparsity, c.curriculum.p_at(1), len(seeds))
     else:
         flat = space.init(seeds)
+    absent = [space.slices[name] for name in arch.absent()]
+    for sl in absent:
+        flat[:, sl] = 0.0
     views = space.views(flat)
 
     info = RunInfo(seeds, epochs, steps_per_epoch, space, scenario, params=flat)
@@ -185,7 +189,11 @@ def _train(
             losses, grad = loss_and_grad(arch, views, xb, yb)
             info.step_losses[step].copy_(losses)
             step += 1
+            for sl in absent:  # before the optimizer, so that clipping and the update never see them
+                grad[:, sl] = 0.0
             c.optimizer.step(flat, grad)
+            for sl in absent:  # the built-in rules leave 0 at 0; a plugin rule may not (noise, a decay target)
+                flat[:, sl] = 0.0
             for probe in step_probes:
                 probe.after_step(step, epoch, losses, grad)
         evaluation = evaluate(arch, views, data, epoch) if epoch in eval_epochs else None

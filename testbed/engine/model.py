@@ -46,6 +46,12 @@ class Architecture:
     embedding_norm: Fn
     mlp_norm: Fn
     activation: Fn
+    mlp_bias: bool = True  # false: fc1 and fc2 have no bias (their parameters are held at 0, see `absent`)
+
+    def absent(self) -> tuple[str, ...]:
+        """Parameters the model does not have: kept in the flat tensor (so that shapes, snapshots,
+        gradients and checkpoints stay one layout) but held at exactly 0 with a zero gradient."""
+        return () if self.mlp_bias else ("mlp.fc1.bias", "mlp.fc2.bias")
 
     def shapes(self) -> dict[str, tuple[int, ...]]:
         d, h = self.d, self.hidden
@@ -101,7 +107,13 @@ class ParamSpace:
     def init(self, seeds: list[int]) -> torch.Tensor:
         """PyTorch's default initialisation, each parameter from its own (seed, name) stream:
         embeddings N(0, 1); linear maps (query and value as bias-free Linear layers) and their
-        biases U(-1/sqrt(fan_in), 1/sqrt(fan_in))."""
+        biases U(-1/sqrt(fan_in), 1/sqrt(fan_in)).
+
+        Widths share their units' draws: every MLP parameter is drawn hidden unit by hidden
+        unit, so width h gets the first h units of the draws of any larger width. fc1's bound
+        does not depend on h, so its rows and biases are the very same numbers; fc2's bound
+        1/sqrt(h) does, so fc2 is drawn as unit-uniform values in [-1, 1), a (h, d) stream
+        whose row j is unit j's outgoing weights, times the bound (see `_width_scaled`)."""
         flat = torch.empty(len(seeds), self.size)
         for i, seed in enumerate(seeds):
             for name, sl in self.slices.items():
@@ -109,12 +121,31 @@ class ParamSpace:
                 g = generator(seed, "init", name)
                 if name in ("tok_emb", "pos_emb"):
                     values = torch.randn(shape, generator=g)
+                elif name in WIDTH_SCALED:
+                    values = _width_scaled(name, shape, 1.0 / math.sqrt(_fan_in(name, self.shapes)), g)
                 else:
                     fan_in = _fan_in(name, self.shapes)
                     bound = 1.0 / math.sqrt(fan_in)
                     values = torch.empty(shape).uniform_(-bound, bound, generator=g)
                 flat[i, sl] = values.reshape(-1)
         return flat
+
+
+# Parameters whose initial bound depends on the hidden width h (fan_in h): drawn as unit-uniform
+# values times the bound, so that every width shares the unit draws exactly.
+WIDTH_SCALED = ("mlp.fc2.weight", "mlp.fc2.bias")
+
+
+def _width_scaled(name: str, shape: tuple[int, ...], bound: float, g: torch.Generator) -> torch.Tensor:
+    """Unit-uniform draws in [-1, 1) times `bound`, the product rounded once to float32.
+    fc2.weight (d, h) is drawn unit-major, as (h, d), and transposed, so that hidden unit j's
+    outgoing weights are the j-th d draws of the stream whatever h is. (torch's CPU uniform_
+    fills a tensor one draw per element in order, so a shorter draw is a prefix of a longer
+    one; tests/test_consistency.py checks this up to h = 4096.)"""
+    drawn = shape[::-1] if name.endswith(".weight") else shape
+    unit = torch.empty(drawn).uniform_(-1.0, 1.0, generator=g)
+    values = (unit.double() * bound).float()
+    return values.t() if name.endswith(".weight") else values
 
 
 def _fan_in(name: str, shapes: dict[str, tuple[int, ...]]) -> int:
