@@ -1,4 +1,4 @@
-"""Progress on the terminal: the progress events of `testbed.run` and `testbed.compare` drawn
+"""Progress on the terminal: the progress events of `testbed.run`, `compare` and `sweep` drawn
 as a rich bar per run on a terminal, and as a line every tenth of a run in logs and pipes."""
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from testbed.trainer import Progress
 
 if TYPE_CHECKING:  # the comparison (scipy) is imported only by the command that compares
     from testbed.comparison.result import Analysing
+    from testbed.study.sweep_table import AnalysingCell
 
 
 def status(ev: Evaluation) -> str:
@@ -90,7 +91,12 @@ class ProgressDisplay:
             self.current.stop()
         self.current, self.label = None, None
 
-    def __call__(self, event: Progress | Analysing) -> None:
+    def __call__(self, event: Progress | Analysing | AnalysingCell) -> None:
+        if hasattr(event, "done"):  # a study's analysis reads its cells: a line at every tenth
+            self.close()
+            if event.done == 1 or event.done == event.cells or event.done * 10 // event.cells > (event.done - 1) * 10 // event.cells:
+                self.console.print(f"analysing: {event.done}/{event.cells} cells read ({event.label})", highlight=False, soft_wrap=True)
+            return
         if not isinstance(event, Progress):  # a comparison's analysis begins
             self.close()
             grid = " and the learning-rate grid" if event.grid else ""

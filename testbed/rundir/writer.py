@@ -45,6 +45,16 @@ def check_target(path: Path, force: bool) -> None:
         raise UserError(f"--out {path}: directory exists and is not empty (use --force to replace it)")
 
 
+def check_creatable(path: Path) -> None:
+    """Refuse at once a run directory that could not be created (a file where a folder of its
+    path must be), before any work is done for it."""
+    for folder in (path.parent, *path.parent.parents):
+        if folder.exists():
+            if not folder.is_dir():
+                raise UserError(f"cannot create {path}: {folder}: is a file, not a folder")
+            return
+
+
 def staging_path(path: Path) -> Path:
     """The hidden folder in which the run directory `path` is written."""
     return path.parent / f".{path.name}.partial"

@@ -1,6 +1,8 @@
 """A scenario's run directory, served from the run store: what `testbed run`, `compare` and
 `sweep` ask for. Only the seeds the store lacks are trained (into the store, where they stay
-whatever happens next); the run directory asked for is then made from the store's runs."""
+whatever happens next); the run directory asked for is then made from the store's runs.
+A scenario with a probe that cannot combine its files across seed sets (the tracking probes,
+a third-party probe without `combine`) is trained straight into its run directory instead."""
 
 from __future__ import annotations
 
@@ -11,7 +13,8 @@ from typing import Any
 from testbed.rundir import writer as rundir
 from testbed.rundir.reader import Run
 from testbed.store.materialize import materialize
-from testbed.store.run_store import Plan, RunStore
+from testbed.store.run_store import Plan, RunStore, combinable
+from testbed.trainer import run_scenario
 
 
 @dataclass(frozen=True)
@@ -31,7 +34,14 @@ def serve(scenario, out: str | Path | None, *, store: RunStore | str | Path | bo
     `testbed.trainer.run_scenario` (progress, label, threads, resume, checkpoint_every)."""
     path = Path(out) if out is not None else rundir.default_path(scenario.output.root, scenario.name)
     rundir.check_target(path, force)  # a bad --out is refused before anything trains
-    plan = open_store(store).plan(scenario)
+    rundir.check_creatable(path)
+    the_store = open_store(store)
+    if not combinable(scenario):
+        # A probe that cannot combine its files (tracking probes log to a server, under the run
+        # directory's name) would tie the store to exact seed sets and log under the store's
+        # folder names: such a run trains straight into its directory, as with store=False.
+        return Served(run_scenario(scenario, path, force=force, **train), list(scenario.seeds), [])
+    plan = the_store.plan(scenario)
     plan.store.fill(plan, **train)
     return Served(write_run(plan, path, force), list(plan.missing), [s for _, taken in plan.parts for s in taken])
 

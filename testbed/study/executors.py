@@ -125,8 +125,6 @@ class RayExecutor:
                     to_yaml(scenario), self.threads, testbed.__version__
                 )
                 pending[ref] = job
-                if progress is not None:
-                    progress(Progress(job.label, 0, scenario.training.epochs))
             while pending:
                 done, _ = ray.wait(list(pending), num_returns=1)
                 job = pending.pop(done[0])
@@ -140,7 +138,7 @@ class RayExecutor:
                     failures.append((job, RunFailure("", "a Ray task", describe(exc))))
                     continue
                 land(job.plan, payload)
-                if progress is not None:
+                if progress is not None:  # a remote run reports when it has landed
                     epochs = job.plan.scenario.training.epochs
                     progress(Progress(job.label, epochs, epochs))
         except KeyboardInterrupt:
