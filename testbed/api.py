@@ -146,6 +146,7 @@ def sweep(
     *,
     seeds: str | Sequence[int] | None = None,
     overrides: Mapping[str, Any] | Sequence[str] = (),
+    axes: Mapping[str, list] | Sequence[str] = (),
     out: PathLike | None = None,
     force: bool = False,
     executor: str = "local",
@@ -159,7 +160,8 @@ def sweep(
     `testbed sweep` does, into the study directory `out` (default: sweeps/<name>-<time>); a
     finished study directory is analysed again without training (in place unless `out`).
 
-    `seeds` replaces the study's; `overrides` set fields in every cell (not an axis);
+    `seeds` replaces the study's; `overrides` set fields in every cell (not an axis); `axes`
+    replace the values of some axes ({"model.hidden": [8, 32]}, or `--axis` strings);
     `executor`: "local" or "ray" (`address`: "local", "auto" or "HOST:PORT"; each cell's task
     declares `cpus_per_cell` CPUs). Returns a `StudyResult`: `.table()` (sweep.csv, one row
     per cell, seed and metric), `.cells()` (per-cell means, spreads and success rates),
@@ -170,6 +172,6 @@ def sweep(
         seeds = list(seeds)
     with _progress(progress) as callback:
         return run_study(
-            study, seeds=seeds, overrides=overrides, out=out, force=force, executor_name=executor, address=address,
+            study, seeds=seeds, overrides=overrides, axes=axes, out=out, force=force, executor_name=executor, address=address,
             cpus_per_cell=cpus_per_cell, progress=callback, threads=threads, store=store,
         )

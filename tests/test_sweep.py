@@ -75,6 +75,16 @@ def test_zip_axes_pair_their_values(study):
     assert loaded.axes == ["optimizer.lr", "training.epochs"]
 
 
+def test_axis_values_can_be_replaced_from_the_command_line(study):
+    from testbed.study import cells
+
+    coarse = cells.load("study.yaml", axes=["optimizer.lr=[0.01]"])
+    assert [c.label for c in coarse.cells] == ["optimizer.lr=0.01"]
+    wrong = cli_here("sweep", "study.yaml", "--axis", "model.hidden=[4]", "-q")
+    assert (wrong.returncode, wrong.stderr.strip()) == (2, "error: --axis model.hidden: not an axis of study.yaml (its axes: optimizer.lr)")
+    assert RunStore().entries() == []
+
+
 BAD = {
     "unknown field": ({"axes": {"model.hiden": [4, 8]}}, "study.yaml: cell 0 (model.hiden=4): model.hiden: unknown key"),
     "invalid value": ({"axes": {"model.hidden": [8, 0]}}, "study.yaml: cell 1 (model.hidden=0): model.hidden: must be >= 1"),

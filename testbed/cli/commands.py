@@ -175,6 +175,7 @@ def sweep(
     study: Path = typer.Argument(..., help="study YAML file (or a finished study directory, to analyse again)"),
     seeds: str | None = typer.Option(None, "--seeds", help="seeds of every cell, e.g. 0-99 (overrides the study file)"),
     set_: list[str] | None = typer.Option(None, "--set", help="override a field in every cell, e.g. --set training.epochs=50 (repeatable; not an axis)"),
+    axis: list[str] | None = typer.Option(None, "--axis", help="replace an axis's values, e.g. --axis 'model.hidden=[8, 32]' (repeatable)"),
     out: Path | None = typer.Option(None, "--out", help="study directory (default: sweeps/<name>-<time>)"),
     force: bool = typer.Option(False, "--force", help="replace --out if it exists"),
     executor: str = typer.Option("local", "--executor", help="local (one run after another, here) or ray"),
@@ -195,7 +196,7 @@ def sweep(
     _load_plugins()
     with ProgressDisplay(Console(stderr=True)) as display:
         result = api.sweep(
-            study, seeds=seeds, overrides=set_ or [], out=out, force=force, executor=executor, address=address,
+            study, seeds=seeds, overrides=set_ or [], axes=axis or [], out=out, force=force, executor=executor, address=address,
             cpus_per_cell=cpus_per_cell, progress=None if quiet else display, threads=threads, store=store,
         )
     from testbed.cli.tables import study_table

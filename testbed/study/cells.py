@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from testbed.comparison.inputs import with_probes
 from testbed.config import scenario as scenario_mod
 from testbed.config.overrides import apply_overrides
@@ -56,11 +58,24 @@ def _label(values: dict[str, Any]) -> str:
     return ", ".join(f"{k}={value_text(v)}" for k, v in values.items()) or "(one cell)"
 
 
-def load(path: str | Path, seeds: str | Sequence[int] | None = None, overrides: Sequence[str] | Mapping[str, Any] = ()) -> Study:
+def load(
+    path: str | Path,
+    seeds: str | Sequence[int] | None = None,
+    overrides: Sequence[str] | Mapping[str, Any] = (),
+    axes: Sequence[str] | Mapping[str, list] = (),
+) -> Study:
     """Read a study file and validate every cell. `seeds` replaces the file's; `overrides`
-    (`--set` strings or a mapping) apply to every cell and may not name an axis."""
+    (`--set` strings or a mapping) apply to every cell and may not name an axis; `axes`
+    (`--axis FIELD=[v1, v2]` strings or a mapping) replace the values of axes of the file (a
+    coarser grid first, the rest later: the store keeps what is done)."""
     path = Path(path)
     data = scenario_mod.read_yaml(path)
+    replaced = _axis_values(axes)
+    unknown = [f for f in replaced if f not in (data.get("axes") or {})]
+    if unknown:
+        raise UserError(f"--axis {printable(unknown[0])}: not an axis of {path} (its axes: {', '.join(data.get('axes') or {}) or 'none'})")
+    if replaced:
+        data["axes"] = {**data["axes"], **replaced}
     spec = study_file.parse(data, str(path))
     files = spec.scenario_files()
     several = len(files) > 1
@@ -80,6 +95,22 @@ def load(path: str | Path, seeds: str | Sequence[int] | None = None, overrides: 
             fields = {k: v for k, v in values.items() if k != SCENARIO_AXIS}
             cells.append(CellSpec(index, cell_label, values, _cell_scenario(path, index, cell_label, raw, spec.set, overrides, fields, chosen)))
     return Study(path, spec, chosen, axes, cells)
+
+
+def _axis_values(axes: Sequence[str] | Mapping[str, list]) -> dict[str, Any]:
+    if isinstance(axes, Mapping):
+        return dict(axes)
+    out = {}
+    for item in axes:
+        field, sep, raw = item.partition("=")
+        try:
+            values = yaml.safe_load(raw) if sep else None
+        except yaml.YAMLError:
+            values = None
+        if not isinstance(values, list):
+            raise UserError(f"--axis {printable(item)}: expected FIELD=[v1, v2, ...]")
+        out[field.strip()] = values
+    return out
 
 
 def _override_fields(overrides: Sequence[str] | Mapping[str, Any]) -> list[str]:

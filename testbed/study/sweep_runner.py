@@ -50,6 +50,7 @@ def sweep(
     *,
     seeds: str | Sequence[int] | None = None,
     overrides: Sequence[str] | Mapping[str, Any] = (),
+    axes: Sequence[str] | Mapping[str, list] = (),
     out: str | Path | None = None,
     force: bool = False,
     executor_name: str = "local",
@@ -64,11 +65,11 @@ def sweep(
     default: in place). Returns the analysis (`testbed.study.sweep_report.StudyResult`)."""
     source = Path(source)
     if is_study_dir(source):
-        if seeds is not None or overrides:
+        if seeds is not None or overrides or axes:
             raise UserError(f"{source}: a finished study is analysed as it is; --seeds and --set apply to study files")
         return reanalyse(source, out, force)
     started = time.perf_counter()
-    study = cells_mod.load(source, seeds, overrides)
+    study = cells_mod.load(source, seeds, overrides, axes)
     path = Path(out) if out is not None else rundir.default_path(STUDY_ROOT, study.name)
     rundir.check_target(path, force)
     runner = executor(executor_name, address, cpus_per_cell, threads)
