@@ -51,6 +51,19 @@ def testbed_norms():
 '''
 
 
+def pytest_configure(config):
+    """Before any fixture (session-scoped ones train too): a run store outside the checkout."""
+    import tempfile
+
+    os.environ["TESTBED_STORE"] = config._testbed_store = tempfile.mkdtemp(prefix="testbed-test-store-")
+
+
+def pytest_unconfigure(config):
+    import shutil
+
+    shutil.rmtree(getattr(config, "_testbed_store", ""), ignore_errors=True)
+
+
 @pytest.fixture(autouse=True)
 def own_run_store(tmp_path_factory, monkeypatch):
     """Each test trains into a run store of its own (a shared one would serve one test's runs to
