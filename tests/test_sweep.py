@@ -169,3 +169,29 @@ def test_the_ray_executor_gives_the_same_runs_as_the_local_one(study, tmp_path):
         assert Path(f"sweeps/ray/cells/{cell}/metrics.csv").read_bytes() == Path(f"sweeps/local/cells/{cell}/metrics.csv").read_bytes()
     assert remote.table().equals(local.table())
     assert os.path.isdir(RunStore().root) and len(RunStore().entries()) == 2  # the workers' runs landed in the driver's store
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_every_shipped_study_and_the_readme_example_validate(tmp_path):
+    from testbed.study import cells
+
+    for path in sorted((ROOT / "studies").glob("*.yaml")):
+        assert cells.load(path).cells, path  # every cell of every shipped study validates
+    readme = (ROOT / "README.md").read_text()
+    example = readme.split("## Studies (`testbed sweep`)")[1].split("```yaml\n")[1].split("```")[0]
+    (tmp_path / "studies").mkdir()
+    (tmp_path / "scenarios").symlink_to(ROOT / "scenarios")
+    (tmp_path / "studies" / "example.yaml").write_text(example)
+    study = cells.load(tmp_path / "studies" / "example.yaml")
+    assert len(study.cells) == 6 * 2 and study.axes == ["model.hidden", "optimizer.lr", "optimizer.warmup_steps"]
+
+
+def test_the_study_schema_is_printed():
+    import json
+
+    proc = cli_here("schema", "--study")
+    assert proc.returncode == 0
+    schema = json.loads(proc.stdout)
+    assert {"scenarios", "seeds", "set", "axes", "zip"} <= set(schema["properties"]) and schema["required"] == ["scenarios"]
