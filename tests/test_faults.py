@@ -398,17 +398,17 @@ def two(work):
 
 
 def test_a_failed_compare_keeps_the_runs_it_finished(two):
-    import os
-
+    """The faulty probe cannot combine its files across seed sets, so its run trains straight
+    into the report's staging folder (not into the run store): it is kept there."""
     line = the_error(cli_here("compare", "good.yaml", "bad.yaml", "--out", "reports/gb", "-q"))
     stage = "reports/.gb.partial"
-    store = os.environ["TESTBED_STORE"]
-    failed, kept, compared = line.split("; ")
-    assert failed == f"error: probe 'faulty' {NAMED} failed in after_epoch at epoch 2 (step 6): ValueError: boom in after_epoch"
-    assert kept.startswith(f"the unfinished run is kept in {store}/") and kept.endswith(".seeds-0-2.partial/error.log)")
-    assert compared == f"compare kept the 1 run it finished in {stage}/runs (and in the run store: the same command again trains only what is missing)"
+    assert line == (
+        f"error: probe 'faulty' {NAMED} failed in after_epoch at epoch 2 (step 6): ValueError: boom in after_epoch; "
+        f"the unfinished run is kept in {stage}/runs/.bad.partial (traceback in {stage}/runs/.bad.partial/error.log); "
+        f"compare kept the 1 run it finished in {stage}/runs (and in the run store: the same command again trains only what is missing)"
+    )
     assert entries(two / "reports") == [".gb.partial"]
-    assert entries(two / stage / "runs") == ["good"]
+    assert entries(two / stage / "runs") == [".bad.partial", "good"]
     assert Run(two / stage / "runs" / "good").summary["seed"].tolist() == [0, 1, 2]
 
 
@@ -458,3 +458,17 @@ def test_an_interrupted_compare_keeps_the_runs_it_finished(two, monkeypatch):
     proc = cli_here("compare", "good.yaml", "bad.yaml", "--out", "reports/again", "-q")
     assert (proc.returncode, proc.stderr.strip()) == (130, "interrupted")
     assert entries(two / "reports") == [".gb.partial"]
+
+
+def test_a_failure_midway_through_the_run_store_is_kept_in_the_store(work):
+    """Through the store (the default), a run that fails keeps its staging folder in the store,
+    where the same command would continue it; nothing is written at --out."""
+    import os
+
+    sets = ["--set", "probes=[metrics, step_loss, spikes]", "--set", "optimizer=faulty_sgd", "--set", "optimizer.fail_at_step=5"]
+    line = the_error(cli_here("run", "tiny.yaml", "--out", "runs/x", "-q", *sets))
+    store = os.environ["TESTBED_STORE"]
+    failed, kept = line.split("; ")
+    assert failed == f"error: optimizer 'faulty_sgd' {NAMED} failed in update at epoch 2 (step 5): ValueError: boom in update"
+    assert kept.startswith(f"the unfinished run is kept in {store}/") and kept.endswith("/.seeds-0-2.partial/error.log)")
+    assert not (work / "runs").exists()
