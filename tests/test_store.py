@@ -94,8 +94,10 @@ def test_store_ls_and_gc_from_the_command_line(tmp_path):
     entry = RunStore(store).entries()[0]
     stray = entry.path / ".seeds-7.partial"
     stray.mkdir()  # a training stopped midway that nobody writes
+    lock = entry.path / ".seeds-7.lock"
+    lock.write_text("4711\n")  # what kill -9 leaves of a writer's lock
     kept = cli("store", "gc", "--store", str(store))
-    assert kept.returncode == 0 and not stray.exists() and entry.path.is_dir()
+    assert kept.returncode == 0 and not stray.exists() and not lock.exists() and entry.path.is_dir()
     info = json.loads((entry.path / "entry.json").read_text())
     info["identity"]["testbed"] = "0.0.0"  # runs of another version can never be served again
     (entry.path / "entry.json").write_text(json.dumps(info))

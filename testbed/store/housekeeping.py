@@ -13,6 +13,7 @@ import testbed
 from testbed.config.scenario import format_seeds
 from testbed.plugin_api.registry import default_registry
 from testbed.rundir import provenance
+from testbed.rundir import writer as rundir
 from testbed.store.run_store import Entry, RunStore, _finished_seeds, stray_stages
 
 
@@ -72,6 +73,9 @@ def collect(root: str | Path | None = None, *, dry_run: bool = False, everything
             continue
         for stage in stray_stages(entry):
             doomed.append((stage, f"{stage} (a stopped or failed training)"))
+        for lock in entry.path.glob(".*.lock"):  # left by a killed process (an flock dies with it)
+            if not rundir.is_locked(entry.path / lock.name[1 : -len(".lock")]):
+                doomed.append((lock, f"{lock} (the lock file of a killed process)"))
         for folder in entry.path.iterdir():
             if folder.is_dir() and not folder.name.startswith(".") and _finished_seeds(folder) is None:
                 doomed.append((folder, f"{folder} (a run written without some outputs)"))
@@ -79,5 +83,5 @@ def collect(root: str | Path | None = None, *, dry_run: bool = False, everything
     for path, _ in doomed:
         freed += _size(path)
         if not dry_run:
-            shutil.rmtree(path, ignore_errors=True)
+            shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
     return [what for _, what in doomed], freed
