@@ -14,7 +14,7 @@ from testbed.config.scenario import format_seeds
 from testbed.plugin_api.registry import default_registry
 from testbed.rundir import provenance
 from testbed.rundir import writer as rundir
-from testbed.store.run_store import Entry, RunStore, _finished_seeds, stray_stages
+from testbed.store.run_store import Entry, RunStore, finished_seeds, stray_stages
 
 
 def _size(path: Path) -> int:
@@ -77,7 +77,7 @@ def collect(root: str | Path | None = None, *, dry_run: bool = False, everything
             if not rundir.is_locked(entry.path / lock.name[1 : -len(".lock")]):
                 doomed.append((lock, f"{lock} (the lock file of a killed process)"))
         for folder in entry.path.iterdir():
-            if folder.is_dir() and not folder.name.startswith(".") and _finished_seeds(folder) is None:
+            if folder.is_dir() and not folder.name.startswith(".") and finished_seeds(folder) is None:
                 doomed.append((folder, f"{folder} (a run written without some outputs)"))
     freed = 0
     for path, _ in doomed:

@@ -55,7 +55,7 @@ def shard_name(seeds: list[int]) -> str:
     return f"seeds-{seeds[0]}-{seeds[-1]}-n{len(seeds)}-{hashlib.sha256(spec.encode()).hexdigest()[:8]}"
 
 
-def _finished_seeds(folder: Path) -> tuple[int, ...] | None:
+def finished_seeds(folder: Path) -> tuple[int, ...] | None:
     """The seeds of a finished, complete run directory (None for anything else: a run written
     without some outputs, listed in its summary's failures, is not served)."""
     try:
@@ -80,7 +80,7 @@ class Entry:
         found = []
         for folder in sorted(self.path.iterdir()):
             if folder.is_dir() and not folder.name.startswith("."):
-                seeds = _finished_seeds(folder)
+                seeds = finished_seeds(folder)
                 if seeds:
                     found.append(Shard(folder, seeds))
         return found
@@ -130,7 +130,7 @@ class Plan:
 
     def landed(self) -> Shard:
         """The missing seeds' shard, now finished (by whichever executor trained it)."""
-        seeds = _finished_seeds(self.shard_path)
+        seeds = finished_seeds(self.shard_path)
         if seeds is None or sorted(seeds) != sorted(self.missing):
             raise UserError(f"{self.shard_path}: the run trained for the store is not there or incomplete")
         self.trained = Shard(self.shard_path, seeds)
