@@ -21,7 +21,7 @@ _API = {
     "compare": "testbed.api",
     "sweep": "testbed.api",
     "barrier": "testbed.api",
-    "BarrierResult": "testbed.barrier.command",
+    "BarrierResult": "testbed.loss_barrier.barrier_command",
     "StudyResult": "testbed.study.sweep_report",
     "Run": "testbed.rundir.reader",
     "Snapshots": "testbed.rundir.reader",
@@ -37,9 +37,9 @@ __all__ = [
 
 if TYPE_CHECKING:
     from testbed.api import barrier, compare, load_run, load_scenario, run, sweep
-    from testbed.barrier.command import BarrierResult
     from testbed.comparison.result import Analysing, Comparison
     from testbed.errors import UserError
+    from testbed.loss_barrier.barrier_command import BarrierResult
     from testbed.rundir.reader import Run, Snapshots
     from testbed.study.sweep_report import StudyResult
     from testbed.trainer import Progress

@@ -204,7 +204,7 @@ def barrier(
     [-extend, 1 + extend] (0 and 1 always among them). Every line is evaluated on the task of
     run_b (the end run) at its final p, on the training and/or test samples (`split`) of its
     end seed. Returns a `BarrierResult`: `.curves`, `.barriers`, `.p`, `.path`."""
-    from testbed.barrier.command import barrier as run_barrier
+    from testbed.loss_barrier.barrier_command import barrier as run_barrier
 
     a = run_a.path if isinstance(run_a, Run) else run_a
     b = run_b.path if isinstance(run_b, Run) else run_b

@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from testbed.barrier import interpolation
-from testbed.barrier.interpolation import SPLITS, End, Pair
 from testbed.errors import UserError
+from testbed.loss_barrier import interpolation
+from testbed.loss_barrier.interpolation import SPLITS, End, Pair
 from testbed.render.rundata import SnapshotRun
 
 BARRIER_COLUMNS = ["pair", "seed_a", "seed_b", "epoch_a", "epoch_b", "split", "loss_0", "loss_1", "barrier", "t_max"]
@@ -100,8 +100,8 @@ def barrier(run_a: Path | str, run_b: Path | str | None = None, *, seed: int | N
             epochs=None, points: int = 51, extend: float = 0.0, split="train,test", out: Path | str | None = None,
             force: bool = False) -> BarrierResult:
     """See `testbed.api.barrier`."""
-    from testbed.barrier.barrier_figure import draw
     from testbed.comparison.report import Figure, Paragraph, Report, Table, to_markdown
+    from testbed.loss_barrier.barrier_figure import draw
     from testbed.render import rundata
     from testbed.rundir import writer
 
