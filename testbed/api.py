@@ -203,7 +203,8 @@ def barrier(
     usable with two runs; default: the last of each). t takes `points` values in
     [-extend, 1 + extend] (0 and 1 always among them). Every line is evaluated on the task of
     run_b (the end run) at its final p, on the training and/or test samples (`split`) of its
-    end seed. Returns a `BarrierResult`: `.curves`, `.barriers`, `.p`, `.path`."""
+    end seed. The runs must have the same parameter shapes, norms, activation and MLP biases
+    (curricula may differ). Returns a `BarrierResult`: `.curves`, `.barriers`, `.p`, `.path`."""
     from testbed.loss_barrier.barrier_command import barrier as run_barrier
 
     a = run_a.path if isinstance(run_a, Run) else run_a

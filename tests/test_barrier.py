@@ -112,18 +112,22 @@ def test_bad_input_is_one_line_naming_it(runs, tmp_path):
         testbed.load_scenario(_write(tmp_path / "n.yaml", dict(TINY, model={"hidden": 4}, training={"epochs": 2, "batch_size": 16}))),
         out=tmp_path / "narrow", store=False,
     )
+    relu = tmp_path / "relu"  # the same shapes, another function of them
+    shutil.copytree(root / "ra", relu)
+    text = (relu / "scenario.yaml").read_text()
+    (relu / "scenario.yaml").write_text(text.replace("activation:\n    name: gelu\n    approximate: none", "activation:\n    name: relu"))
     ra = str(root / "ra")
     cases = [
-        ((str(bare), ra), ["bare", "snapshots.npz", "snapshots"]),
+        ((str(bare), ra), ["bare", "no snapshots.npz", "the snapshots probe writes it"]),
         ((ra, str(narrow.path)), ["narrow", "mlp.fc1.weight"]),
-        ((ra, "--seed", "7"), ["--seed 7"]),  # one run: needs --seeds or --epochs first
+        ((ra, str(relu)), ["relu", "model.activation"]),
         ((ra, ra, "--seed", "7"), ["--seed 7", "ra"]),
         ((ra, "--epochs", "1,4"), ["--epochs 1", "0, 2, 4"]),
         ((ra, "--seeds", "0,9"), ["--seeds 9"]),
         ((ra, ra, "--points", "1"), ["--points 1"]),
         ((ra, ra, "--split", "valid"), ["--split valid"]),
     ]
-    for args, words in cases[:2] + cases[3:]:
+    for args, words in cases:
         proc = cli_here("barrier", *args, "--out", str(tmp_path / "never"))
         assert proc.returncode == 2, (args, proc.stderr)
         lines = proc.stderr.strip().splitlines()

@@ -14,6 +14,7 @@ from testbed.errors import UserError
 from testbed.loss_barrier import interpolation
 from testbed.loss_barrier.interpolation import SPLITS, End, Pair
 from testbed.render.rundata import SnapshotRun
+from testbed.rundir.reader import Run
 
 BARRIER_COLUMNS = ["pair", "seed_a", "seed_b", "epoch_a", "epoch_b", "split", "loss_0", "loss_1", "barrier", "t_max"]
 
@@ -108,9 +109,13 @@ def barrier(run_a: Path | str, run_b: Path | str | None = None, *, seed: int | N
     t = interpolation.grid(points, extend)
     chosen = _splits(split)
     seeds, epochs = _two(seeds, "--seeds"), _two(epochs, "--epochs")
+    for path in (run_a, run_b):
+        if path is not None:
+            Run(path).require("snapshots.npz", needed_by="testbed barrier")
     a = rundata.load(Path(run_a))
     b = rundata.load(Path(run_b)) if run_b is not None else a
     interpolation.check_shapes(a, b)
+    interpolation.check_functions(a, b)
     pairs = choose_pairs(a, b, two_runs=run_b is not None, seed=seed, seeds=seeds, pair_seeds=pair_seeds, epochs=epochs)
     path = Path(out) if out is not None else writer.default_path("reports", "barrier")
     writer.check_target(path, force)

@@ -64,6 +64,31 @@ def check_shapes(a: SnapshotRun, b: SnapshotRun) -> None:
             raise UserError(f"{b.path}: parameter {name} has shape {other}, {a.path} has {shape}; the runs cannot be interpolated")
 
 
+def check_functions(a: SnapshotRun, b: SnapshotRun) -> None:
+    """The line is one function of the weights: the two runs' norms, activation and MLP biases
+    must be the same (otherwise the ends would not be the runs' own losses)."""
+
+    def functions(run: SnapshotRun) -> dict:
+        m = run.scenario.model
+        return {
+            "model.embedding_norm": (m.embedding_norm or m.norm).model_dump(),
+            "model.mlp_norm": (m.mlp_norm or m.norm).model_dump(),
+            "model.activation": m.activation.model_dump(),
+            "model.mlp_bias": m.mlp_bias,
+        }
+
+    fa, fb = functions(a), functions(b)
+    for field, value in fa.items():
+        if fb[field] != value:
+            raise UserError(f"{b.path}: {field} is {_short(fb[field])}, {a.path} has {_short(value)}; a line needs one architecture")
+
+
+def _short(value) -> str:
+    if isinstance(value, dict):
+        return value.get("name", "?") + "(" + ", ".join(f"{k}={v}" for k, v in value.items() if k != "name") + ")"
+    return str(value)
+
+
 def final_p(run: SnapshotRun) -> int:
     """The vocabulary the run ends on (its curriculum's p at the last epoch)."""
     from testbed.config.scenario import build_curriculum
