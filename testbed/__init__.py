@@ -1,6 +1,6 @@
 """testbed: a plugin-based optimizer and normalization testbed on a d=2 one-layer transformer.
 
-The Python API (`testbed.api`): `load_scenario`, `run`, `load_run`, `compare`, `sweep`, and
+The Python API (`testbed.api`): `load_scenario`, `run`, `load_run`, `compare`, `sweep`, `barrier`, and
 the objects they return, `Run`, `Comparison` and `StudyResult`. Its names are imported on first use (PEP 562), so that
 `import testbed` stays quick for the command line, loads neither torch nor matplotlib, and
 changes no global state.
@@ -20,6 +20,8 @@ _API = {
     "load_run": "testbed.api",
     "compare": "testbed.api",
     "sweep": "testbed.api",
+    "barrier": "testbed.api",
+    "BarrierResult": "testbed.loss_barrier.barrier_command",
     "StudyResult": "testbed.study.sweep_report",
     "Run": "testbed.rundir.reader",
     "Snapshots": "testbed.rundir.reader",
@@ -29,14 +31,15 @@ _API = {
     "UserError": "testbed.errors",
 }
 __all__ = [
-    "load_scenario", "run", "load_run", "compare", "sweep",
-    "Run", "Snapshots", "Progress", "Comparison", "Analysing", "StudyResult", "UserError", "__version__",
+    "load_scenario", "run", "load_run", "compare", "sweep", "barrier",
+    "Run", "BarrierResult", "Snapshots", "Progress", "Comparison", "Analysing", "StudyResult", "UserError", "__version__",
 ]  # fmt: skip
 
 if TYPE_CHECKING:
-    from testbed.api import compare, load_run, load_scenario, run, sweep
+    from testbed.api import barrier, compare, load_run, load_scenario, run, sweep
     from testbed.comparison.result import Analysing, Comparison
     from testbed.errors import UserError
+    from testbed.loss_barrier.barrier_command import BarrierResult
     from testbed.rundir.reader import Run, Snapshots
     from testbed.study.sweep_report import StudyResult
     from testbed.trainer import Progress

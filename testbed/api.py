@@ -10,6 +10,7 @@ DataFrames, and compare scenarios with the statistics of `testbed compare`.
     testbed.load_run("runs/x")       # the same from the directory on disk
     cmp = testbed.compare([run, "runs/y"])
     cmp.table()                      # estimates, confidence intervals, p-values, verdicts
+    testbed.barrier("runs/x", "runs/y", pair_seeds=True).barriers   # loss barrier between final weights
 
 Nothing here prints: `progress=True` draws a progress bar on stderr, and a callable receives a
 `Progress` before the first epoch and after every epoch of each run it trains (and, from
@@ -31,7 +32,7 @@ from testbed.errors import UserError
 from testbed.rundir.reader import Run, Snapshots
 from testbed.trainer import Progress, run_scenario
 
-__all__ = ["load_scenario", "run", "load_run", "compare", "sweep", "Run", "Snapshots", "Progress", "UserError"]
+__all__ = ["load_scenario", "run", "load_run", "compare", "sweep", "barrier", "Run", "Snapshots", "Progress", "UserError"]
 
 PathLike = str | os.PathLike
 ProgressOption = bool | Callable[[Any], None] | None
@@ -175,3 +176,38 @@ def sweep(
             study, seeds=seeds, overrides=overrides, axes=axes, out=out, force=force, executor_name=executor, address=address,
             cpus_per_cell=cpus_per_cell, progress=callback, threads=threads, store=store,
         )
+
+
+def barrier(
+    run_a: PathLike | Run,
+    run_b: PathLike | Run | None = None,
+    *,
+    seed: int | None = None,
+    seeds: str | Sequence[int] | None = None,
+    pair_seeds: bool = False,
+    epochs: str | Sequence[int] | None = None,
+    points: int = 51,
+    extend: float = 0.0,
+    split: str | Sequence[str] = "train,test",
+    out: PathLike | None = None,
+    force: bool = False,
+):
+    """Loss and accuracy of the weights (1 - t) theta_A + t theta_B along a line, as `testbed
+    barrier` does (second paper, Figure 6), written into the report directory `out` (default:
+    reports/barrier-<time>): barrier.csv, barriers.csv, barrier.png, report.md.
+
+    The ends, read from the runs' snapshots.npz (the snapshots probe writes it): with two runs,
+    the final weights of seed `seed` of each (default: their first common seed), or of every
+    common seed paired (`pair_seeds`), or seeds `seeds` = (A of run_a, B of run_b); with one
+    run, two of its seeds (`seeds`) or two of its snapshot epochs (`epochs` = (EA, EB), also
+    usable with two runs; default: the last of each). t takes `points` values in
+    [-extend, 1 + extend] (0 and 1 always among them). Every line is evaluated on the task of
+    run_b (the end run) at its final p, on the training and/or test samples (`split`) of its
+    end seed. The runs must have the same parameter shapes, norms, activation and MLP biases
+    (curricula may differ). Returns a `BarrierResult`: `.curves`, `.barriers`, `.p`, `.path`."""
+    from testbed.loss_barrier.barrier_command import barrier as run_barrier
+
+    a = run_a.path if isinstance(run_a, Run) else run_a
+    b = run_b.path if isinstance(run_b, Run) else run_b
+    return run_barrier(a, b, seed=seed, seeds=seeds, pair_seeds=pair_seeds, epochs=epochs, points=points, extend=extend, split=split,
+                       out=out, force=force)

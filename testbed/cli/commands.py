@@ -1,4 +1,4 @@
-"""The commands of `testbed`: run, compare, sweep, store, render, validate, schema, plugins. Each is a thin
+"""The commands of `testbed`: run, compare, sweep, store, render, barrier, validate, schema, plugins. Each is a thin
 layer over the Python API (`testbed.api`) that owns the printing."""
 
 from __future__ import annotations
@@ -315,6 +315,35 @@ def render(
                              grid=grid, dpi=dpi, workers=workers, console=err, quiet=quiet)
     for path in written:
         print(path)
+
+
+@app.command()
+def barrier(
+    run_a: Path = typer.Argument(..., help="run directory with snapshots.npz (the start, t = 0)"),
+    run_b: Path | None = typer.Argument(None, help="a second run of the same parameter shapes (the end, t = 1; its task evaluates the line)"),
+    seed: int | None = typer.Option(None, "--seed", help="the seed of each run (default: the first common seed)"),
+    seeds: str | None = typer.Option(None, "--seeds", help="two seeds A,B: seed A of RUN_A against seed B of RUN_B (or of RUN_A alone)"),
+    pair_seeds: bool = typer.Option(False, "--pair-seeds", help="one line per common seed, each seed against itself"),
+    epochs: str | None = typer.Option(None, "--epochs", help="two snapshot epochs EA,EB (default: the last of each)"),
+    points: int = typer.Option(51, "--points", help="values of t (at least 2)"),
+    extend: float = typer.Option(0.0, "--extend", help="t runs over [-E, 1 + E]"),
+    split: str = typer.Option("train,test", "--split", help="train, test or train,test"),
+    out: Path | None = typer.Option(None, "--out", help="report directory (default: reports/barrier-<time>)"),
+    force: bool = typer.Option(False, "--force", help="replace --out if it exists"),
+) -> None:
+    """Loss and accuracy along the straight line between two weight vectors (two runs' final
+    weights, two seeds, or two snapshot epochs) and the loss barrier along it (second paper,
+    Figure 6). The line is evaluated on the task of the end (RUN_B) at its final p."""
+    from testbed import api
+    from testbed.cli.tables import barrier_table
+
+    _load_plugins()
+    with _user_paths(run_a, run_b, out):
+        result = api.barrier(run_a, run_b, seed=seed, seeds=seeds, pair_seeds=pair_seeds, epochs=epochs, points=points, extend=extend,
+                             split=split, out=out, force=force)
+    console = Console(width=max(120, Console().width))
+    console.print(barrier_table(result))
+    console.print(f"report directory: {result.path} (barrier.csv, barriers.csv, barrier.png, report.md)", highlight=False, soft_wrap=True)
 
 
 @contextmanager

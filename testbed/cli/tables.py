@@ -1,4 +1,4 @@
-"""The tables `testbed run` and `testbed compare` print, drawn by rich: a run's final metrics,
+"""The tables `testbed run`, `testbed compare` and `testbed barrier` print, drawn by rich: a run's final metrics,
 and a comparison's tables and verdicts (the same tables as its report)."""
 
 from __future__ import annotations
@@ -120,5 +120,18 @@ def study_table(result) -> RichTable:
         table.add_row(
             str(row["label"]), str(int(row["n_seeds"])), f"{row['final_test_acc_mean']:.3f}", f"{row['success_mean']:.0%}",
             f"{row['spikes_mean']:.2f}", f"{row['diverged_mean']:.0%}",
+        )
+    return table
+
+
+def barrier_table(result) -> RichTable:
+    """`testbed barrier`: the barrier height of each pair and split."""
+    table = RichTable(title=f"loss barriers (task p = {result.p})", title_justify="left")
+    for name in ("pair", "seed_a", "seed_b", "epoch_a", "epoch_b", "split", "loss at 0", "loss at 1", "barrier", "t_max"):
+        table.add_column(name, justify="left" if name == "split" else "right")
+    for r in result.barriers.itertuples():
+        table.add_row(
+            str(r.pair), str(r.seed_a), str(r.seed_b), str(r.epoch_a), str(r.epoch_b), r.split,
+            f"{r.loss_0:.4g}", f"{r.loss_1:.4g}", f"{r.barrier:.4g}", f"{r.t_max:.3g}",
         )
     return table
