@@ -173,7 +173,7 @@ def test_bad_input(files, tmp_path):
     assert_bad(cli_here("compare", str(files["tiny"]), str(tmp_path / "missing.yaml"), "--out", str(out)), "missing.yaml", "no such file")
     other = dict(TINY, task={**TINY["task"], "p": 3})
     (tmp_path / "p3.yaml").write_text(yaml.safe_dump(other))
-    assert_bad(cli_here("compare", str(files["tiny"]), str(tmp_path / "p3.yaml"), "--out", str(out)), "p3.yaml", "task.p: 3 vs 2")
+    assert_bad(cli_here("compare", str(files["tiny"]), str(tmp_path / "p3.yaml"), "--out", str(out)), "p3.yaml", "final p: 3 vs 2")
     assert_bad(cli_here("compare", str(files["tiny"]), str(files["tiny_smooth"]), "--lr-grid", "1e-3,abc", "--out", str(out)), "--lr-grid")
     assert_bad(cli_here("compare", str(files["tiny"]), str(files["tiny_smooth"]), "--seeds", "3-1", "--out", str(out)), "--seeds")
     (tmp_path / "empty_dir").mkdir()

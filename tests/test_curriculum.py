@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 
 import pytest
+import yaml
 
 from testbed.config.scenario import ScenarioError, validate
 from testbed.engine.loop import train
@@ -67,3 +68,37 @@ def test_the_same_pretraining_stage_is_shared_with_a_constant_run(tmp_path):
 def test_bad_schedules_are_refused(change, message):
     with pytest.raises(ScenarioError, match=message):
         validate(dict(SWITCH, **change))
+
+
+@pytest.mark.parametrize(
+    "change, p",
+    [
+        ({"task": {**SWITCH["task"], "p": 3}}, 3),  # what `--set task.p=3` does to a 2 -> 3 schedule
+        ({"curriculum": {"name": "pretrain", "p": 2, "epochs": 2}}, 2),  # pretraining on task.p itself
+    ],
+    ids=["vocab_schedule", "pretrain"],
+)
+def test_a_switch_that_keeps_p_is_refused(change, p):
+    with pytest.raises(ScenarioError) as err:
+        validate({**SWITCH, **change})
+    assert err.value.problems == [("curriculum", f"switches from p = {p} to p = {p}: a switch must change p (task.p is the first stage's p)")]
+
+
+def test_compare_takes_runs_that_end_on_one_task_and_marks_the_switch(tmp_path):
+    import testbed
+
+    scratch = {**SWITCH, "name": "scratch", "task": {**SWITCH["task"], "p": 3}, "curriculum": "constant", "probes": ["metrics", "step_loss", "spikes"]}
+    curriculum = {**SWITCH, "probes": ["metrics", "step_loss", "spikes"]}
+    paths = []
+    for data in (scratch, curriculum):
+        path = tmp_path / f"{data['name']}.yaml"
+        path.write_text(yaml.safe_dump(data))
+        paths.append(path)
+    result = testbed.compare(paths, out=tmp_path / "report")
+    report = (tmp_path / "report" / "report.md").read_text()
+    assert "transfer: p changes at epoch 3" in report and "final task (p = 3)" in report
+    assert set(result.table()["metric"]) >= {"final_test_acc"}
+    other = tmp_path / "p4.yaml"
+    other.write_text(yaml.safe_dump({**scratch, "name": "p4", "task": {**SWITCH["task"], "p": 4}, "model": {"hidden": 8}}))
+    with pytest.raises(testbed.UserError, match=r"final p: 4 vs 3\); compare needs runs that end on one task"):
+        testbed.compare([paths[1], other], out=tmp_path / "refused")

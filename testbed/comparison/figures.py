@@ -52,8 +52,15 @@ def _log_floor(ax) -> None:
     ax.set_ylim(max(low, 1e-6), high)
 
 
-def losses(runs: dict[str, RunData], out: Path) -> Path:
-    """Train and test loss over epochs, and train loss over steps."""
+def mark_switches(ax, switches: dict[str, list[int]] | None, col: dict) -> None:
+    """A dotted vertical line, in the run's colour, at each curriculum switch (first epoch of a stage)."""
+    for label, epochs in (switches or {}).items():
+        for e in epochs:
+            ax.axvline(e, color=col[label], linestyle=(0, (1, 2)), linewidth=1.2, alpha=0.9)
+
+
+def losses(runs: dict[str, RunData], out: Path, switches: dict[str, list[int]] | None = None) -> Path:
+    """Train and test loss over epochs, and train loss over steps; curriculum switches dotted."""
     col = colors(list(runs))
     fig, axes = _figure(3, (15, 4.3))
     for label, run in runs.items():
@@ -70,6 +77,8 @@ def losses(runs: dict[str, RunData], out: Path) -> Path:
         ax.set_xlabel(xlabel)
         ax.set_ylabel("cross-entropy loss")
         ax.grid(alpha=0.3)
+    for ax in axes[:2]:
+        mark_switches(ax, switches, col)
     axes[2].xaxis.set_major_formatter(matplotlib.ticker.EngFormatter(sep=""))
     axes[0].legend(fontsize=8, title="median, IQR band", title_fontsize=8)
     return _save(fig, out)
@@ -85,7 +94,7 @@ def bin_steps(step_loss: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return (edges[:-1] + edges[1:]) / 2, means
 
 
-def accuracy(runs: dict[str, RunData], out: Path) -> Path:
+def accuracy(runs: dict[str, RunData], out: Path, switches: dict[str, list[int]] | None = None) -> Path:
     col = colors(list(runs))
     fig, axes = _figure(2, (11, 4.2), sharey=True)
     for label, run in runs.items():
@@ -98,6 +107,7 @@ def accuracy(runs: dict[str, RunData], out: Path) -> Path:
         ax.set_title(title)
         ax.set_xlabel("epoch")
         ax.grid(alpha=0.3)
+        mark_switches(ax, switches, col)
     axes[0].set_ylabel("accuracy")
     axes[0].legend(fontsize=8, loc="lower right", title="median, IQR band", title_fontsize=8)
     return _save(fig, out)

@@ -84,9 +84,23 @@ def _labels(loaded: list[tuple[Path | str, object]]) -> list[str]:
     return labels
 
 
+def final_task(scenario) -> dict:
+    """The task a run ends on: its fields, p the curriculum's at the last epoch."""
+    task = scenario.task.model_dump()
+    task["p"] = scenario_mod.build_curriculum(scenario).p_at(scenario.training.epochs)
+    return task
+
+
+def switch_epochs(scenario) -> list[int]:
+    """The first epochs of the curriculum's later stages (where p changes)."""
+    curriculum = scenario_mod.build_curriculum(scenario)
+    return [e for e in range(2, scenario.training.epochs + 1) if curriculum.p_at(e) != curriculum.p_at(e - 1)]
+
+
 def _task_differences(a, b) -> list[str]:
-    da, db = a.task.model_dump(), b.task.model_dump()
-    return [f"task.{k}: {db[k]} vs {da[k]}" for k in da if da[k] != db[k]]
+    """Differences of the final tasks: runs that reach one task by other curricula compare."""
+    da, db = final_task(a), final_task(b)
+    return [f"{'final p' if k == 'p' else 'task.' + k}: {db[k]} vs {da[k]}" for k in da if da[k] != db[k]]
 
 
 def resolve(
@@ -112,7 +126,7 @@ def resolve(
     for path, (sc, _) in zip(paths[1:], loaded[1:]):
         diffs = _task_differences(first, sc)
         if diffs:
-            raise UserError(f"{path}: not the task of {first_path} ({'; '.join(diffs)}); compare needs one task")
+            raise UserError(f"{path}: not the task of {first_path} ({'; '.join(diffs)}); compare needs runs that end on one task")
     entries = []
     labels = _labels([(p, sc) for p, (sc, _) in zip(paths, loaded)])
     for path, label, (sc, run_dir) in zip(paths, labels, loaded):

@@ -20,7 +20,7 @@ from typing import Any
 from testbed.analysis.outcomes import RunData, outcomes
 from testbed.comparison import figures, manifest
 from testbed.comparison import report as rep
-from testbed.comparison.inputs import Entry, resolve, with_probes, with_seeds
+from testbed.comparison.inputs import Entry, final_task, resolve, switch_epochs, with_probes, with_seeds
 from testbed.comparison.lr_sweep import lr_of, parse_grid, summarize, with_lr
 from testbed.comparison.pairwise import Analysis, analyze, pairs
 from testbed.comparison.result import Analysing, Comparison
@@ -223,14 +223,27 @@ def build_report(
     )
     for a, b in pairs(labels):
         r.add(rep.pair_table(analysis, a, b))
+    switches = {e.label: switch_epochs(e.scenario) for e in entries}
+    switches = {label: epochs for label, epochs in switches.items() if epochs}
+    if switches:
+        said = "; ".join(f"{label}: p changes at epoch {', '.join(map(str, epochs))}" for label, epochs in switches.items())
+        r.add(
+            rep.Heading("Curricula"),
+            rep.Paragraph(
+                f"{said}. Final metrics (test accuracy, success, final losses) are taken at the last epoch, on the final task "
+                f"(p = {final_task(entries[0].scenario)['p']}) that every compared run ends on; epochs to 0.9 / 1.0, the loss AUC "
+                "and the spikes count over the whole run, every stage included, from its first epoch. The figures mark each switch "
+                "with a dotted line."
+            ),
+        )
     r.add(rep.Heading("Figures"))
     r.add(
         rep.Figure(
-            rel(figures.losses(runs, fig_dir / "loss.png")),
+            rel(figures.losses(runs, fig_dir / "loss.png", switches)),
             "Train and test loss over epochs and train loss over steps: median and interquartile band over seeds",
         ),
         rep.Figure(
-            rel(figures.accuracy(runs, fig_dir / "accuracy.png")),
+            rel(figures.accuracy(runs, fig_dir / "accuracy.png", switches)),
             "Train and test accuracy over epochs: median and interquartile band; dashed: share of seeds above 0.9",
         ),
         rep.Figure(rel(figures.spike_raster(runs, fig_dir / "spike_raster.png")), "Loss spikes by seed and step, one panel per scenario"),

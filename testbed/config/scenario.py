@@ -266,6 +266,10 @@ def check(scenario, registry: Registry) -> list[tuple[str, str]]:
         problems.append(("task.sparsity", f"must be <= task.seq_len ({task.seq_len})"))
     curriculum = build_curriculum(scenario, registry)
     vocab = curriculum.vocab_sizes()
+    for before, after in zip(vocab, vocab[1:]):
+        if before == after:  # e.g. `--set task.p=4` on a p = 2 -> 4 curriculum: silently no curriculum at all
+            problems.append(("curriculum", f"switches from p = {before} to p = {after}: a switch must change p (task.p is the first stage's p)"))
+            break
     if model.n_tokens is not None and model.n_tokens < max(vocab):
         problems.append(("model.n_tokens", f"must be >= {max(vocab)}, the largest p the task and curriculum use"))
     bs = scenario.training.batch_size
