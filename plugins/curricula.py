@@ -28,6 +28,11 @@ class Switch(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     epoch: int = Field(ge=1, description="first epoch trained with this p")
     p: int = Field(ge=2, le=64)
+    reset_optimizer: bool = Field(False, description="a fresh optimizer from this epoch (new moments, step count from 1), as fine-tuning does")
+    reinit_new_tokens: bool = Field(False, description="draw the embeddings of the tokens this p adds afresh, not keep those trained so far")
+
+    def resets(self) -> frozenset[str]:
+        return frozenset({"optimizer"} if self.reset_optimizer else set()) | frozenset({"new_tokens"} if self.reinit_new_tokens else set())
 
 
 class VocabScheduleParams(Params):
@@ -57,6 +62,9 @@ class VocabSchedule(Curriculum):
     def vocab_sizes(self) -> list[int]:
         return [self.first_p] + [s.p for s in self.switches]
 
+    def resets_at(self, epoch: int) -> frozenset[str]:
+        return next((s.resets() for s in self.switches if s.epoch == epoch), frozenset())
+
 
 @plugin("vocab_schedule", VocabScheduleParams)
 def vocab_schedule(params: VocabScheduleParams, task):
@@ -67,13 +75,16 @@ def vocab_schedule(params: VocabScheduleParams, task):
 class PretrainParams(Params):
     p: int = Field(2, ge=2, le=64, description="the vocabulary size trained first")
     epochs: int = Field(1000, ge=1, description="epochs trained with `p` before switching to task.p")
+    reset_optimizer: bool = Field(False, description="a fresh optimizer at the switch (new moments, step count from 1)")
+    reinit_new_tokens: bool = Field(False, description="draw the embeddings of the tokens task.p adds afresh at the switch")
 
 
 @plugin("pretrain", PretrainParams)
 def pretrain(params: PretrainParams, task):
     """Train on p first for `epochs` epochs, then on task.p (the first paper's fine-tuning from
     p = 2): the task's own p stays the field a study varies."""
-    return VocabSchedule(params.p, [Switch(epoch=params.epochs + 1, p=task.p)])
+    switch = Switch(epoch=params.epochs + 1, p=task.p, reset_optimizer=params.reset_optimizer, reinit_new_tokens=params.reinit_new_tokens)
+    return VocabSchedule(params.p, [switch])
 
 
 @hookimpl

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import csv
 
+import numpy as np
 import pytest
+import torch
 import yaml
 
 from testbed.config.scenario import ScenarioError, validate
@@ -102,3 +104,47 @@ def test_compare_takes_runs_that_end_on_one_task_and_marks_the_switch(tmp_path):
     other.write_text(yaml.safe_dump({**scratch, "name": "p4", "task": {**SWITCH["task"], "p": 4}, "model": {"hidden": 8}}))
     with pytest.raises(testbed.UserError, match=r"final p: 4 vs 3\); compare needs runs that end on one task"):
         testbed.compare([paths[1], other], out=tmp_path / "refused")
+
+
+FULL_BATCH = {  # one Adam step an epoch, a snapshot after each: the step across the switch is visible
+    **SWITCH,
+    "task": {**SWITCH["task"], "n_train": 32},
+    "training": {"epochs": 4, "batch_size": "full"},
+    "optimizer": {"name": "adam", "lr": 0.01},
+    "probes": ["metrics", {"name": "snapshots", "every": 1}],
+}
+
+
+def _steps(tmp_path, switch: dict, **fields) -> tuple[np.ndarray, np.ndarray]:
+    """Snapshots (epochs, seeds, P) of a run whose switch (epoch 3, p = 3) has `switch`'s options."""
+    data = {**FULL_BATCH, **fields, "curriculum": {"name": "vocab_schedule", "switches": [{"epoch": 3, "p": 3, **switch}]}}
+    train(validate(data), tmp_path)
+    with np.load(tmp_path / "snapshots.npz") as z:
+        names = sorted(k for k in z.files if k.startswith("param/"))
+        flat = np.concatenate([z[k].reshape(z[k].shape[0], z[k].shape[1], -1) for k in names], axis=2)
+        return flat, z["param/tok_emb"]
+
+
+def test_a_switch_can_start_a_fresh_optimizer(tmp_path):
+    """Adam's first step moves every coordinate by lr (g / sqrt(g^2)): with the reset, the step
+    of the switch epoch is a first step again; without it, it is not."""
+    reset, _ = _steps(tmp_path / "reset", {"reset_optimizer": True})
+    kept, _ = _steps(tmp_path / "kept", {})
+    np.testing.assert_array_equal(reset[:3], kept[:3])  # identical up to the switch
+    moved = np.abs(reset[3] - reset[2])
+    first_step = np.abs(np.abs(moved) - 0.01) < 1e-5
+    assert first_step[moved > 1e-6].mean() > 0.95
+    moved_kept = np.abs(kept[3] - kept[2])
+    assert (np.abs(moved_kept - 0.01) < 1e-5)[moved_kept > 1e-6].mean() < 0.5
+
+
+def test_a_switch_can_draw_the_new_tokens_embeddings_afresh(tmp_path):
+    from testbed.engine.seeding import generator
+
+    frozen = {"optimizer": {"name": "adam", "lr": 0.01, "lr_multipliers": {"tok_emb": 0.0}}}  # embeddings move only by the reset
+    _, emb = _steps(tmp_path, {"reinit_new_tokens": True}, **frozen)
+    for i, seed in enumerate([0, 1]):
+        fresh = torch.randn((1, emb.shape[-1]), generator=generator(seed, "init", "tok_emb", "epoch", 3))
+        np.testing.assert_array_equal(emb[3, i, 2:3], fresh.numpy())  # token 2, new at p = 3
+        np.testing.assert_array_equal(emb[3, i, :2], emb[0, i, :2])  # the old tokens keep theirs
+        assert not np.array_equal(emb[2, i, 2], emb[3, i, 2])

@@ -53,6 +53,9 @@ VARIANTS = {
     "adam": {},
     "adamw-clip-warmup": {"optimizer": {"name": "adamw", "lr": 0.02, "weight_decay": 0.05, "clip_grad_norm": 0.5, "warmup_steps": 7}},
     "sgd-momentum": {"optimizer": {"name": "sgd", "lr": 0.5, "momentum": 0.9, "nesterov": True}},  # a loss spike: spike_steps keeps one
+    "curriculum-reset": {  # a fresh optimizer and fresh new-token embeddings at the switch
+        "curriculum": {"name": "vocab_schedule", "switches": [{"epoch": 3, "p": 3, "reset_optimizer": True, "reinit_new_tokens": True}]},
+    },
     "curriculum-switch": {
         "curriculum": {"name": "vocab_schedule", "switches": [{"epoch": 3, "p": 3}]},
         "optimizer": {"name": "adam", "lr": 0.01, "lr_multipliers": {"mlp": 0.5}},

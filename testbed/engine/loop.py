@@ -27,7 +27,7 @@ from testbed.engine.stage import Stage, batches, evaluate
 from testbed.engine.task import make_dataset
 from testbed.errors import RunFailure, UserError
 from testbed.plugin_api.base import Plugin
-from testbed.plugin_api.curriculum import Curriculum
+from testbed.plugin_api.curriculum import RESETS, Curriculum
 from testbed.plugin_api.probe import Evaluation, Probe, RunInfo
 from testbed.plugin_api.registry import Registry, default_registry
 
@@ -42,6 +42,7 @@ class Components:
     curriculum: Curriculum
     probes: list[Probe]
     made: list[tuple[object, Plugin]] = field(default_factory=list)  # every plugin object and its plugin, to name a failing one
+    new_rule: Callable[[], object] | None = None  # builds the optimizer's rule afresh (a curriculum's reset)
 
 
 def build(scenario, registry: Registry | None = None) -> Components:
@@ -75,7 +76,7 @@ def build(scenario, registry: Registry | None = None) -> Components:
     space = ParamSpace(arch.shapes())
     optimizer = Optimizer(make("optimizer", scenario.optimizer), scenario.optimizer, space)
     probes = [make("probe", ref) for ref in scenario.probes]
-    return Components(arch, space, optimizer, curriculum, probes, made)
+    return Components(arch, space, optimizer, curriculum, probes, made, new_rule=lambda: make("optimizer", scenario.optimizer))
 
 
 @dataclass
@@ -120,6 +121,24 @@ def train(
         raise
     except Exception as exc:
         raise blame.failure(exc, c.made, at) from exc
+
+
+def _reset(c: Components, flat: torch.Tensor, seeds: list[int], epoch: int) -> None:
+    """What the curriculum starts afresh at this epoch (`Curriculum.resets_at`)."""
+    resets = c.curriculum.resets_at(epoch)
+    if not resets:
+        return
+    unknown = set(resets) - RESETS
+    if unknown:
+        raise ValueError(f"resets_at({epoch}) returned {sorted(unknown)}; known: {sorted(RESETS)}")
+    if "optimizer" in resets:
+        c.optimizer.reset(c.new_rule())
+    old_p, new_p = c.curriculum.p_at(epoch - 1), c.curriculum.p_at(epoch)
+    if "new_tokens" in resets and new_p > old_p:
+        emb = c.space.views(flat)["tok_emb"]  # (S, n_tokens, d)
+        for i, seed in enumerate(seeds):
+            fresh = torch.randn((new_p - old_p, emb.shape[-1]), generator=generator(seed, "init", "tok_emb", "epoch", epoch))
+            emb[i, old_p:new_p] = fresh
 
 
 def _train(
@@ -182,6 +201,8 @@ def _train(
 
     for epoch in range(done + 1, epochs + 1):
         at.epoch = epoch
+        if epoch > 1:
+            _reset(c, flat, seeds, epoch)
         data = stage_for(c.curriculum.p_at(epoch), data)
         perm = torch.stack([torch.randperm(n, generator=g) for g in order_gens])  # (S, n)
         for xb, yb in batches(data, perm, B):

@@ -35,6 +35,12 @@ class Optimizer:
             self._lr_cache = (factor, self.base_lr * factor if factor != 1.0 else self.base_lr)
         return self._lr_cache[1]
 
+    def reset(self, rule: UpdateRule) -> None:
+        """Start afresh with a newly built rule: its state, the step count and the warmup."""
+        self.rule = rule
+        self.step_count = 0
+        self._lr_cache = None
+
     def step(self, flat: torch.Tensor, grad: torch.Tensor) -> None:
         self.step_count += 1
         if self.params.clip_grad_norm is not None:

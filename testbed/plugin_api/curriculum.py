@@ -23,3 +23,14 @@ class Curriculum(ABC):
     @abstractmethod
     def vocab_sizes(self) -> list[int]:
         """Every p the curriculum uses, so that the model gets enough token embeddings."""
+
+    def resets_at(self, epoch: int) -> frozenset[str]:
+        """What starts afresh at the start of epoch `epoch` (before its first step), a subset of
+        RESETS: "optimizer" (a new update rule: moments and step count from zero, warmup again,
+        as a fine-tuning run that builds a new optimizer), "new_tokens" (the token embeddings
+        of the tokens this epoch's p adds over the previous epoch's drawn afresh, N(0, 1) from
+        each seed's own stream). Default: nothing."""
+        return frozenset()
+
+
+RESETS = frozenset({"optimizer", "new_tokens"})
