@@ -1,7 +1,8 @@
 """testbed: a plugin-based optimizer and normalization testbed on a d=2 one-layer transformer.
 
-The Python API (`testbed.api`): `load_scenario`, `run`, `load_run`, `compare`, `sweep`, `barrier`, and
-the objects they return, `Run`, `Comparison` and `StudyResult`. Its names are imported on first use (PEP 562), so that
+The Python API (`testbed.api`): `load_scenario`, `run`, `load_run`, `compare`, `sweep`, `barrier`,
+`trajectories`, and the objects they return, `Run`, `Comparison`, `StudyResult`, `BarrierResult`
+and `TrajectoryMap`. Its names are imported on first use (PEP 562), so that
 `import testbed` stays quick for the command line, loads neither torch nor matplotlib, and
 changes no global state.
 """
@@ -22,6 +23,8 @@ _API = {
     "sweep": "testbed.api",
     "barrier": "testbed.api",
     "BarrierResult": "testbed.loss_barrier.barrier_command",
+    "trajectories": "testbed.api",
+    "TrajectoryMap": "testbed.trajectory.trajectory_map",
     "StudyResult": "testbed.study.sweep_report",
     "Run": "testbed.rundir.reader",
     "Snapshots": "testbed.rundir.reader",
@@ -31,18 +34,19 @@ _API = {
     "UserError": "testbed.errors",
 }
 __all__ = [
-    "load_scenario", "run", "load_run", "compare", "sweep", "barrier",
-    "Run", "BarrierResult", "Snapshots", "Progress", "Comparison", "Analysing", "StudyResult", "UserError", "__version__",
+    "load_scenario", "run", "load_run", "compare", "sweep", "barrier", "trajectories",
+    "Run", "BarrierResult", "TrajectoryMap", "Snapshots", "Progress", "Comparison", "Analysing", "StudyResult", "UserError", "__version__",
 ]  # fmt: skip
 
 if TYPE_CHECKING:
-    from testbed.api import barrier, compare, load_run, load_scenario, run, sweep
+    from testbed.api import barrier, compare, load_run, load_scenario, run, sweep, trajectories
     from testbed.comparison.result import Analysing, Comparison
     from testbed.errors import UserError
     from testbed.loss_barrier.barrier_command import BarrierResult
     from testbed.rundir.reader import Run, Snapshots
     from testbed.study.sweep_report import StudyResult
     from testbed.trainer import Progress
+    from testbed.trajectory.trajectory_map import TrajectoryMap
 
 
 def __getattr__(name: str) -> Any:

@@ -32,7 +32,7 @@ from testbed.errors import UserError
 from testbed.rundir.reader import Run, Snapshots
 from testbed.trainer import Progress, run_scenario
 
-__all__ = ["load_scenario", "run", "load_run", "compare", "sweep", "barrier", "Run", "Snapshots", "Progress", "UserError"]
+__all__ = ["load_scenario", "run", "load_run", "compare", "sweep", "barrier", "trajectories", "Run", "Snapshots", "Progress", "UserError"]
 
 PathLike = str | os.PathLike
 ProgressOption = bool | Callable[[Any], None] | None
@@ -211,3 +211,30 @@ def barrier(
     b = run_b.path if isinstance(run_b, Run) else run_b
     return run_barrier(a, b, seed=seed, seeds=seeds, pair_seeds=pair_seeds, epochs=epochs, points=points, extend=extend, split=split,
                        out=out, force=force)
+
+
+def trajectories(
+    runs: Sequence[Any],
+    *,
+    method: str = "pca",
+    seeds: str | Sequence[int] | None = None,
+    color: str = "run",
+    perplexity: float = 30.0,
+    out: PathLike | None = None,
+    force: bool = False,
+):
+    """Map the parameter trajectories of `runs` (Run objects or run directories with
+    snapshots.npz), as `testbed trajectories` does: every snapshot of every seed (`seeds`: of
+    every run, default all) is a point of one joint 2-D map of the flattened parameters,
+    `method` "pca" (the default: exact, fast, deterministic) or "tsne" (scikit-learn, the
+    extra testbed[maps]; `perplexity`), coloured by "run", "epoch" or "test_acc". Writes the
+    report directory `out` (default: reports/trajectories-<time>): trajectories.csv,
+    trajectories.png, report.md. Returns a `TrajectoryMap`: `.table()` (the csv), `.path`,
+    `.method`, `.explained` (PCA: each axis's share of the variance)."""
+    from testbed.trajectory.trajectory_map import trajectories as map_trajectories
+
+    if isinstance(runs, (str, os.PathLike, Run)):
+        runs = [runs]
+    if isinstance(seeds, range):
+        seeds = list(seeds)
+    return map_trajectories(list(runs), method=method, seeds=seeds, color=color, perplexity=perplexity, out=out, force=force)

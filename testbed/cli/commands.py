@@ -1,4 +1,4 @@
-"""The commands of `testbed`: run, compare, sweep, store, render, barrier, validate, schema, plugins. Each is a thin
+"""The commands of `testbed`: run, compare, sweep, store, render, barrier, trajectories, validate, schema, plugins. Each is a thin
 layer over the Python API (`testbed.api`) that owns the printing."""
 
 from __future__ import annotations
@@ -344,6 +344,27 @@ def barrier(
     console = Console(width=max(120, Console().width))
     console.print(barrier_table(result))
     console.print(f"report directory: {result.path} (barrier.csv, barriers.csv, barrier.png, report.md)", highlight=False, soft_wrap=True)
+
+
+@app.command()
+def trajectories(
+    runs: list[Path] = typer.Argument(..., help="one or more run directories with snapshots.npz (the snapshots probe writes it)"),
+    method: str = typer.Option("pca", "--method", help="pca (fast, deterministic) or tsne (needs scikit-learn: pip install 'testbed[maps]')"),
+    seeds: str | None = typer.Option(None, "--seeds", help="seeds of every run to draw, e.g. 0-9 (default: all of each run's)"),
+    color: str = typer.Option("run", "--color", help="colour the points by run, epoch or test_acc (grey where not evaluated)"),
+    perplexity: float = typer.Option(30.0, "--perplexity", help="with --method tsne: t-SNE's perplexity (below the number of points)"),
+    out: Path | None = typer.Option(None, "--out", help="report directory (default: reports/trajectories-<time>)"),
+    force: bool = typer.Option(False, "--force", help="replace --out if it exists"),
+) -> None:
+    """Map the parameter trajectories of runs: every snapshot of every seed is a point of one 2-D
+    map (PCA or t-SNE) of the flattened parameters, each seed's snapshots joined in epoch
+    order; writes trajectories.csv, trajectories.png and report.md."""
+    from testbed import api
+
+    _load_plugins()
+    with _user_paths(out):
+        result = api.trajectories(runs, method=method, seeds=seeds, color=color, perplexity=perplexity, out=out, force=force)
+    print(result.path)
 
 
 @contextmanager
