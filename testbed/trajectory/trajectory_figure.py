@@ -43,7 +43,9 @@ def draw(trajs, out: Path, *, method: str, color: str, explained, perplexity: fl
     else:
         values, cmap, label = None, None, None
     norm = None
-    if values is not None:
+    if color == "test_acc":  # accuracy on its own scale, so that maps of different runs read alike
+        norm = Normalize(0.0, 1.0)
+    elif values is not None:
         finite = np.concatenate([v[np.isfinite(v)] for v in values])
         low, high = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
         norm = Normalize(low, high if high > low else low + 1)
