@@ -203,7 +203,8 @@ def _report(trajs, method, color, explained, perplexity, shape, seconds) -> bloc
     n, dims = shape
     rep = blocks.Report("Parameter trajectories")
     how = ("PCA (numpy SVD of the centred points; each component's largest loading positive)" if method == "pca"
-           else f"t-SNE (scikit-learn, perplexity {perplexity:g}, initialised from the PCA, random_state 0)")
+           else f"t-SNE (scikit-learn, {'exact' if n <= projection.EXACT_TSNE_POINTS else 'Barnes-Hut'}, perplexity {perplexity:g}, "
+           "initialised from the PCA, random_state 0)")
     rep.add(blocks.Paragraph(
         f"{n} points, each one snapshot of one seed: its {dims} parameters flattened and concatenated in the order of "
         f"their names, all runs projected together by {how} in {seconds:.2f} s. Lines join a seed's snapshots in epoch "
