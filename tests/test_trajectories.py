@@ -121,6 +121,23 @@ def test_bad_inputs_are_one_line_errors(runs, tmp_path):
     assert not (tmp_path / "x").exists()
 
 
+def test_snapshots_of_a_diverged_seed_are_left_out_of_the_projection(runs, tmp_path):
+    a, _ = runs
+    diverged = tmp_path / "diverged"
+    shutil.copytree(a, diverged)
+    with np.load(a / "snapshots.npz") as z:
+        arrays = {k: z[k].copy() for k in z.files}
+    for k in arrays:
+        if k.startswith("param/"):
+            arrays[k][-1, 1] = np.nan  # seed 1's last snapshot
+    np.savez(diverged / "snapshots.npz", **arrays)
+    table = testbed.trajectories([diverged], out=tmp_path / "map").table()
+    lost = table.x.isna()
+    assert list(table[lost].seed) == [1] and list(table[lost].epoch) == [arrays["epochs"][-1]]
+    x, _ = stacked(a)
+    np.testing.assert_allclose(table[~lost][["x", "y"]].to_numpy(), reference_pca(x[~lost.to_numpy()]), atol=1e-6)
+
+
 def test_tsne_without_scikit_learn_names_the_install(runs, tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "sklearn", None)
     monkeypatch.setitem(sys.modules, "sklearn.manifold", None)

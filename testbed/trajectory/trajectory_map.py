@@ -160,18 +160,21 @@ def trajectories(
             raise UserError(f"--method tsne needs scikit-learn, which is not installed: {projection.TSNE_INSTALL}") from None
     trajs = load(runs, seeds)
     points = np.concatenate([t.vectors.reshape(-1, t.vectors.shape[2]) for t in trajs])
-    if len(points) < 2:
-        raise UserError(f"trajectories: {len(points)} point (one seed's one snapshot); a map needs at least 2")
+    finite = np.isfinite(points).all(axis=1)  # a diverged seed's snapshots: no place in the map
+    if finite.sum() < 2:
+        lost = f", {len(points) - finite.sum()} of them with non-finite parameters" if not finite.all() else ""
+        raise UserError(f"trajectories: {len(points)} point{'s' if len(points) != 1 else ''}{lost}; a map needs at least 2 with finite parameters")
     path = Path(out) if out is not None else writer.default_path(REPORT_ROOT, "trajectories")
     writer.check_creatable(path)
     writer.check_target(path, force)
     started = time.perf_counter()
     explained = None
+    xy = np.full((len(points), 2), np.nan)
     if method == "pca":
-        xy, ratio = projection.pca(points)
+        xy[finite], ratio = projection.pca(points[finite])
         explained = (float(ratio[0]), float(ratio[1]))
     else:
-        xy = projection.tsne(points, perplexity)
+        xy[finite] = projection.tsne(points[finite], perplexity)
     seconds = time.perf_counter() - started
     start = 0
     for t in trajs:
@@ -183,7 +186,7 @@ def trajectories(
     with writer.staged(path, force) as stage:
         _write_csv(stage / "trajectories.csv", trajs)
         draw(trajs, stage / "trajectories.png", method=method, color=color, explained=explained, perplexity=perplexity)
-        (stage / "report.md").write_text(blocks.to_markdown(_report(trajs, method, color, explained, perplexity, points.shape, seconds)))
+        (stage / "report.md").write_text(blocks.to_markdown(_report(trajs, method, color, explained, perplexity, points.shape, int((~finite).sum()), seconds)))
     return TrajectoryMap(path, method, explained)
 
 
@@ -195,11 +198,11 @@ def _write_csv(path: Path, trajs: list[Trajectories]) -> None:
             for i, seed in enumerate(t.seeds):
                 for j, epoch in enumerate(t.epochs):
                     acc = t.test_acc[i, j]
-                    w.writerow([t.label, seed, int(epoch), repr(float(t.xy[i, j, 0])), repr(float(t.xy[i, j, 1])),
-                                "" if np.isnan(acc) else repr(float(acc))])
+                    x, y = (("", "") if np.isnan(t.xy[i, j]).any() else (repr(float(t.xy[i, j, 0])), repr(float(t.xy[i, j, 1]))))
+                    w.writerow([t.label, seed, int(epoch), x, y, "" if np.isnan(acc) else repr(float(acc))])
 
 
-def _report(trajs, method, color, explained, perplexity, shape, seconds) -> blocks.Report:
+def _report(trajs, method, color, explained, perplexity, shape, dropped, seconds) -> blocks.Report:
     n, dims = shape
     rep = blocks.Report("Parameter trajectories")
     how = ("PCA (numpy SVD of the centred points; each component's largest loading positive)" if method == "pca"
@@ -210,6 +213,9 @@ def _report(trajs, method, color, explained, perplexity, shape, seconds) -> bloc
         f"their names, all runs projected together by {how} in {seconds:.2f} s. Lines join a seed's snapshots in epoch "
         "order; a circle marks epoch 0, a square the last snapshot, a diamond the last snapshot before a curriculum switch."
     ))
+    if dropped:
+        rep.add(blocks.Paragraph(f"{dropped} snapshots with non-finite parameters (diverged seeds) are left out of the projection "
+                                 "(x and y empty in trajectories.csv); their seeds' lines stop before them."))
     if explained is not None:
         rep.add(blocks.Paragraph(f"PC 1 explains {explained[0]:.1%} of the variance, PC 2 {explained[1]:.1%}."))
     rows = []
