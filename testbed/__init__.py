@@ -1,7 +1,7 @@
 """testbed: a plugin-based optimizer and normalization testbed on a d=2 one-layer transformer.
 
-The Python API (`testbed.api`): `load_scenario`, `run`, `load_run`, `compare`, `sweep`, `barrier`, and
-the objects they return, `Run`, `Comparison` and `StudyResult`. Its names are imported on first use (PEP 562), so that
+The Python API (`testbed.api`): `load_scenario`, `run`, `load_run`, `compare`, `sweep`, `barrier`, `figure`,
+and the objects they return, `Run`, `Comparison` and `StudyResult`. Its names are imported on first use (PEP 562), so that
 `import testbed` stays quick for the command line, loads neither torch nor matplotlib, and
 changes no global state.
 """
@@ -21,6 +21,7 @@ _API = {
     "compare": "testbed.api",
     "sweep": "testbed.api",
     "barrier": "testbed.api",
+    "figure": "testbed.api",
     "BarrierResult": "testbed.loss_barrier.barrier_command",
     "StudyResult": "testbed.study.sweep_report",
     "Run": "testbed.rundir.reader",
@@ -31,12 +32,12 @@ _API = {
     "UserError": "testbed.errors",
 }
 __all__ = [
-    "load_scenario", "run", "load_run", "compare", "sweep", "barrier",
+    "load_scenario", "run", "load_run", "compare", "sweep", "barrier", "figure",
     "Run", "BarrierResult", "Snapshots", "Progress", "Comparison", "Analysing", "StudyResult", "UserError", "__version__",
 ]  # fmt: skip
 
 if TYPE_CHECKING:
-    from testbed.api import barrier, compare, load_run, load_scenario, run, sweep
+    from testbed.api import barrier, compare, figure, load_run, load_scenario, run, sweep
     from testbed.comparison.result import Analysing, Comparison
     from testbed.errors import UserError
     from testbed.loss_barrier.barrier_command import BarrierResult
