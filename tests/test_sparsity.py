@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from conftest import TINY, cli
+from conftest import TINY, cli_here
 
 import testbed
 from testbed.engine.loop import build
@@ -107,18 +107,18 @@ def test_a_stopped_and_resumed_run_measures_as_an_uninterrupted_one(tmp_path):
 
 def test_the_figures_are_pngs(tiny_run, tmp_path):
     for flag, name in (("--sparsity", "sparsity.png"), ("--grad-norms", "grad_norms.png")):
-        proc = cli("render", str(tiny_run.path), flag, "--out", str(tmp_path / name))
+        proc = cli_here("render", str(tiny_run.path), flag, "--out", str(tmp_path / name), "--dpi", "40")
         assert proc.returncode == 0, proc.stderr
         assert proc.stdout.strip() == str(tmp_path / name)
         assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    written = testbed.figure(tiny_run, "grad_norms", out=tmp_path / "api.png")
+    written = testbed.figure(tiny_run, "grad_norms", out=tmp_path / "api.png", dpi=40)
     assert written == tmp_path / "api.png" and written.read_bytes()[:4] == b"\x89PNG"
 
 
 def test_grad_norms_per_epoch_draw_too(tmp_path):
     sc = scenario(tmp_path, "0-1", probes=["metrics", "grad_norms"])
     run = testbed.run(sc, out=tmp_path / "run", store=False)
-    assert testbed.figure(run, "grad_norms").read_bytes()[:4] == b"\x89PNG"
+    assert testbed.figure(run, "grad_norms", dpi=40).read_bytes()[:4] == b"\x89PNG"
     assert (run.path / "render" / "grad_norms.png").is_file()
 
 
@@ -130,13 +130,14 @@ def one_line_error(proc, *needles):
         assert needle in proc.stderr, proc.stderr
 
 
-def test_a_run_without_the_probes_file_is_one_line_naming_the_probe(tiny_run, tmp_path):
+def test_a_run_without_the_probes_file_is_one_line_naming_the_probe(tiny_run, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
     run = tmp_path / "run"
     shutil.copytree(tiny_run.path, run)
     (run / "sparsity.npz").unlink()
     (run / "grad_norms.npz").unlink()
-    one_line_error(cli("render", "run", "--sparsity", cwd=tmp_path), "no sparsity.npz", "the sparsity probe writes it")
-    one_line_error(cli("render", "run", "--grad-norms", cwd=tmp_path), "no grad_norms.npz", "the grad_norms probe writes it")
-    one_line_error(cli("render", "run", "--sparsity", "--grad-norms", cwd=tmp_path), "choose one")
-    one_line_error(cli("render", "run", "--sparsity", "--seed", "1", cwd=tmp_path), "--sparsity", "--seed")
+    one_line_error(cli_here("render", "run", "--sparsity"), "no sparsity.npz", "the sparsity probe writes it")
+    one_line_error(cli_here("render", "run", "--grad-norms"), "no grad_norms.npz", "the grad_norms probe writes it")
+    one_line_error(cli_here("render", "run", "--sparsity", "--grad-norms"), "choose one")
+    one_line_error(cli_here("render", "run", "--sparsity", "--seed", "1"), "--sparsity", "--seed")
     assert not (run / "render").exists()

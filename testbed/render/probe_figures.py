@@ -37,13 +37,13 @@ def _figure(rows: int, cols: int, figsize: tuple[float, float]) -> tuple[Figure,
     return fig, np.atleast_1d(fig.subplots(rows, cols, squeeze=False)).reshape(-1)
 
 
-def _band(ax, x, values, color, label, log=False) -> None:
+def _band(ax, x, values, color, label, log=False, alpha=0.22) -> None:
     """Median over the seeds (values (rows, S)) and the band between their quartiles."""
     with np.errstate(all="ignore"):
         q25, q50, q75 = np.nanpercentile(values, [25, 50, 75], axis=1)
     if log:  # zeros (absent parameters, exact fits) have no place on a log axis
         q25, q50, q75 = (np.where(v > 0, v, np.nan) for v in (q25, q50, q75))
-    ax.fill_between(x, q25, q75, color=color, alpha=0.22, linewidth=0)
+    ax.fill_between(x, q25, q75, color=color, alpha=alpha, linewidth=0)
     ax.plot(x, q50, color=color, label=label, linewidth=1.6)
 
 
@@ -72,8 +72,8 @@ def sparsity(run: Run, path: Path, dpi: float = 110) -> Path:
     for mask, color, word in ((ok, SUCCESS_COLOR, "successful"), (~ok, FAILURE_COLOR, "failed")):
         if mask.any():
             _band(bx, sp.eps, frac[mask].T, color, f"{word} ({int(mask.sum())} seeds)")
-    bx.set_title(f"successful (test accuracy > {SUCCESS_ACC}) vs failed: median and quartiles")
-    bx.legend(loc="upper left")
+    bx.set_title(f"successful (test accuracy > {SUCCESS_ACC}) vs failed")
+    bx.legend(loc="upper left", title="median, quartile band")
     for a in (ax, bx):
         a.set_xscale("log")
         a.set_ylim(-0.02, 1.02)
@@ -130,8 +130,8 @@ def grad_norms(run: Run, path: Path, dpi: float = 110) -> Path:
         index, values = _binned(values, MAX_POINTS)
         x = (index + 1) / spe if per == "step" else index + 1  # step s ends at epoch (s + 1) / steps per epoch
         color = "black" if name == "total" else PARAM_COLORS[j % len(PARAM_COLORS)]
-        _band(gx_log, x, values, color, name, log=True)
-        _band(gx_lin, x, values, color, name)
+        _band(gx_log, x, values, color, name, log=True, alpha=0.12)  # nine bands: lighter, so the medians show
+        _band(gx_lin, x, values, color, name, alpha=0.12)
         shown += 1
     how = "per step" + (f", averaged in bins of {rows // MAX_POINTS}+ steps" if rows > MAX_POINTS else "") if per == "step" else "mean over each epoch's steps"
     gx_log.set_yscale("log")
