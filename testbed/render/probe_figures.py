@@ -26,7 +26,7 @@ from testbed.rundir.reader import Run, by_epoch
 from testbed.rundir.summary import SUCCESS_ACC
 
 KINDS = ("sparsity", "grad_norms")
-MAX_POINTS = 2000  # per-step gradient norms are averaged into at most this many bins per seed
+MAX_POINTS = 400  # per-step gradient norms are averaged into at most this many bins per seed (raw steps are noise)
 SUCCESS_COLOR, FAILURE_COLOR = "tab:green", "tab:red"
 PARAM_COLORS = colormaps["tab10"].colors
 
@@ -44,7 +44,7 @@ def _band(ax, x, values, color, label, log=False, alpha=0.22) -> None:
     if log:  # zeros (absent parameters, exact fits) have no place on a log axis
         q25, q50, q75 = (np.where(v > 0, v, np.nan) for v in (q25, q50, q75))
     ax.fill_between(x, q25, q75, color=color, alpha=alpha, linewidth=0)
-    ax.plot(x, q50, color=color, label=label, linewidth=1.6)
+    ax.plot(x, q50, color=color, label=label, linewidth=1.4)
 
 
 def _final_test_acc(run: Run, seeds: list[int]) -> np.ndarray:
@@ -71,7 +71,7 @@ def sparsity(run: Run, path: Path, dpi: float = 110) -> Path:
     ok = acc > SUCCESS_ACC
     for mask, color, word in ((ok, SUCCESS_COLOR, "successful"), (~ok, FAILURE_COLOR, "failed")):
         if mask.any():
-            _band(bx, sp.eps, frac[mask].T, color, f"{word} ({int(mask.sum())} seeds)")
+            _band(bx, sp.eps, frac[mask].T, color, f"{word} ({int(mask.sum())} seed{'s' if mask.sum() != 1 else ''})")
     bx.set_title(f"successful (test accuracy > {SUCCESS_ACC}) vs failed")
     bx.legend(loc="upper left", title="median, quartile band")
     for a in (ax, bx):
