@@ -1,8 +1,8 @@
 """testbed: a plugin-based optimizer and normalization testbed on a d=2 one-layer transformer.
 
 The Python API (`testbed.api`): `load_scenario`, `run`, `load_run`, `compare`, `sweep`, `barrier`,
-`trajectories`, and the objects they return, `Run`, `Comparison`, `StudyResult`, `BarrierResult`
-and `TrajectoryMap`. Its names are imported on first use (PEP 562), so that
+`trajectories`, `figure`, and the objects they return, `Run`, `Comparison`, `StudyResult`,
+`BarrierResult` and `TrajectoryMap`. Its names are imported on first use (PEP 562), so that
 `import testbed` stays quick for the command line, loads neither torch nor matplotlib, and
 changes no global state.
 """
@@ -22,6 +22,7 @@ _API = {
     "compare": "testbed.api",
     "sweep": "testbed.api",
     "barrier": "testbed.api",
+    "figure": "testbed.api",
     "BarrierResult": "testbed.loss_barrier.barrier_command",
     "trajectories": "testbed.api",
     "TrajectoryMap": "testbed.trajectory.trajectory_map",
@@ -34,12 +35,12 @@ _API = {
     "UserError": "testbed.errors",
 }
 __all__ = [
-    "load_scenario", "run", "load_run", "compare", "sweep", "barrier", "trajectories",
+    "load_scenario", "run", "load_run", "compare", "sweep", "barrier", "trajectories", "figure",
     "Run", "BarrierResult", "TrajectoryMap", "Snapshots", "Progress", "Comparison", "Analysing", "StudyResult", "UserError", "__version__",
 ]  # fmt: skip
 
 if TYPE_CHECKING:
-    from testbed.api import barrier, compare, load_run, load_scenario, run, sweep, trajectories
+    from testbed.api import barrier, compare, figure, load_run, load_scenario, run, sweep, trajectories
     from testbed.comparison.result import Analysing, Comparison
     from testbed.errors import UserError
     from testbed.loss_barrier.barrier_command import BarrierResult

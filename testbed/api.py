@@ -238,3 +238,18 @@ def trajectories(
     if isinstance(seeds, range):
         seeds = list(seeds)
     return map_trajectories(list(runs), method=method, seeds=seeds, color=color, perplexity=perplexity, out=out, force=force)
+
+
+def figure(run: PathLike | Run, kind: str, *, out: PathLike | None = None, dpi: float | None = None):
+    """The figure of one probe's file of a run, as `testbed render RUN --sparsity` or
+    `--grad-norms` draws it: `kind` "sparsity" (sparsity.npz: activation sparsity against eps
+    per seed, successful against failed seeds) or "grad_norms" (grad_norms.npz and
+    metrics.csv: loss, accuracy and every parameter's gradient norm over epochs). Written to
+    `out` (.png, .pdf or .svg; default RUN/render/<kind>.png); returns its path."""
+    from testbed.render.command import render
+    from testbed.render.probe_figures import KINDS
+
+    if kind not in KINDS:
+        raise UserError(f"figure: kind {kind!r} is not one of {', '.join(KINDS)}")
+    path = run.path if isinstance(run, Run) else run
+    return render(path, out=out, dpi=dpi, sparsity=kind == "sparsity", grad_norms=kind == "grad_norms")[0]

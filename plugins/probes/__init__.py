@@ -6,6 +6,7 @@ from .grad_norms import grad_norms
 from .metrics import metrics
 from .mlflow_tracking import mlflow_probe
 from .snapshots import snapshots
+from .sparsity import sparsity
 from .spikes import spikes
 from .step_loss import step_loss
 from .tensorboard_tracking import tensorboard_probe
@@ -13,4 +14,4 @@ from .tensorboard_tracking import tensorboard_probe
 
 @hookimpl
 def testbed_probes():
-    return [metrics, step_loss, grad_norms, snapshots, spikes, tensorboard_probe, mlflow_probe]
+    return [metrics, step_loss, grad_norms, snapshots, sparsity, spikes, tensorboard_probe, mlflow_probe]

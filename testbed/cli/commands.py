@@ -292,27 +292,30 @@ def plugins(kind: str | None = typer.Option(None, "--kind", help="only this kind
 
 @app.command()
 def render(
-    run_dir: Path = typer.Argument(..., help="run directory (with snapshots.npz)"),
+    run_dir: Path = typer.Argument(..., help="run directory (with snapshots.npz; sparsity.npz or grad_norms.npz with --sparsity, --grad-norms)"),
     epoch: int | None = typer.Option(None, "--epoch", help="the snapshot to draw (default: the last)"),
     seed: int | None = typer.Option(None, "--seed", help="which seed of the run (default: its first)"),
     out: Path | None = typer.Option(None, "--out", help="output file (.png/.pdf/.svg, .mp4/.gif with --video) or folder (--spikes)"),
     video: bool = typer.Option(False, "--video", help="one frame per snapshot, as MP4 (or GIF)"),
     spikes: bool = typer.Option(False, "--spikes", help="frames just before and after every loss spike"),
     top: int | None = typer.Option(None, "--top", min=1, help="with --spikes: only the N largest spikes (by loss jump)"),
+    sparsity: bool = typer.Option(False, "--sparsity", help="the sparsity probe's figure: fraction of MLP activations below eps, per seed"),
+    grad_norms: bool = typer.Option(False, "--grad-norms", help="loss, accuracy and the gradient norm of every parameter over epochs"),
     panels: str | None = typer.Option(None, "--panels", help="comma-separated panel names (see testbed plugins --kind panel)"),
     grid: str | None = typer.Option(None, "--grid", help="ROWSxCOLUMNS, e.g. 4x5"),
     dpi: float | None = typer.Option(None, "--dpi", min=20, max=600, help="resolution (default 110 for frames, 60 for videos)"),
     workers: int = typer.Option(0, "--workers", min=0, help="video worker processes (0: one per core)"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar"),
 ) -> None:
-    """Draw every layer of the model in the plane from a run's snapshots: a frame, a video, or spikes."""
+    """Draw every layer of the model in the plane from a run's snapshots: a frame, a video, or spikes;
+    or the figure of the sparsity or grad_norms probe (--sparsity, --grad-norms)."""
     from testbed.render.command import render as render_run
 
     _load_plugins()
     err = Console(stderr=True)
     with _user_paths(run_dir, out):
         written = render_run(run_dir, epoch=epoch, seed=seed, out=out, video=video, spikes=spikes, top=top, panels=panels,
-                             grid=grid, dpi=dpi, workers=workers, console=err, quiet=quiet)
+                             grid=grid, dpi=dpi, workers=workers, console=err, quiet=quiet, sparsity=sparsity, grad_norms=grad_norms)
     for path in written:
         print(path)
 

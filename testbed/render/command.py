@@ -32,12 +32,18 @@ def _out_path(out: Path | None, default: Path, allowed: tuple[str, ...], flag: s
 def render(run_dir: Path, *, epoch: int | None = None, seed: int | None = None, out: Path | None = None,
            video: bool = False, spikes: bool = False, top: int | None = None, panels: str | None = None,
            grid: str | None = None, dpi: float | None = None, workers: int = 0, console: Console | None = None,
-           quiet: bool = False) -> list[Path]:
-    """Draw a run: one frame (the default), a video (`video`) or the spike figures (`spikes`),
-    with the meaning of the command's options of the same names; returns the files written.
+           quiet: bool = False, sparsity: bool = False, grad_norms: bool = False) -> list[Path]:
+    """Draw a run: one frame (the default), a video (`video`), the spike figures (`spikes`), or
+    the figure of a probe's file (`sparsity`: sparsity.npz, `grad_norms`: grad_norms.npz and
+    metrics.csv), with the meaning of the command's options of the same names; returns the
+    files written.
     Options are keyword-only: eleven positional parameters are too easy to pass in the wrong
     order. Messages go to `console` (default: standard error)."""
     console = console if console is not None else Console(stderr=True)
+    if sparsity or grad_norms:
+        return [_probe_figure(run_dir, "sparsity" if sparsity else "grad_norms", out, dpi, sparsity and grad_norms,
+                              {"--epoch": epoch, "--seed": seed, "--video": video or None, "--spikes": spikes or None,
+                               "--top": top, "--panels": panels, "--grid": grid})]
     if video and spikes:
         raise UserError("--video and --spikes: choose one")
     if top is not None and not spikes:
@@ -70,6 +76,23 @@ def render(run_dir: Path, *, epoch: int | None = None, seed: int | None = None, 
     finally:
         partial.unlink(missing_ok=True)
     return [path]
+
+
+def _probe_figure(run_dir: Path, kind: str, out: Path | None, dpi: float | None, both: bool, others: dict) -> Path:
+    """The figure of one probe's file (`testbed.render.probe_figures`), one per run: it needs no snapshots."""
+    from testbed.render import probe_figures
+    from testbed.rundir.reader import Run
+
+    flag = "--" + kind.replace("_", "-")
+    if both:
+        raise UserError("--sparsity and --grad-norms: choose one")
+    given = [name for name, value in others.items() if value is not None]
+    if given:
+        raise UserError(f"{flag} draws one figure of the whole run; it takes --out and --dpi, not {', '.join(given)}")
+    run = Run(run_dir)
+    run.require(*probe_figures.NEEDS[kind], needed_by=flag)
+    path = _out_path(out, run.path / "render" / f"{kind}.png", STILL_FORMATS, flag)
+    return probe_figures.DRAW[kind](run, path, dpi or STILL_DPI)
 
 
 def _video(run, s, names, shape, out, dpi, workers, console, quiet) -> Path:

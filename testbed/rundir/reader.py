@@ -39,6 +39,7 @@ WRITERS = {
     "grad_norms.npz": "the grad_norms probe",
     "snapshots.npz": "the snapshots probe",
     "spike_steps.npz": "the snapshots probe with spike_steps: true",
+    "sparsity.npz": "the sparsity probe",
 }
 
 METRIC_COLUMNS = {"seed": "int64", "epoch": "int64", "p": "int64", "train_loss": "float64", "train_acc": "float64",
@@ -99,6 +100,16 @@ class Snapshots:
     epochs: np.ndarray  # (n,) the epochs of the snapshots, 0 = initialisation
     seeds: list[int]
     params: dict[str, np.ndarray]  # parameter name -> (n, S, *shape)
+
+
+@dataclass(frozen=True)
+class Sparsity:
+    """sparsity.npz: how many MLP hidden activations are near zero, per seed, at some epochs."""
+
+    epochs: np.ndarray  # (n,) the epochs measured, 0 = initialisation
+    eps: np.ndarray  # (E,) the thresholds, increasing
+    seeds: list[int]
+    fraction: np.ndarray  # (n, S, E) fraction of activations with |a| < eps over the training sequences
 
 
 def _npz(file: File, required: tuple[str, ...] = ()) -> dict[str, np.ndarray]:
@@ -230,6 +241,13 @@ class Run:
         first = 1 if per == "epoch" else 0  # epochs count from 1; steps from 0, as in step_loss
         frame = pd.DataFrame({"seed": np.tile(seeds, rows), per: np.repeat(np.arange(first, first + rows), S)})
         return pd.concat([frame, pd.DataFrame(norms.reshape(rows * S, -1), columns=names)], axis=1)
+
+    @cached_property
+    def sparsity(self) -> Sparsity:
+        """sparsity.npz: the fraction (n, S, E) of MLP hidden activations with |a| < eps, at its
+        epochs (n,), seeds (S,) and thresholds eps (E,)."""
+        z = _npz(self.file("sparsity.npz"), ("epochs", "eps", "seeds", "fraction"))
+        return Sparsity(z["epochs"], z["eps"], [int(s) for s in z["seeds"]], z["fraction"])
 
     @cached_property
     def provenance(self) -> dict[str, Any]:
