@@ -18,8 +18,8 @@ import yaml
 from conftest import TINY, cli
 
 import testbed
+from testbed.config.scenario import curriculum_switches
 from testbed.trajectory import projection
-from testbed.trajectory.trajectory_map import curriculum_switches
 
 # TINY's snapshots every 2 epochs (0, 2, 4), with a vocabulary switch to mark
 SWITCHING = copy.deepcopy(TINY) | {"curriculum": {"name": "vocab_schedule", "switches": [{"epoch": 3, "p": 3}]}}

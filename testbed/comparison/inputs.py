@@ -93,8 +93,7 @@ def final_task(scenario) -> dict:
 
 def switch_epochs(scenario) -> list[int]:
     """The first epochs of the curriculum's later stages (where p changes)."""
-    curriculum = scenario_mod.build_curriculum(scenario)
-    return [e for e in range(2, scenario.training.epochs + 1) if curriculum.p_at(e) != curriculum.p_at(e - 1)]
+    return [epoch for epoch, _, _ in scenario_mod.curriculum_switches(scenario)]
 
 
 def _task_differences(a, b) -> list[str]:

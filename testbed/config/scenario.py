@@ -325,6 +325,19 @@ def build_curriculum(scenario, registry: Registry | None = None):
     return registry.get("curriculum", ref.name).build(ref, scenario.task)
 
 
+def curriculum_switches(scenario) -> list[tuple[int, int, int]]:
+    """(epoch, p before, p after) for each epoch whose p differs from the epoch before's, asked
+    of the scenario's curriculum plugin (its `p_at`), so any curriculum is read the same way."""
+    curriculum = build_curriculum(scenario)
+    switches, before = [], curriculum.p_at(1)
+    for epoch in range(2, scenario.training.epochs + 1):
+        p = curriculum.p_at(epoch)
+        if p != before:
+            switches.append((epoch, before, p))
+            before = p
+    return switches
+
+
 def _name_first(node: Any) -> Any:
     if isinstance(node, dict):
         items = [(k, _name_first(v)) for k, v in node.items()]

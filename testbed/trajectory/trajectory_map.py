@@ -58,19 +58,6 @@ class TrajectoryMap:
         return pd.read_csv(self.path / "trajectories.csv")
 
 
-def curriculum_switches(scenario) -> list[tuple[int, int, int]]:
-    """(epoch, p before, p after) for each epoch whose p differs from the epoch before's, asked
-    of the scenario's curriculum plugin (its `p_at`), so any curriculum is read the same way."""
-    curriculum = scenario_mod.build_curriculum(scenario)
-    switches, before = [], curriculum.p_at(1)
-    for epoch in range(2, scenario.training.epochs + 1):
-        p = curriculum.p_at(epoch)
-        if p != before:
-            switches.append((epoch, before, p))
-            before = p
-    return switches
-
-
 def _labels(runs: list[Run]) -> list[str]:
     """Each run's folder name; its path as given where two names collide; #k where those do."""
     names = [r.path.name or str(r.path) for r in runs]
@@ -121,7 +108,7 @@ def load(paths: Sequence[str | Path | Run], seeds: str | Sequence[int] | None) -
         epochs = np.asarray(snaps.epochs)[order].astype(np.int64)
         flat = [snaps.params[n][order][:, cols].reshape(len(epochs), len(cols), -1) for n in names]
         vectors = np.concatenate(flat, axis=2).astype(np.float64).transpose(1, 0, 2)
-        out.append(Trajectories(label, run, these, epochs, vectors, _test_acc(run, these, epochs), curriculum_switches(run.scenario)))
+        out.append(Trajectories(label, run, these, epochs, vectors, _test_acc(run, these, epochs), scenario_mod.curriculum_switches(run.scenario)))
     return out
 
 
