@@ -54,6 +54,13 @@ def plugin_record(kind: str, name: str, registry: Registry) -> dict[str, Any]:
     return {"kind": kind, "name": name, "distribution": dist, "version": version}
 
 
+def plugin_records(scenario, registry: Registry | None = None) -> list[dict[str, Any]]:
+    """`plugin_record` of every plugin the scenario trains with (what run.json, a checkpoint's
+    identity and the run store's key record of the plugins)."""
+    registry = registry or default_registry()
+    return [plugin_record(kind, ref.name, registry) for kind, ref in plugins_used(scenario)]
+
+
 def _git(args: list[str], where: Path) -> str | None:
     try:
         proc = subprocess.run(["git", *args], cwd=where, capture_output=True, text=True, timeout=10)
@@ -84,7 +91,7 @@ def record(scenario, started: datetime, finished: datetime, registry: Registry |
         "python": platform.python_version(),
         "torch": torch.__version__,
         "numpy": np.__version__,
-        "plugins": [plugin_record(kind, ref.name, registry) for kind, ref in plugins_used(scenario)],
+        "plugins": plugin_records(scenario, registry),
         "git": git_state(),
         "threads": torch.get_num_threads(),
         "device": str(torch.get_default_device()),

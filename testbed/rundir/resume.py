@@ -17,7 +17,6 @@ import testbed
 from testbed.config import scenario as scenario_mod
 from testbed.engine import checkpoint
 from testbed.errors import UserError
-from testbed.plugin_api.registry import default_registry
 from testbed.rundir import provenance
 from testbed.rundir import writer as rundir
 
@@ -28,7 +27,7 @@ def identity(scenario) -> dict[str, Any]:
         "scenario": scenario_mod.to_yaml(scenario),
         "testbed": str(testbed.__version__),
         "torch": str(torch.__version__),  # a str subclass that weights-only loading refuses
-        "plugins": [provenance.plugin_record(kind, ref.name, default_registry()) for kind, ref in provenance.plugins_used(scenario)],
+        "plugins": provenance.plugin_records(scenario),
         "commit": (provenance.git_state() or {}).get("commit"),  # in a git checkout, versions stay put from commit to commit
     }
 

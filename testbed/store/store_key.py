@@ -12,7 +12,6 @@ from typing import Any
 import torch
 
 import testbed
-from testbed.plugin_api.registry import default_registry
 from testbed.rundir import provenance
 
 NOT_KEYED = ("name", "description", "seeds", "output")
@@ -21,12 +20,11 @@ NOT_KEYED = ("name", "description", "seeds", "output")
 def identity(scenario) -> dict[str, Any]:
     """The content the key is the digest of (kept beside the runs, as entry.json)."""
     fields = {k: v for k, v in scenario.model_dump(mode="json").items() if k not in NOT_KEYED}
-    registry = default_registry()
     return {
         "scenario": fields,
         "testbed": str(testbed.__version__),
         "torch": str(torch.__version__),
-        "plugins": [provenance.plugin_record(kind, ref.name, registry) for kind, ref in provenance.plugins_used(scenario)],
+        "plugins": provenance.plugin_records(scenario),
     }
 
 
