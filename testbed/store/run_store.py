@@ -14,6 +14,7 @@ interrupt of the command that asked loses only the run in flight."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -50,8 +51,6 @@ def shard_name(seeds: list[int]) -> str:
     spec = format_seeds(seeds)
     if len(spec) <= 64:
         return f"seeds-{spec}"
-    import hashlib
-
     return f"seeds-{seeds[0]}-{seeds[-1]}-n{len(seeds)}-{hashlib.sha256(spec.encode()).hexdigest()[:8]}"
 
 
@@ -113,6 +112,7 @@ class Plan:
     identity: dict[str, Any]
     parts: list[tuple[Shard, list[int]]]
     missing: list[int]
+    combinable: bool = True  # every probe can combine its files across seed sets (`Probe.combine`)
     replace: bool = False  # shard_path holds a run that failed to write some outputs
     trained: Shard | None = field(default=None)
 
@@ -168,19 +168,20 @@ class RunStore:
         entry = self.entry(store_key.digest(ident))
         seeds = list(scenario.seeds)
         shards = entry.shards()
+        can_combine = combinable(scenario)
         exact = [s for s in shards if sorted(s.seeds) == seeds]
         if exact:
-            return Plan(self, scenario, entry, ident, [(exact[0], seeds)], [])
+            return Plan(self, scenario, entry, ident, [(exact[0], seeds)], [], can_combine)
         parts: list[tuple[Shard, list[int]]] = []
         wanted = set(seeds)
-        if combinable(scenario):
+        if can_combine:
             for shard in sorted(shards, key=lambda s: (-len(wanted & set(s.seeds)), s.path.name)):
                 given = sorted(wanted & set(shard.seeds))
                 if given:
                     parts.append((shard, given))
                     wanted -= set(given)
         missing = sorted(wanted)
-        plan = Plan(self, scenario, entry, ident, parts, missing)
+        plan = Plan(self, scenario, entry, ident, parts, missing, can_combine)
         plan.replace = plan.shard_path.exists() and bool(missing)
         return plan
 

@@ -13,7 +13,7 @@ from typing import Any
 from testbed.rundir import writer as rundir
 from testbed.rundir.reader import Run
 from testbed.store.materialize import materialize
-from testbed.store.run_store import Plan, RunStore, combinable
+from testbed.store.run_store import Plan, RunStore
 from testbed.trainer import run_scenario
 
 
@@ -35,13 +35,12 @@ def serve(scenario, out: str | Path | None, *, store: RunStore | str | Path | bo
     path = Path(out) if out is not None else rundir.default_path(scenario.output.root, scenario.name)
     rundir.check_target(path, force)  # a bad --out is refused before anything trains
     rundir.check_creatable(path)
-    the_store = open_store(store)
-    if not combinable(scenario):
+    plan = open_store(store).plan(scenario)
+    if not plan.combinable:
         # A probe that cannot combine its files (tracking probes log to a server, under the run
         # directory's name) would tie the store to exact seed sets and log under the store's
         # folder names: such a run trains straight into its directory, as with store=False.
         return Served(run_scenario(scenario, path, force=force, **train), list(scenario.seeds), [])
-    plan = the_store.plan(scenario)
     plan.store.fill(plan, **train)
     return Served(write_run(plan, path, force), list(plan.missing), [s for _, taken in plan.parts for s in taken])
 

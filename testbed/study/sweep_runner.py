@@ -103,13 +103,13 @@ def _jobs(study, plans) -> tuple[list[Job], list[tuple[Any, Any]]]:
     by_shard: dict[Path, Any] = {}
     shared = []
     todo = [(cell, plan) for cell, plan in zip(study.cells, plans) if plan.missing]
+    total = len({plan.shard_path for _, plan in todo})
     for cell, plan in todo:
         if plan.shard_path in by_shard:
             shared.append((plan, by_shard[plan.shard_path]))
             continue
         by_shard[plan.shard_path] = plan
-        n = len(by_shard)
-        jobs.append(Job(plan, f"[{n}/{len({p.shard_path for _, p in todo})}] {cell.label} ({len(plan.missing)} seeds)"))
+        jobs.append(Job(plan, f"[{len(by_shard)}/{total}] {cell.label} ({len(plan.missing)} seeds)"))
     return jobs, shared
 
 
