@@ -72,6 +72,28 @@ def own_run_store(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("TESTBED_STORE", str(tmp_path_factory.mktemp("store")))
 
 
+@pytest.fixture(params=[1, 2], ids=["1thread", "2threads"])
+def one_and_two_threads(request):
+    """Each test twice, with 1 and 2 intra-op threads: bit-identity must hold whatever the
+    number of threads (the caller's setting is given back)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(request.param)
+    yield request.param
+    torch.set_num_threads(before)
+
+
+def assert_npz_equal(want_path: Path, got_path: Path) -> None:
+    """The same arrays under the same names in two .npz files (their zip containers may differ)."""
+    import numpy as np
+
+    with np.load(want_path) as want, np.load(got_path) as got:
+        assert sorted(got.files) == sorted(want.files), got_path
+        for key in want.files:
+            np.testing.assert_array_equal(got[key], want[key], err_msg=f"{got_path.name}:{key}")
+
+
 def cli(*args: str, env: dict | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess:
     """Run the installed `testbed` console script."""
     full_env = dict(os.environ, **(env or {}))

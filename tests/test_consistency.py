@@ -25,15 +25,7 @@ def space(hidden: int, d: int = 2) -> ParamSpace:
     return ParamSpace(Architecture(d=d, hidden=hidden, n_tokens=3, seq_len=6, embedding_norm=same, mlp_norm=same, activation=same).shapes())
 
 
-@pytest.fixture(params=[1, 2], ids=["1thread", "2threads"])
-def threads(request):
-    before = torch.get_num_threads()
-    torch.set_num_threads(request.param)
-    yield request.param
-    torch.set_num_threads(before)
-
-
-@pytest.mark.usefixtures("threads")
+@pytest.mark.usefixtures("one_and_two_threads")
 @pytest.mark.parametrize("d", [1, 2, 64])
 def test_torchs_uniform_draws_are_prefix_consistent_up_to_the_widest_width(d):
     """What the width-consistent initialisation rests on: torch's CPU generator fills a shorter

@@ -62,15 +62,6 @@ def run(variant: str, seeds: list[int], out: Path, **overrides):
     return result, step_loss
 
 
-@pytest.fixture(params=[1, 2], ids=["1thread", "2threads"])
-def threads(request):
-    """Bit-identity across seed counts must hold whatever the number of intra-op threads."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(request.param)
-    yield request.param
-    torch.set_num_threads(before)
-
-
 def assert_seed_matches(together, together_loss, i: int, alone, alone_loss, j: int = 0) -> None:
     # training first (the step losses), then the final evaluation
     la, lb = together_loss["loss"][:, i], alone_loss["loss"][:, j]
@@ -84,7 +75,7 @@ def assert_seed_matches(together, together_loss, i: int, alone, alone_loss, j: i
         assert torch.equal(a, b), f"final {f}: {a.item()!r} among seeds vs {b.item()!r} alone"
 
 
-@pytest.mark.usefixtures("threads")
+@pytest.mark.usefixtures("one_and_two_threads")
 @pytest.mark.parametrize("variant", list(VARIANTS))
 def test_a_seed_trains_the_same_alone_and_among_others(variant, tmp_path):
     seeds = [0, 1, 2]
@@ -97,7 +88,7 @@ def test_a_seed_trains_the_same_alone_and_among_others(variant, tmp_path):
         assert_seed_matches(together, together_loss, i, alone, alone_loss)
 
 
-@pytest.mark.usefixtures("threads")
+@pytest.mark.usefixtures("one_and_two_threads")
 def test_a_seed_trains_the_same_in_any_company(tmp_path):
     """Seed 5 with neighbours [2, 5, 9] and with [5, 11, 12, 13]: same numbers."""
     a, la = run("adamw-clip", [2, 5, 9], tmp_path / "a")
@@ -123,7 +114,7 @@ def test_the_same_scenario_run_twice_gives_identical_results(variant, tmp_path):
     assert a.steps == b.steps
 
 
-@pytest.mark.usefixtures("threads")
+@pytest.mark.usefixtures("one_and_two_threads")
 def test_clipping_is_per_seed(tmp_path):
     """A clip threshold that binds for every step: still seed-by-seed identical, and different from
     the unclipped run (so clipping actually happened)."""

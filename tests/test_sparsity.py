@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from conftest import TINY, cli_here
+from conftest import TINY, assert_npz_equal, cli_here
 
 import testbed
 from testbed.engine.loop import build
@@ -79,10 +79,7 @@ def test_seed_sets_combine_into_the_file_of_one_run(tmp_path):
     events: list = []
     combined = testbed.run(scenario(tmp_path, "0-2"), out=tmp_path / "c", progress=events.append)
     assert events == []  # served from the two runs, nothing trained
-    with np.load(direct.path / "sparsity.npz") as want, np.load(combined.path / "sparsity.npz") as got:
-        assert sorted(got.files) == sorted(want.files)
-        for key in want.files:
-            np.testing.assert_array_equal(got[key], want[key], err_msg=key)
+    assert_npz_equal(direct.path / "sparsity.npz", combined.path / "sparsity.npz")
 
 
 class Stop(Exception):

@@ -6,10 +6,9 @@ from __future__ import annotations
 import json
 import os
 
-import numpy as np
 import pytest
 import yaml
-from conftest import TINY, cli
+from conftest import TINY, assert_npz_equal, cli
 
 import testbed
 from testbed.store import store_key
@@ -45,10 +44,7 @@ def test_seeds_combine_into_the_files_of_one_run(tmp_path):
     for name in ("metrics.csv", "spikes.csv"):
         assert (combined.path / name).read_bytes() == (direct.path / name).read_bytes(), name
     for name in ("step_loss.npz", "snapshots.npz", "spike_steps.npz", "grad_norms.npz"):
-        with np.load(direct.path / name) as want, np.load(combined.path / name) as got:
-            assert sorted(got.files) == sorted(want.files)
-            for key in want.files:
-                np.testing.assert_array_equal(got[key], want[key], err_msg=f"{name}:{key}")
+        assert_npz_equal(direct.path / name, combined.path / name)
     assert len(direct.spike_steps["seed"]) > 0  # the weights around spikes were combined, not just empty arrays
     assert combined.summary.equals(direct.summary)
     assert combined.summary_json["aggregate"] == direct.summary_json["aggregate"]
