@@ -178,7 +178,7 @@ def _train(
 
     def stage_for(p: int, current: Stage | None) -> Stage:
         """The stage in force: kept while p stays, sampled anew when the curriculum changes p."""
-        if current is not None and current.dataset.p == p:
+        if current is not None and current.p == p:
             return current
         ds = make_dataset(seeds, p, task.seq_len, task.sparsity, task.n_train, task.n_test, task.test_split)
         return Stage.prepare(ds, arch)

@@ -18,17 +18,22 @@ from testbed.engine.task import Dataset, distinct
 from testbed.plugin_api.probe import Evaluation
 
 EVAL_CHUNK_ELEMENTS = 1 << 20  # S * N * (widest activation) floats per evaluation piece
+MIN_PIECE = 1  # sequences per seed in an evaluation piece, at the least (see `_chunks`)
 
 
 @dataclass
 class Stage:
-    """One vocabulary stage's samples, prepared for the step loop and for evaluation."""
+    """One vocabulary stage's samples, prepared for the step loop and for evaluation.
 
-    dataset: Dataset
-    train_rows: torch.Tensor  # (S * n_train, L): each training sequence's rows of the pair table
-    train_labels: torch.Tensor  # (S * n_train,)
-    eval_chunks: list[tuple[torch.Tensor, torch.Tensor]]  # ((S, L, u) pair rows, (S, u) labels) of the
-    # distinct sequences, padded with copies of the first, in contiguous pieces
+    Pair rows and labels are held in the smallest integer type that fits them (`compact`) and
+    widened to int64 a batch or an evaluation piece at a time: at 10,000 seeds the tables would
+    otherwise take gigabytes."""
+
+    p: int
+    train_rows: torch.Tensor  # (S, L, n_train) compact: each training sequence's rows of the pair table
+    train_labels: torch.Tensor  # (S, n_train) compact
+    eval_chunks: list[tuple[slice, torch.Tensor, torch.Tensor]]  # (seeds, (G, L, u) pair rows, (G, u) labels)
+    # of the distinct sequences, padded with copies of the first, in contiguous pieces, seed group by seed group
     train_weight: torch.Tensor  # (S, U) float64: multiplicity in the training sample / n_train
     test_weight: torch.Tensor  # (S, U) float64: multiplicity in the test sample / n_test
     last: torch.Tensor  # (S,) index of each seed's last distinct sequence
@@ -38,11 +43,13 @@ class Stage:
         train, test = dataset.train.tokens, dataset.test.tokens
         S, n_train, L = train.shape
         n_test = test.shape[1]
-        per_seed, weights = [], []
+        kind = compact(arch.n_tokens * L)
+        per_seed, per_seed_labels, weights = [], [], []
         for s in range(S):
             rows, inverse = distinct(torch.cat([train[s], test[s]]), dataset.p)
             U = rows.shape[0]
-            per_seed.append(rows)
+            per_seed.append(pair_index(rows.unsqueeze(0), arch.n_tokens)[0].to(kind))  # (L, U)
+            per_seed_labels.append(dataset.labels(rows).to(kind))
             weights.append(
                 torch.stack(
                     [
@@ -51,30 +58,46 @@ class Stage:
                     ]
                 )
             )
-        width = max(r.shape[0] for r in per_seed)
-        tokens = torch.stack([torch.cat([r, r[:1].expand(width - r.shape[0], L)]) for r in per_seed])
+        width = max(r.shape[1] for r in per_seed)
+        index = torch.empty(S, L, width, dtype=kind)
+        labels = torch.empty(S, width, dtype=kind)
+        for s, (r, y) in enumerate(zip(per_seed, per_seed_labels)):  # padded with copies of the first sequence
+            index[s, :, : r.shape[1]], index[s, :, r.shape[1] :] = r, r[:, :1]
+            labels[s, : y.shape[0]], labels[s, y.shape[0] :] = y, y[:1]
+        del per_seed, per_seed_labels
         w = torch.stack([F.pad(x, (0, width - x.shape[1])) for x in weights])  # (S, 2, U)
         return cls(
-            dataset,
-            train_rows=pair_index(train, arch.n_tokens).transpose(1, 2).reshape(S * n_train, L),
-            train_labels=dataset.train.labels.reshape(-1),
-            eval_chunks=_chunks(pair_index(tokens, arch.n_tokens), dataset.labels(tokens), eval_width(arch)),
+            dataset.p,
+            train_rows=pair_index(train, arch.n_tokens).to(kind),
+            train_labels=dataset.train.labels.to(kind),
+            eval_chunks=_chunks(index, labels, eval_width(arch)),
             train_weight=w[:, 0].double(),
             test_weight=w[:, 1].double(),
-            last=torch.tensor([r.shape[0] - 1 for r in per_seed]),
+            last=torch.tensor([x.shape[1] - 1 for x in weights]),
         )
+
+
+def compact(bound: int) -> torch.dtype:
+    """The smallest integer type holding 0 .. bound - 1."""
+    for kind in (torch.uint8, torch.int16, torch.int32):
+        if bound - 1 <= torch.iinfo(kind).max:
+            return kind
+    return torch.int64
 
 
 def evaluate(arch: Architecture, views: dict, data: Stage, epoch: int) -> Evaluation:
     """Loss and accuracy per seed on the training and test samples (one chunked forward pass
     over the distinct sequences of both)."""
-    losses, correct = [], []
+    groups: dict[tuple, tuple[list, list]] = {}
     with torch.inference_mode():
-        for index, y in data.eval_chunks:
-            logits = forward(arch, views, index)
+        for seeds, index, y in data.eval_chunks:
+            y = y.long()
+            logits = forward(arch, _rows(views, seeds), index.long())
+            losses, correct = groups.setdefault((seeds.start, seeds.stop), ([], []))
             losses.append(F.cross_entropy(logits.transpose(1, 2), y, reduction="none"))
             correct.append((logits.argmax(-1) == y).float())
-        loss, acc = torch.cat(losses, 1), torch.cat(correct, 1)
+        loss = torch.cat([torch.cat(part[0], 1) for part in groups.values()])
+        acc = torch.cat([torch.cat(part[1], 1) for part in groups.values()])
 
         def mean(values: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
             # A running sum up to each seed's last distinct sequence: unlike sum(), its rounding
@@ -84,7 +107,7 @@ def evaluate(arch: Architecture, views: dict, data: Stage, epoch: int) -> Evalua
 
         return Evaluation(
             epoch=epoch,
-            p=data.dataset.p,
+            p=data.p,
             train_loss=mean(loss, data.train_weight),
             train_acc=mean(acc, data.train_weight),
             test_loss=mean(loss, data.test_weight),
@@ -92,12 +115,41 @@ def evaluate(arch: Architecture, views: dict, data: Stage, epoch: int) -> Evalua
         )
 
 
-def _chunks(index: torch.Tensor, labels: torch.Tensor, width: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """Split (S, L, U) rows and (S, U) labels along U into contiguous pieces of about
-    EVAL_CHUNK_ELEMENTS * width floats of activations, so evaluation stays in cache."""
+def _rows(views: dict, seeds: slice) -> dict:
+    """The parameter views of a group of seeds (all of them: the views themselves)."""
+    return views if seeds == slice(None) else {name: v[seeds] for name, v in views.items()}
+
+
+def _chunks(index: torch.Tensor, labels: torch.Tensor, width: int) -> list[tuple[slice, torch.Tensor, torch.Tensor]]:
+    """Split (S, L, U) rows and (S, U) labels into contiguous pieces of about
+    EVAL_CHUNK_ELEMENTS * width floats of activations, so evaluation stays in cache: along U,
+    every seed at once, while a piece keeps at least MIN_PIECE sequences; beyond that many seeds
+    (228 at the default widths) in groups of seeds, each cut along U in pieces of MIN_PIECE.
+    (Cut finer, every operation of a piece runs on thousands of tiny matrices: at 10,000 seeds a
+    piece would hold 2 sequences per seed.)"""
     S, L, U = index.shape
-    size = max(1, EVAL_CHUNK_ELEMENTS // (S * width))
-    return [(index[:, :, lo : lo + size].contiguous(), labels[:, lo : lo + size].contiguous()) for lo in range(0, U, size)]
+    group = S if S * width * MIN_PIECE <= EVAL_CHUNK_ELEMENTS else max(1, EVAL_CHUNK_ELEMENTS // (width * MIN_PIECE))
+    size = max(1, EVAL_CHUNK_ELEMENTS // (group * width))
+    return [
+        (
+            slice(None) if group == S else slice(g, g + group),
+            index[g : g + group, :, lo : lo + size].contiguous(),
+            labels[g : g + group, lo : lo + size].contiguous(),
+        )
+        for g in range(0, S, group)
+        for lo in range(0, U, size)
+    ]
+
+
+def eval_table(data: Stage) -> tuple[torch.Tensor, torch.Tensor]:
+    """The evaluation pieces put back together: (S, L, U) pair rows and (S, U) labels."""
+    groups: dict[tuple, list] = {}
+    for seeds, index, y in data.eval_chunks:
+        groups.setdefault((seeds.start, seeds.stop), []).append((index, y))
+    return (
+        torch.cat([torch.cat([i for i, _ in part], 2) for part in groups.values()]),
+        torch.cat([torch.cat([y for _, y in part], 1) for part in groups.values()]),
+    )
 
 
 def eval_width(arch: Architecture) -> int:
@@ -107,12 +159,13 @@ def eval_width(arch: Architecture) -> int:
 
 def batches(data: Stage, perm: torch.Tensor, B: int):
     """Per-step batches ((S, L, B) pair rows, (S, B) labels) in each seed's shuffled order,
-    looked up step by step so that an epoch never copies the whole training set."""
+    looked up step by step so that an epoch never copies the whole training set: one gather
+    along the sample axis of the (S, L, n) table gives the batch in the layout the step reads."""
     S, n = perm.shape
-    flat = perm + torch.arange(S).unsqueeze(1) * n  # rows of the (S * n, ...) tables
+    L = data.train_rows.shape[1]
     for lo in range(0, n, B):
-        rows = flat[:, lo : lo + B]
+        rows = perm[:, lo : lo + B]
         yield (
-            F.embedding(rows, data.train_rows).transpose(1, 2).contiguous(),
-            data.train_labels.gather(0, rows.reshape(-1)).view(rows.shape),
+            data.train_rows.gather(2, rows.unsqueeze(1).expand(S, L, rows.shape[1])).long(),
+            data.train_labels.gather(1, rows).long(),
         )

@@ -14,7 +14,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 import torch
 
-from testbed.engine.stage import EVAL_CHUNK_ELEMENTS, Stage, eval_width, evaluate
+from testbed.engine.stage import EVAL_CHUNK_ELEMENTS, Stage, eval_table, eval_width, evaluate
 from testbed.engine.task import make_dataset
 from testbed.errors import UserError
 from testbed.render.rundata import SnapshotRun
@@ -113,8 +113,7 @@ def evaluate_rows(end: SnapshotRun, p: int, flat: torch.Tensor, data_seeds: list
     unique = sorted(set(data_seeds))
     dataset = make_dataset(unique, p, task.seq_len, task.sparsity, task.n_train, task.n_test, task.test_split)
     stage = Stage.prepare(dataset, end.arch)
-    index = torch.cat([c[0] for c in stage.eval_chunks], 2)  # (seeds, L, U)
-    labels = torch.cat([c[1] for c in stage.eval_chunks], 1)  # (seeds, U)
+    index, labels = eval_table(stage)  # (seeds, L, U), (seeds, U)
     column = torch.tensor([unique.index(s) for s in data_seeds])
     absent = [end.space.slices[name] for name in end.arch.absent()]
     out: dict[str, list[torch.Tensor]] = {k: [] for k in ("train_loss", "train_acc", "test_loss", "test_acc")}
@@ -125,7 +124,7 @@ def evaluate_rows(end: SnapshotRun, p: int, flat: torch.Tensor, data_seeds: list
             block[:, sl] = 0.0
         size = max(1, EVAL_CHUNK_ELEMENTS // (len(rows) * eval_width(end.arch)))
         chunks = [
-            (index[:, :, u : u + size].index_select(0, rows).contiguous(), labels[:, u : u + size].index_select(0, rows).contiguous())
+            (slice(None), index[:, :, u : u + size].index_select(0, rows).contiguous(), labels[:, u : u + size].index_select(0, rows).contiguous())
             for u in range(0, index.shape[2], size)
         ]
         part = replace(
