@@ -33,11 +33,21 @@ class RadialNorm(Norm):
         return x / (self._radius(x) + self.eps)
 
     def vjp(self, x: torch.Tensor, y: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
-        # y = x k with k = 1/(r + eps): dx = k g - y (g . y) / (r * n), n = d for rms, 1 for l2
         r = self._radius(x)
-        n = x.shape[-1] if self.rms else 1
+        return self._back(y, r, r + self.eps, grad)
+
+    def forward_and_vjp(self, x: torch.Tensor):
+        # the radius and its denominator once for both directions (the same values as vjp's)
+        r = self._radius(x)
+        den = r + self.eps
+        y = x / den
+        return y, lambda g: self._back(y, r, den, g)
+
+    def _back(self, y: torch.Tensor, r: torch.Tensor, den: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
+        # y = x k with k = 1/(r + eps): dx = k g - y (g . y) / (r * n), n = d for rms, 1 for l2
+        n = y.shape[-1] if self.rms else 1
         dot = (grad * y).sum(-1, keepdim=True)
-        return grad / (r + self.eps) - y * (dot / (r * n))
+        return grad / den - y * (dot / (r * n))
 
 
 @plugin("rms", EpsParams)

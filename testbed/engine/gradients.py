@@ -65,7 +65,7 @@ def loss_and_grad(arch: Architecture, p: dict[str, torch.Tensor], index: torch.T
     dscore_t = zt.new_zeros(S, VL).scatter_add_(1, flat, dscore.view(S, L * N)).unsqueeze(-1)  # (S, VL, 1)
     dq = (dscore_t * zt).sum(1).mul_(c)  # (S, d)
     dx = norm1_back((dzt + dscore_t * qs.unsqueeze(1)).view(S, n_tok, L, d))
-    dE = dE + dx.sum(2)
+    dE.add_(dx.sum(2))
     dP = dx.sum(1)
     grad = torch.cat([t.reshape(S, -1) for t in (dE, dP, dq, dV, dW1, db1, dW2, db2)], 1)
     return losses, grad

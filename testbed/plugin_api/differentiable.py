@@ -29,6 +29,15 @@ class Differentiable(ABC):
         itself) and leave x, y and grad unchanged."""
         return autograd_forward(self, x)[1](grad)
 
+    def forward_and_vjp(self, x: torch.Tensor) -> tuple[torch.Tensor, Backward]:
+        """self(x) and the map grad -> vjp(x, self(x), grad).
+
+        Optional: a plugin with its own `vjp` may override it to keep what the forward pass
+        computed for the backward (a norm's radius) instead of computing it twice. It must give
+        the very values of `__call__` and `vjp`."""
+        y = self(x)
+        return y, lambda g: self.vjp(x, y, g)
+
     @classmethod
     def has_own_vjp(cls) -> bool:
         return cls.vjp is not Differentiable.vjp
@@ -48,6 +57,5 @@ def forward_and_backward(fn: Differentiable, x: torch.Tensor) -> tuple[torch.Ten
     """fn(x) and the map from d(loss)/d(output) to d(loss)/dx: the plugin's own vjp when it
     overrides it, else autograd from this same forward pass."""
     if fn.has_own_vjp():
-        y = fn(x)
-        return y, lambda g: fn.vjp(x, y, g)
+        return fn.forward_and_vjp(x)
     return autograd_forward(fn, x)
