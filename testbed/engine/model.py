@@ -198,11 +198,11 @@ def attend(z_table: torch.Tensor, q: torch.Tensor, index: torch.Tensor):
     both directions to small matrix products; its backward needs no scatter for z."""
     S, L, N = index.shape
     flat = index.reshape(S, L * N)
-    scores = torch.matmul(z_table, q.unsqueeze(-1)).squeeze(-1).gather(1, flat).view(S, L, N)
+    scores = torch.bmm(z_table, q.unsqueeze(-1)).squeeze(-1).gather(1, flat).view(S, L, N)
     attn = softmax_positions(scores)
     # A sequence's positions are distinct table rows, so no two weights land on one entry.
     mass = z_table.new_zeros(S, z_table.shape[1], N).scatter_(1, index, attn)
-    zbar = torch.matmul(z_table.transpose(1, 2), mass).transpose(1, 2)  # (S, N, d)
+    zbar = torch.bmm(z_table.transpose(1, 2), mass).transpose(1, 2)  # (S, N, d)
     return scores, attn, mass, zbar
 
 
