@@ -18,7 +18,7 @@ from testbed.engine.task import Dataset, distinct
 from testbed.plugin_api.probe import Evaluation
 
 EVAL_CHUNK_ELEMENTS = 1 << 20  # S * N * (widest activation) floats per evaluation piece
-MIN_PIECE = 1  # sequences per seed in an evaluation piece, at the least (see `_chunks`)
+MIN_PIECE = 128  # sequences per seed in an evaluation piece, at the least (see `_chunks`)
 
 
 @dataclass
