@@ -109,6 +109,9 @@ def run(
     ),
     store: Path | None = STORE,
     no_store: bool = NO_STORE,
+    device: str | None = typer.Option(
+        None, "--device", help="train on cpu, cuda (cuda:N), mps or auto (sets training.device; results are identical per device, not across devices)"
+    ),
 ) -> None:
     """Train the seeds of a scenario as one vectorized program and write a run directory.
 
@@ -119,7 +122,7 @@ def run(
     from testbed.cli.tables import divergence_lines, run_table, store_line
 
     _load_plugins()
-    sc = scenario_mod.load(scenario, set_ or [], seeds)
+    sc = scenario_mod.load(scenario, (set_ or []) + ([f"training.device={device}"] if device else []), seeds)
     err = Console(stderr=True)
     with ProgressDisplay(err) as display:
 

@@ -42,6 +42,12 @@ class TaskConfig(Strict):
 class TrainingConfig(Strict):
     epochs: int = Field(1000, ge=1, description="passes over the training set")
     batch_size: int | Literal["full"] = Field(32, description="sequences per step, or 'full' for full batch")
+    device: str = Field(
+        "cpu",
+        pattern=r"^(cpu|cuda(:\d+)?|mps|auto)$",
+        description="where the training state lives: cpu, cuda (or cuda:N), mps, or auto (cuda, else mps, else cpu); "
+        "each seed's data, initialisation and batch order are drawn on the CPU, so only the arithmetic moves",
+    )
 
     def batch_for(self, n_train: int) -> int:
         return n_train if self.batch_size == "full" else self.batch_size

@@ -34,6 +34,7 @@ from typing import Any
 import torch
 import yaml
 
+from testbed.engine import device
 from testbed.engine.optimizer import Optimizer
 from testbed.errors import UserError
 from testbed.plugin_api.probe import Evaluation, Probe, RunInfo
@@ -143,8 +144,8 @@ class Live:
             "epoch": epoch,
             "step": step,
             "seconds": seconds,
-            "params": self.flat,
-            "optimizer": {"step_count": self.optimizer.step_count, "rule": self.optimizer.rule.state_dict()},
+            "params": self.flat.cpu(),  # the CPU's tensors wherever the run trains: a checkpoint opens anywhere
+            "optimizer": {"step_count": self.optimizer.step_count, "rule": device.to(self.optimizer.rule.state_dict(), "cpu")},
             "generators": [g.get_state() for g in self.generators],
             "step_losses": self.info.step_losses[:step].clone(),  # the steps run so far, not the NaN rest
             "evaluation": evaluation,
@@ -158,7 +159,7 @@ class Live:
             raise ValueError("checkpoint of another set of seeds or probes")
         self.flat.copy_(saved["params"])
         self.optimizer.step_count = saved["optimizer"]["step_count"]
-        self.optimizer.rule.load_state_dict(saved["optimizer"]["rule"])
+        self.optimizer.rule.load_state_dict(device.to(saved["optimizer"]["rule"], self.flat.device))
         for g, state in zip(self.generators, saved["generators"]):
             g.set_state(state)
         step = saved["step"]

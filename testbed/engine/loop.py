@@ -19,6 +19,7 @@ import torch
 
 from testbed.analysis.spike_detector import first_nonfinite
 from testbed.engine import blame, checkpoint
+from testbed.engine.device import available, resolve
 from testbed.engine.gradients import loss_and_grad
 from testbed.engine.model import Architecture, ParamSpace
 from testbed.engine.optimizer import Optimizer
@@ -156,6 +157,8 @@ def _train(
     B = scenario.training.batch_for(task.n_train)
     n = task.n_train
     steps_per_epoch = -(-n // B)
+    device = _device(scenario)
+    remote = device.type != HOST  # the training state is not in the memory probes read
 
     if scenario.model.init == "ideal":
         from testbed.engine.ideal_circuit import flat_weights
@@ -166,9 +169,13 @@ def _train(
     absent = [space.slices[name] for name in arch.absent()]
     for sl in absent:
         flat[:, sl] = 0.0
+    host = flat  # what probes see: the parameters themselves, or their copy on the CPU
+    if remote:
+        flat = flat.to(device, copy=True)
+        c.optimizer.to(device)
     views = space.views(flat)
 
-    info = RunInfo(seeds, epochs, steps_per_epoch, space, scenario, params=flat)
+    info = RunInfo(seeds, epochs, steps_per_epoch, space, scenario, params=host)
     for probe in c.probes:
         probe.start(info)
     step_probes = [p for p in c.probes if p.observes_steps()]
@@ -181,7 +188,17 @@ def _train(
         if current is not None and current.p == p:
             return current
         ds = make_dataset(seeds, p, task.seq_len, task.sparsity, task.n_train, task.n_test, task.test_split)
-        return Stage.prepare(ds, arch)
+        return Stage.prepare(ds, arch).to(device)
+
+    def evaluation_at(epoch: int) -> Evaluation:
+        """The evaluation of the stage in force, its (S,) tensors on the CPU."""
+        ev = evaluate(arch, views, data, epoch)
+        return _on_cpu(ev) if remote else ev
+
+    def to_host() -> torch.Tensor:
+        if remote:
+            host.copy_(flat)
+        return host
 
     live = checkpoint.Live(flat, c.optimizer, order_gens, info, c.probes)
     done, step, seconds_before = 0, 0, 0.0  # epochs, steps and seconds of training before this session
@@ -192,9 +209,10 @@ def _train(
         data = stage_for(c.curriculum.p_at(max(done, 1)), None)  # the stage of the last epoch, derived again
     else:
         data = stage_for(c.curriculum.p_at(1), None)
-        evaluation = evaluate(arch, views, data, 0) if 0 in eval_epochs else None
+        evaluation = evaluation_at(0) if 0 in eval_epochs else None
+        to_host()
         for probe in c.probes:
-            probe.after_epoch(0, flat, evaluation)
+            probe.after_epoch(0, host, evaluation)
     schedule = checkpoint.Schedule(checkpoints.policy) if checkpoints is not None else None
     if schedule is not None and checkpoints.policy.enabled:
         live.check()
@@ -205,21 +223,32 @@ def _train(
             _reset(c, flat, seeds, epoch)
         data = stage_for(c.curriculum.p_at(epoch), data)
         perm = torch.stack([torch.randperm(n, generator=g) for g in order_gens])  # (S, n)
-        for xb, yb in batches(data, perm, B):
+        pending: list[torch.Tensor] = []  # off the CPU without step probes: the epoch's losses, copied back at its end
+        for xb, yb in batches(data, perm.to(device) if remote else perm, B):
             at.step = step + 1
             losses, grad = loss_and_grad(arch, views, xb, yb)
-            info.step_losses[step].copy_(losses)
+            if remote and not step_probes:
+                pending.append(losses)
+            else:
+                info.step_losses[step].copy_(losses)
             step += 1
             for sl in absent:  # before the optimizer, so that clipping and the update never see them
                 grad[:, sl] = 0.0
             c.optimizer.step(flat, grad)
             for sl in absent:  # the built-in rules leave 0 at 0; a plugin rule may not (noise, a decay target)
                 flat[:, sl] = 0.0
-            for probe in step_probes:
-                probe.after_step(step, epoch, losses, grad)
-        evaluation = evaluate(arch, views, data, epoch) if epoch in eval_epochs else None
+            if step_probes:
+                if remote:
+                    losses, grad = losses.cpu(), grad.cpu()
+                    to_host()
+                for probe in step_probes:
+                    probe.after_step(step, epoch, losses, grad)
+        if pending:
+            info.step_losses[step - len(pending) : step].copy_(torch.stack(pending))
+        evaluation = evaluation_at(epoch) if epoch in eval_epochs else None
+        to_host()
         for probe in c.probes:
-            probe.after_epoch(epoch, flat, evaluation)
+            probe.after_epoch(epoch, host, evaluation)
         if schedule is not None and schedule.due(epoch, epochs):
             seconds = seconds_before + time.perf_counter() - started
             checkpoint.write(checkpoints.file, live.capture(epoch, step, evaluation, seconds, checkpoints.identity))
@@ -241,6 +270,22 @@ def _train(
     diverged = first_nonfinite(info.step_losses.numpy()).tolist()
     seconds = seconds_before + time.perf_counter() - started
     return RunResult(seeds, evaluation, columns, seconds, step, diverged, steps_per_epoch, failures)
+
+
+HOST = "cpu"  # the device whose tensors probes can read in place (tests set another to run the copying path on the CPU)
+
+
+def _device(scenario) -> torch.device:
+    """The device `training.device` names, checked to be usable here."""
+    name = resolve(getattr(scenario.training, "device", "cpu"))
+    why = available(name)
+    if why is not None:
+        raise UserError(f"training.device {name}: {why}")
+    return torch.device(name)
+
+
+def _on_cpu(ev: Evaluation) -> Evaluation:
+    return Evaluation(ev.epoch, ev.p, *(getattr(ev, name).cpu() for name in ("train_loss", "train_acc", "test_loss", "test_acc")))
 
 
 @contextmanager

@@ -25,6 +25,12 @@ class Optimizer:
         self.step_count = 0
         self._lr_cache: tuple[float, torch.Tensor] | None = None
 
+    def to(self, device: torch.device) -> None:
+        """Keep the learning rates on the parameters' device (the rule's state follows the
+        parameters it is made from)."""
+        self.base_lr = self.base_lr.to(device)
+        self._lr_cache = None
+
     def lr_factor(self, step: int) -> float:
         w = self.params.warmup_steps
         return min(1.0, step / w) if w else 1.0

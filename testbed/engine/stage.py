@@ -77,6 +77,22 @@ class Stage:
         )
 
 
+    def to(self, device: torch.device) -> Stage:
+        """This stage with its tensors on `device` (itself where they are there already)."""
+        if self.train_rows.device == device:
+            return self
+        return Stage(
+            self.p,
+            train_rows=self.train_rows.to(device),
+            train_labels=self.train_labels.to(device),
+            eval_chunks=[(seeds, index.to(device), y.to(device)) for seeds, index, y in self.eval_chunks],
+            # float64 sums where the device has float64 (not mps: those stay on the CPU)
+            train_weight=self.train_weight.to(weights := torch.device("cpu") if device.type == "mps" else device),
+            test_weight=self.test_weight.to(weights),
+            last=self.last.to(weights),
+        )
+
+
 def compact(bound: int) -> torch.dtype:
     """The smallest integer type holding 0 .. bound - 1."""
     for kind in (torch.uint8, torch.int16, torch.int32):
@@ -102,7 +118,7 @@ def evaluate(arch: Architecture, views: dict, data: Stage, epoch: int) -> Evalua
         def mean(values: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
             # A running sum up to each seed's last distinct sequence: unlike sum(), its rounding
             # does not depend on the padding, hence not on the other seeds.
-            running = (values.double() * weight).cumsum(1)
+            running = (values.to(weight.device).double() * weight).cumsum(1)
             return running.gather(1, data.last.unsqueeze(1)).squeeze(1).float()
 
         return Evaluation(

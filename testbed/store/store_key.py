@@ -12,6 +12,7 @@ from typing import Any
 import torch
 
 import testbed
+from testbed.engine.device import resolve
 from testbed.rundir import provenance
 
 NOT_KEYED = ("name", "description", "seeds", "output")
@@ -20,12 +21,27 @@ NOT_KEYED = ("name", "description", "seeds", "output")
 def identity(scenario) -> dict[str, Any]:
     """The content the key is the digest of (kept beside the runs, as entry.json)."""
     fields = {k: v for k, v in scenario.model_dump(mode="json").items() if k not in NOT_KEYED}
+    _key_device(fields)
     return {
         "scenario": fields,
         "testbed": str(testbed.__version__),
         "torch": str(torch.__version__),
         "plugins": provenance.plugin_records(scenario),
     }
+
+
+def _key_device(fields: dict[str, Any]) -> None:
+    """The training device is part of the key only off the CPU: results are bit-identical
+    per device, not across devices, and the field came after runs were stored (which trained
+    on the CPU and keep their keys). `auto` is keyed as the device it resolves to here."""
+    training = fields.get("training")
+    if not isinstance(training, dict) or "device" not in training:
+        return
+    device = resolve(training["device"])
+    if device == "cpu":
+        del training["device"]
+    else:
+        training["device"] = device
 
 
 def digest(ident: dict[str, Any]) -> str:
