@@ -49,6 +49,13 @@ class TrainingConfig(Strict):
         "each seed's data, initialisation and batch order are drawn on the CPU, so only the arithmetic moves",
     )
 
+    compile: bool = Field(
+        False,
+        description="opt-in: the training step compiled by torch.compile (fused kernels; about 3x faster per step at one seed on "
+        "a CPU, after a compile of tens of seconds). Not bit-identical to the default step (fused arithmetic rounds differently), "
+        "and a seed's results may then depend on the seeds beside it",
+    )
+
     def batch_for(self, n_train: int) -> int:
         return n_train if self.batch_size == "full" else self.batch_size
 

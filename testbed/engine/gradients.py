@@ -69,3 +69,18 @@ def loss_and_grad(arch: Architecture, p: dict[str, torch.Tensor], index: torch.T
     dP = dx.sum(1)
     grad = torch.cat([t.reshape(S, -1) for t in (dE, dP, dq, dV, dW1, db1, dW2, db2)], 1)
     return losses, grad
+
+
+_compiled = None
+
+
+def compiled_loss_and_grad():
+    """`loss_and_grad` compiled by torch.compile (inductor; shapes static, so a shorter last
+    batch compiles once more), one per process. Opt-in (`training.compile`): the fused kernels
+    round differently from the default step, so results are close to it, not bit-identical, and
+    a seed's results may depend on the seeds beside it; tests/test_compiled_step.py checks it
+    against the reference forward and autograd."""
+    global _compiled
+    if _compiled is None:
+        _compiled = torch.compile(loss_and_grad, dynamic=False)
+    return _compiled

@@ -20,7 +20,7 @@ import torch
 from testbed.analysis.spike_detector import first_nonfinite
 from testbed.engine import blame, checkpoint
 from testbed.engine.device import available, resolve
-from testbed.engine.gradients import loss_and_grad
+from testbed.engine.gradients import compiled_loss_and_grad, loss_and_grad
 from testbed.engine.model import Architecture, ParamSpace
 from testbed.engine.optimizer import Optimizer
 from testbed.engine.seeding import generator
@@ -159,6 +159,7 @@ def _train(
     steps_per_epoch = -(-n // B)
     device = _device(scenario)
     remote = device.type != HOST  # the training state is not in the memory probes read
+    compiled = compiled_loss_and_grad() if getattr(scenario.training, "compile", False) else None
 
     if scenario.model.init == "ideal":
         from testbed.engine.ideal_circuit import flat_weights
@@ -226,7 +227,7 @@ def _train(
         pending: list[torch.Tensor] = []  # off the CPU without step probes: the epoch's losses, copied back at its end
         for xb, yb in batches(data, perm.to(device) if remote else perm, B):
             at.step = step + 1
-            losses, grad = loss_and_grad(arch, views, xb, yb)
+            losses, grad = (compiled or loss_and_grad)(arch, views, xb, yb)
             if remote and not step_probes:
                 pending.append(losses)
             else:

@@ -68,7 +68,7 @@ class Stage:
         w = torch.stack([F.pad(x, (0, width - x.shape[1])) for x in weights])  # (S, 2, U)
         return cls(
             dataset.p,
-            train_rows=pair_index(train, arch.n_tokens).to(kind),
+            train_rows=torch.cat([pair_index(train[lo : lo + 256], arch.n_tokens).to(kind) for lo in range(0, S, 256)]),
             train_labels=dataset.train.labels.to(kind),
             eval_chunks=_chunks(index, labels, eval_width(arch)),
             train_weight=w[:, 0].double(),

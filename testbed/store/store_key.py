@@ -31,12 +31,15 @@ def identity(scenario) -> dict[str, Any]:
 
 
 def _key_device(fields: dict[str, Any]) -> None:
-    """The training device is part of the key only off the CPU: results are bit-identical
+    """`training.compile` is part of the key only when on (it changes the arithmetic). The
+    training device is part of the key only off the CPU: results are bit-identical
     per device, not across devices, and the field came after runs were stored (which trained
     on the CPU and keep their keys). `auto` is keyed as the device it resolves to here."""
     training = fields.get("training")
     if not isinstance(training, dict) or "device" not in training:
         return
+    if training.get("compile") is False:  # the default step: keys as before the option existed
+        del training["compile"]
     device = resolve(training["device"])
     if device == "cpu":
         del training["device"]
