@@ -1,4 +1,4 @@
-"""Evaluation pieces: beyond a few hundred seeds evaluation cuts seed groups as well as the
+"""Pieces of the seed axis: beyond a few hundred seeds evaluation cuts seed groups as well as the
 sequence axis (`testbed.engine.stage._chunks`); every seed is still evaluated on all of its
 distinct sequences, and the pieces put back together are the table they were cut from."""
 
@@ -54,3 +54,22 @@ def test_tables_are_compact_and_batches_are_int64():
     assert x.dtype == torch.int64 and y.dtype == torch.int64 and x.shape == (2, 6, 8) and x.is_contiguous()
     assert stage_mod.compact(300) == torch.int16 and stage_mod.compact(256) == torch.uint8
 
+
+
+def test_a_step_in_seed_blocks_is_the_whole_step(monkeypatch, one_and_two_threads):
+    """Beyond STEP_BLOCK seeds a step runs block by block: bit for bit the whole step."""
+    import copy
+
+    from conftest import TINY
+
+    from testbed.config.scenario import validate
+    from testbed.engine import loop
+
+    data = copy.deepcopy(TINY)
+    data["seeds"] = "0-6"
+    scenario = validate(data)
+    whole = loop.train(scenario)
+    monkeypatch.setattr(loop, "STEP_BLOCK", 3)
+    blocked = loop.train(scenario)
+    for name in ("train_loss", "test_loss", "train_acc", "test_acc"):
+        assert torch.equal(getattr(whole.final, name), getattr(blocked.final, name))

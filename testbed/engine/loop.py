@@ -227,7 +227,7 @@ def _train(
         pending: list[torch.Tensor] = []  # off the CPU without step probes: the epoch's losses, copied back at its end
         for xb, yb in batches(data, perm.to(device) if remote else perm, B):
             at.step = step + 1
-            losses, grad = (compiled or loss_and_grad)(arch, views, xb, yb)
+            losses, grad = _step(compiled or loss_and_grad, arch, views, xb, yb)
             if remote and not step_probes:
                 pending.append(losses)
             else:
@@ -271,6 +271,24 @@ def _train(
     diverged = first_nonfinite(info.step_losses.numpy()).tolist()
     seconds = seconds_before + time.perf_counter() - started
     return RunResult(seeds, evaluation, columns, seconds, step, diverged, steps_per_epoch, failures)
+
+
+STEP_BLOCK = 512  # seeds per piece of a step: beyond, a step runs block by block (see `_step`)
+
+
+def _step(fn, arch: Architecture, views: dict, xb: torch.Tensor, yb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Losses (S,) and gradient (S, P) of one step, computed STEP_BLOCK seeds at a time: a step's
+    intermediates for thousands of seeds (40 MB each at 10,000) do not stay in cache, those of a
+    block do (1.35x per step at 4096 seeds). Seeds are independent in every operation, so a block
+    computes exactly what the whole would."""
+    S = xb.shape[0]
+    if S <= STEP_BLOCK:
+        return fn(arch, views, xb, yb)
+    parts = [
+        fn(arch, {name: v[lo : lo + STEP_BLOCK] for name, v in views.items()}, xb[lo : lo + STEP_BLOCK], yb[lo : lo + STEP_BLOCK])
+        for lo in range(0, S, STEP_BLOCK)
+    ]
+    return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
 
 
 HOST = "cpu"  # the device whose tensors probes can read in place (tests set another to run the copying path on the CPU)
