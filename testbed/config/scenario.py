@@ -47,6 +47,16 @@ class TrainingConfig(Strict):
         return n_train if self.batch_size == "full" else self.batch_size
 
 
+class WarmStart(Strict):
+    """Initial weights from a finished run's snapshot (testbed.rundir.warm_start)."""
+
+    run: str = Field(description="the source run directory (relative: to the scenario file; in --set, to the working directory)")
+    epoch: int | None = Field(None, ge=0, description="the source's snapshot epoch to start from; default its last")
+    keep_tokens: int | None = Field(
+        None, ge=0, description="token embeddings taken from the source; the others are drawn afresh; default all the source has"
+    )
+
+
 class OutputConfig(Strict):
     root: str = Field("runs", description="folder under which run directories are created")
 
@@ -169,8 +179,12 @@ def scenario_model(registry: Registry | None = None) -> type[BaseModel]:
             Field(True, description="false: no MLP biases (fc1 and fc2 as Linear(bias=False)); they stay exactly 0 and get no gradient"),
         ),
         init=(
-            Literal["default", "ideal"],
-            Field("default", description="default: PyTorch's initialisation per seed; ideal: the first paper's hand-set circuit (section 3.1)"),
+            Literal["default", "ideal"] | WarmStart,
+            Field(
+                "default",
+                description="default: PyTorch's initialisation per seed; ideal: the first paper's hand-set circuit (section 3.1); "
+                "{run: DIR, epoch: N, keep_tokens: K}: each seed's weights from that run's snapshot (a warm start)",
+            ),
         ),
     )
     return create_model(
@@ -247,13 +261,39 @@ def load(
     """Read, override (`--set` strings, or dotted keys to values) and validate a scenario file;
     `seeds` ('0-99', '0,3,7' or a list) replaces the file's."""
     path = Path(path)
-    data = apply_overrides(read_yaml(path), overrides)
+    data = _anchored(read_yaml(path), path.parent)  # a source run named in the file: relative to the file
+    data = _anchored(apply_overrides(data, overrides), Path.cwd())  # named by --set: relative to where the user is
     if seeds is not None:
         try:
             data["seeds"] = parse_seeds(seeds)
         except ValueError as exc:
             raise UserError(f"--seeds: {exc}") from None
     return validate(data, str(path), registry)
+
+
+def _anchored(data: Any, base: Path) -> Any:
+    """`model.init.run` made absolute against `base` when relative, so that the resolved
+    scenario names the source run wherever it is read from."""
+    model = data.get("model") if isinstance(data, dict) else None
+    init = model.get("init") if isinstance(model, dict) else None
+    if isinstance(init, dict) and isinstance(init.get("run"), str) and init["run"] and not Path(init["run"]).is_absolute():
+        init["run"] = str((base / init["run"]).resolve())
+    return data
+
+
+def _warm_start_problems(scenario, n_tokens: int) -> list[tuple[str, str]]:
+    """Whether the source run of `model.init: {run: ...}` can start this model on these seeds."""
+    from testbed.engine.model import Architecture
+    from testbed.rundir.warm_start import Source
+
+    init, model = scenario.model.init, scenario.model
+    try:
+        source = Source.read(init.run)
+    except UserError as exc:
+        field, _, message = str(exc).partition(": ")
+        return [(field, message)]
+    shapes = Architecture(model.d, model.hidden, n_tokens, scenario.task.seq_len, None, None, None, model.mlp_bias).shapes()
+    return source.problems(shapes, list(scenario.seeds), init.epoch, init.keep_tokens)
 
 
 def check(scenario, registry: Registry) -> list[tuple[str, str]]:
@@ -295,6 +335,8 @@ def check(scenario, registry: Registry) -> list[tuple[str, str]]:
             problems.append(("model.init", "ideal is built for model.d = 2"))
         if model.hidden < patterns - 1:
             problems.append(("model.init", f"ideal needs model.hidden >= {patterns - 1} (one neuron per gap between the {patterns} prefix count patterns)"))
+    if isinstance(model.init, WarmStart):
+        problems.extend(_warm_start_problems(scenario, model.n_tokens or max(vocab)))
     names = [p.name for p in scenario.probes]
     for dup in sorted({n for n in names if names.count(n) > 1}):
         problems.append(("probes", f"probe '{dup}' is listed twice"))

@@ -13,6 +13,7 @@ import torch
 
 import testbed
 from testbed.rundir import provenance
+from testbed.rundir.warm_start import Source
 
 NOT_KEYED = ("name", "description", "seeds", "output")
 
@@ -20,6 +21,9 @@ NOT_KEYED = ("name", "description", "seeds", "output")
 def identity(scenario) -> dict[str, Any]:
     """The content the key is the digest of (kept beside the runs, as entry.json)."""
     fields = {k: v for k, v in scenario.model_dump(mode="json").items() if k not in NOT_KEYED}
+    init = fields["model"]["init"]
+    if isinstance(init, dict):  # a warm start: keyed by what it starts from, not where that lies
+        fields["model"]["init"] = {k: v for k, v in init.items() if k != "run"} | {"snapshots_sha256": Source.read(init["run"]).digest()}
     return {
         "scenario": fields,
         "testbed": str(testbed.__version__),
