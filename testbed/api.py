@@ -95,8 +95,10 @@ def run(
         scenario = load_scenario(scenario)
     options = dict(threads=threads, resume=resume, checkpoint_every=checkpoint_every)
     with _progress(progress) as callback:
-        if store is False:
-            return run_scenario(scenario, out, force=force, progress=callback, **options)
+        if store is False:  # (a source scenario to start from is still served by the default store)
+            from testbed.store.serve import bound
+
+            return run_scenario(bound(scenario, progress=callback, **options), out, force=force, progress=callback, **options)
         from testbed.store.serve import serve
 
         return serve(scenario, out, store=store, force=force, progress=callback, **options).run

@@ -118,3 +118,44 @@ def test_the_store_keys_a_warm_start_by_the_sources_weights_not_its_path(tmp_pat
     assert key(source) == key(copy_dir)
     assert key(source, 2) != key(source, 3)
     assert "run" not in key(source)["scenario"]["model"]["init"]
+
+
+def test_a_source_scenario_is_trained_once_by_the_store_and_shared_by_every_run_from_it(tmp_path, source):
+    """`model.init: {scenario: FILE}`: the source's run on the same seeds comes from the store,
+    trained the first time only; fine-tuning from it equals fine-tuning from that run's directory."""
+    from testbed.store.run_store import RunStore
+
+    folder = tmp_path / "scenarios"
+    folder.mkdir()
+    _write(folder / "pretrain.yaml", SOURCE)
+    finetune = dict(TINY, name="ft", task=dict(TINY["task"], p=3), model={"hidden": 8, "init": {"scenario": "pretrain.yaml"}},
+                    probes=["metrics", {"name": "snapshots", "every": 1}], seeds="0-3", training={"epochs": 2, "batch_size": 16})
+    a = testbed.run(testbed.load_scenario(_write(folder / "ft3.yaml", finetune)), out=tmp_path / "ft3")
+    b = testbed.run(testbed.load_scenario(_write(folder / "ft4.yaml", dict(finetune, task=dict(TINY["task"], p=4)))), out=tmp_path / "ft4")
+    by_name = {}
+    for entry in RunStore().entries():
+        by_name.setdefault(entry.info()["name"], []).append(entry)
+    (pre,) = by_name["tiny"]
+    assert len(pre.shards()) == 1  # trained once, for both fine-tunings
+    served = b.scenario.model.init.run
+    assert served.startswith(str(pre.path)) and a.scenario.model.init.run == served
+    direct = dict(finetune, model={"hidden": 8, "init": {"run": str(source)}})
+    c = testbed.run(testbed.load_scenario(_write(folder / "direct.yaml", direct)), out=tmp_path / "direct", store=False)
+    for name in ("param/tok_emb", "param/query", "param/mlp.fc1.weight"):
+        np.testing.assert_array_equal(_snapshots(a.path)[name], _snapshots(c.path)[name])  # the same weights, every epoch
+
+
+@pytest.mark.parametrize(
+    "source_data, message",
+    [
+        (dict(SOURCE, probes=["metrics"]), "has no snapshots probe"),
+        (dict(SOURCE, model={"hidden": 0}), "model.init.scenario: model.hidden: "),
+        ("SELF", "starts from itself"),
+    ],
+)
+def test_a_source_scenario_that_cannot_serve_is_one_line(tmp_path, source_data, message):
+    ft = dict(TINY, model={"hidden": 8, "init": {"scenario": "source.yaml"}})
+    _write(tmp_path / "source.yaml", ft if source_data == "SELF" else source_data)
+    proc = cli_here("validate", str(_write(tmp_path / "ft.yaml", ft)))
+    assert proc.returncode == 2 and message in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr

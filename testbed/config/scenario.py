@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Discriminator, Field, ValidationError, create_model
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Discriminator, Field, ValidationError, create_model, model_validator
 
 from testbed.config.overrides import apply_overrides
 from testbed.config.validation_errors import ScenarioError, format_errors
@@ -48,13 +48,25 @@ class TrainingConfig(Strict):
 
 
 class WarmStart(Strict):
-    """Initial weights from a finished run's snapshot (testbed.rundir.warm_start)."""
+    """Initial weights from another run's snapshot (testbed.rundir.warm_start): a run
+    directory, or a scenario whose run the store serves (trained once, on this run's seeds)."""
 
-    run: str = Field(description="the source run directory (relative: to the scenario file; in --set, to the working directory)")
+    run: str | None = Field(None, description="the source run directory (relative: to the scenario file; in --set, to the working directory)")
+    scenario: str | None = Field(
+        None,
+        description="or the source's scenario file: its run on these seeds is served by the run store (trained if it lacks them), "
+        "so that every run fine-tuned from it shares one pre-training; testbed then records the run directory in `run`",
+    )
     epoch: int | None = Field(None, ge=0, description="the source's snapshot epoch to start from; default its last")
     keep_tokens: int | None = Field(
         None, ge=0, description="token embeddings taken from the source; the others are drawn afresh; default all the source has"
     )
+
+    @model_validator(mode="after")
+    def names_a_source(self) -> WarmStart:
+        if self.run is None and self.scenario is None:
+            raise ValueError("model.init needs a source: run (a run directory) or scenario (a scenario file)")
+        return self
 
 
 class OutputConfig(Strict):
@@ -261,8 +273,8 @@ def load(
     """Read, override (`--set` strings, or dotted keys to values) and validate a scenario file;
     `seeds` ('0-99', '0,3,7' or a list) replaces the file's."""
     path = Path(path)
-    data = _anchored(read_yaml(path), path.parent)  # a source run named in the file: relative to the file
-    data = _anchored(apply_overrides(data, overrides), Path.cwd())  # named by --set: relative to where the user is
+    data = anchored(read_yaml(path), path.parent)  # a source run named in the file: relative to the file
+    data = anchored(apply_overrides(data, overrides), Path.cwd())  # named by --set: relative to where the user is
     if seeds is not None:
         try:
             data["seeds"] = parse_seeds(seeds)
@@ -271,13 +283,15 @@ def load(
     return validate(data, str(path), registry)
 
 
-def _anchored(data: Any, base: Path) -> Any:
-    """`model.init.run` made absolute against `base` when relative, so that the resolved
-    scenario names the source run wherever it is read from."""
+def anchored(data: Any, base: Path) -> Any:
+    """`model.init.run` made absolute against `base` when relative (the folder of the file
+    that named it, or the working directory for --set), so that the resolved scenario names
+    the source run wherever it is read from."""
     model = data.get("model") if isinstance(data, dict) else None
     init = model.get("init") if isinstance(model, dict) else None
-    if isinstance(init, dict) and isinstance(init.get("run"), str) and init["run"] and not Path(init["run"]).is_absolute():
-        init["run"] = str((base / init["run"]).resolve())
+    for field in ("run", "scenario"):
+        if isinstance(init, dict) and isinstance(init.get(field), str) and init[field] and not Path(init[field]).is_absolute():
+            init[field] = str((base / init[field]).resolve())
     return data
 
 
@@ -286,14 +300,46 @@ def _warm_start_problems(scenario, n_tokens: int) -> list[tuple[str, str]]:
     from testbed.engine.model import Architecture
     from testbed.rundir.warm_start import Source
 
-    init, model = scenario.model.init, scenario.model
+    init = scenario.model.init
+
+    def shapes(sc, tokens: int) -> dict[str, tuple[int, ...]]:
+        m = sc.model
+        return Architecture(m.d, m.hidden, tokens, sc.task.seq_len, None, None, None, m.mlp_bias).shapes()
+
     try:
-        source = Source.read(init.run)
+        source = Source.read(init.run) if init.run is not None else _scenario_source(init.scenario, list(scenario.seeds), shapes)
     except UserError as exc:
         field, _, message = str(exc).partition(": ")
         return [(field, message)]
-    shapes = Architecture(model.d, model.hidden, n_tokens, scenario.task.seq_len, None, None, None, model.mlp_bias).shapes()
-    return source.problems(shapes, list(scenario.seeds), init.epoch, init.keep_tokens)
+    return source.problems(shapes(scenario, n_tokens), list(scenario.seeds), init.epoch, init.keep_tokens)
+
+
+_SOURCES_BEING_CHECKED: list[str] = []  # the chain of source scenarios being validated, to refuse a cycle
+
+
+def _scenario_source(path: str, seeds: list[int], shapes):
+    """What the run of a source scenario will hold (parameter shapes, snapshot epochs), known
+    before it is trained."""
+    from testbed.rundir.warm_start import Source
+
+    if path in _SOURCES_BEING_CHECKED:
+        raise UserError(f"model.init.scenario: {path} starts from itself (through its own model.init)")
+    _SOURCES_BEING_CHECKED.append(path)
+    try:
+        source = load(path, seeds=seeds)
+    except ScenarioError as exc:
+        raise UserError(f"model.init.scenario: {exc.problems[0][0]}: {exc.problems[0][1]} (in {path})") from None
+    except UserError as exc:
+        raise UserError(f"model.init.scenario: {exc}") from None
+    finally:
+        _SOURCES_BEING_CHECKED.pop()
+    snapshots = next((p for p in source.probes if p.name == "snapshots"), None)
+    if snapshots is None:
+        raise UserError(f"model.init.scenario: {path} has no snapshots probe, so its runs keep no weights to start from")
+    epochs = source.training.epochs
+    kept = sorted({e for e in range(0, epochs + 1, snapshots.every)} | {epochs})
+    tokens = source.model.n_tokens or max(build_curriculum(source).vocab_sizes())
+    return Source(Path(path), shapes(source, tokens), kept, seeds)
 
 
 def check(scenario, registry: Registry) -> list[tuple[str, str]]:
