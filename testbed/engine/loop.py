@@ -142,6 +142,25 @@ def _reset(c: Components, flat: torch.Tensor, seeds: list[int], epoch: int) -> N
             emb[i, old_p:new_p] = fresh
 
 
+def _initial_weights(init, c: Components, task, seeds: list[int]) -> torch.Tensor:
+    """(S, P): PyTorch's default initialisation, the ideal circuit, or a warm start from a
+    source run's snapshot (the token rows it does not provide keep this model's own draws)."""
+    if init == "ideal":
+        from testbed.engine.ideal_circuit import flat_weights
+
+        return flat_weights(c.arch, c.space, task.sparsity, c.curriculum.p_at(1), len(seeds))
+    flat = c.space.init(seeds)
+    if init == "default":
+        return flat
+    from testbed.rundir.warm_start import Source, start_from
+
+    views = c.space.views(flat)
+    fresh = {name: v.numpy() for name, v in views.items()}
+    for name, values in start_from(Source.read(init.run), init.epoch, init.keep_tokens, fresh, seeds).items():
+        views[name].copy_(torch.from_numpy(values))
+    return flat
+
+
 def _train(
     scenario,
     c: Components,
@@ -161,12 +180,7 @@ def _train(
     remote = device.type != HOST  # the training state is not in the memory probes read
     compiled = compiled_loss_and_grad() if getattr(scenario.training, "compile", False) else None
 
-    if scenario.model.init == "ideal":
-        from testbed.engine.ideal_circuit import flat_weights
-
-        flat = flat_weights(arch, space, task.sparsity, c.curriculum.p_at(1), len(seeds))
-    else:
-        flat = space.init(seeds)
+    flat = _initial_weights(scenario.model.init, c, task, seeds)
     absent = [space.slices[name] for name in arch.absent()]
     for sl in absent:
         flat[:, sl] = 0.0
@@ -189,7 +203,7 @@ def _train(
         if current is not None and current.p == p:
             return current
         ds = make_dataset(seeds, p, task.seq_len, task.sparsity, task.n_train, task.n_test, task.test_split)
-        return Stage.prepare(ds, arch).to(device)
+        return Stage.prepare(ds, arch, c.curriculum.restricts_logits()).to(device)
 
     def evaluation_at(epoch: int) -> Evaluation:
         """The evaluation of the stage in force, its (S,) tensors on the CPU."""
@@ -227,7 +241,7 @@ def _train(
         pending: list[torch.Tensor] = []  # off the CPU without step probes: the epoch's losses, copied back at its end
         for xb, yb in batches(data, perm.to(device) if remote else perm, B):
             at.step = step + 1
-            losses, grad = _step(compiled or loss_and_grad, arch, views, xb, yb)
+            losses, grad = _step(compiled or loss_and_grad, arch, views, xb, yb, data.scored)
             if remote and not step_probes:
                 pending.append(losses)
             else:
@@ -276,16 +290,16 @@ def _train(
 STEP_BLOCK = 512  # seeds per piece of a step: beyond, a step runs block by block (see `_step`)
 
 
-def _step(fn, arch: Architecture, views: dict, xb: torch.Tensor, yb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def _step(fn, arch: Architecture, views: dict, xb: torch.Tensor, yb: torch.Tensor, scored: int | None) -> tuple[torch.Tensor, torch.Tensor]:
     """Losses (S,) and gradient (S, P) of one step, computed STEP_BLOCK seeds at a time: a step's
     intermediates for thousands of seeds (40 MB each at 10,000) do not stay in cache, those of a
     block do (1.35x per step at 4096 seeds). Seeds are independent in every operation, so a block
     computes exactly what the whole would."""
     S = xb.shape[0]
     if S <= STEP_BLOCK:
-        return fn(arch, views, xb, yb)
+        return fn(arch, views, xb, yb, scored)
     parts = [
-        fn(arch, {name: v[lo : lo + STEP_BLOCK] for name, v in views.items()}, xb[lo : lo + STEP_BLOCK], yb[lo : lo + STEP_BLOCK])
+        fn(arch, {name: v[lo : lo + STEP_BLOCK] for name, v in views.items()}, xb[lo : lo + STEP_BLOCK], yb[lo : lo + STEP_BLOCK], scored)
         for lo in range(0, S, STEP_BLOCK)
     ]
     return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])

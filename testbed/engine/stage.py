@@ -37,9 +37,10 @@ class Stage:
     train_weight: torch.Tensor  # (S, U) float64: multiplicity in the training sample / n_train
     test_weight: torch.Tensor  # (S, U) float64: multiplicity in the test sample / n_test
     last: torch.Tensor  # (S,) index of each seed's last distinct sequence
+    scored: int | None = None  # tokens the output layer scores: None all, else the first `scored` (= p)
 
     @classmethod
-    def prepare(cls, dataset: Dataset, arch: Architecture) -> Stage:
+    def prepare(cls, dataset: Dataset, arch: Architecture, restrict_logits: bool = False) -> Stage:
         train, test = dataset.train.tokens, dataset.test.tokens
         S, n_train, L = train.shape
         n_test = test.shape[1]
@@ -74,6 +75,7 @@ class Stage:
             train_weight=w[:, 0].double(),
             test_weight=w[:, 1].double(),
             last=torch.tensor([x.shape[1] - 1 for x in weights]),
+            scored=dataset.p if restrict_logits else None,
         )
 
 
@@ -90,6 +92,7 @@ class Stage:
             train_weight=self.train_weight.to(weights := torch.device("cpu") if device.type == "mps" else device),
             test_weight=self.test_weight.to(weights),
             last=self.last.to(weights),
+            scored=self.scored,
         )
 
 
@@ -108,7 +111,7 @@ def evaluate(arch: Architecture, views: dict, data: Stage, epoch: int) -> Evalua
     with torch.inference_mode():
         for seeds, index, y in data.eval_chunks:
             y = y.long()
-            logits = forward(arch, _rows(views, seeds), index.long())
+            logits = forward(arch, _rows(views, seeds), index.long(), scored=data.scored)
             losses, correct = groups.setdefault((seeds.start, seeds.stop), ([], []))
             losses.append(F.cross_entropy(logits.transpose(1, 2), y, reduction="none"))
             correct.append((logits.argmax(-1) == y).float())
