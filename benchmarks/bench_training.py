@@ -133,7 +133,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--epochs", type=int, default=None, help="timed epochs of every testbed measurement (default: by seed count, EPOCHS)")
     ap.add_argument("--naive-epochs", type=int, default=5, help="naive-loop epochs timed (default 5)")
     ap.add_argument("--repeats", type=int, default=2, help="interleaved rounds; each row reports its median round (default 2)")
-    ap.add_argument("--threads", type=int, default=None, help="intra-op threads (default: testbed's policy)")
+    ap.add_argument("--threads", type=int, default=None, help="intra-op threads of every measurement (default: testbed's policy; torch's for the naive loop)")
     ap.add_argument("--baseline", type=Path, default=None, help="a checkout of another commit, measured in the same rounds")
     ap.add_argument("--json", type=Path, default=None, help="write the results as JSON to this path")
     ap.add_argument("--one", nargs=3, metavar=("KIND", "SEEDS", "EPOCHS"), help=argparse.SUPPRESS)
@@ -141,6 +141,10 @@ def main(argv: list[str] | None = None) -> dict:
 
     if args.one:  # a single measurement, in this fresh process
         kind, seeds, epochs = args.one[0], int(args.one[1]), int(args.one[2])
+        if kind == "naive" and args.threads is not None:
+            import torch
+
+            torch.set_num_threads(args.threads)
         result = measure_naive(epochs) if kind == "naive" else measure_testbed(seeds, epochs, args.threads)
         print(json.dumps(result))
         return result
@@ -154,7 +158,7 @@ def main(argv: list[str] | None = None) -> dict:
     wall = time.perf_counter()
     for r in range(1, args.repeats + 1):
         print(f"round {r}/{args.repeats}", flush=True)
-        rounds.setdefault(("naive", 1, "naive"), []).append(one("naive", 1, args.naive_epochs, None, ROOT))
+        rounds.setdefault(("naive", 1, "naive"), []).append(one("naive", 1, args.naive_epochs, args.threads, ROOT))
         for seeds in args.seeds:
             epochs = args.epochs or EPOCHS.get(seeds, 1)
             for label, code in codes.items():
