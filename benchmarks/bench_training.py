@@ -59,16 +59,22 @@ def measure_naive(epochs: int) -> dict:
     import naive_loop
 
     naive_loop.train_one_seed(0, 1)  # warm-up: DataLoader, autograd, Adam first calls
-    setups = []
+    setups, cpu_setups = [], []
     for _ in range(3):
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         naive_loop.train_one_seed(0, 0)
         setups.append(time.perf_counter() - t)
-    t = time.perf_counter()
+        cpu_setups.append(time.process_time() - c)
+    t, c = time.perf_counter(), time.process_time()
     naive_loop.train_one_seed(0, epochs)
-    total = time.perf_counter() - t
-    per_epoch = (total - statistics.median(setups)) / epochs
-    return {"seeds": 1, "epochs_timed": epochs, "s_per_epoch": per_epoch, "peak_rss_mb": peak_rss_mb()}
+    total, cpu_total = time.perf_counter() - t, time.process_time() - c
+    return {
+        "seeds": 1,
+        "epochs_timed": epochs,
+        "s_per_epoch": (total - statistics.median(setups)) / epochs,
+        "cpu_s_per_epoch": (cpu_total - statistics.median(cpu_setups)) / epochs,
+        "peak_rss_mb": peak_rss_mb(),
+    }
 
 
 def measure_testbed(n_seeds: int, epochs: int, threads: int | None) -> dict:
@@ -82,10 +88,12 @@ def measure_testbed(n_seeds: int, epochs: int, threads: int | None) -> dict:
         {"name": "bench", "seeds": "0" if n_seeds == 1 else f"0-{n_seeds - 1}", "training": {"epochs": epochs + 1}, "probes": PROBES}
     )
     stamps: list[float] = []
+    cpu_stamps: list[float] = []
     evaluated: list[bool] = []
 
     def progress(epoch, evaluation):
         stamps.append(time.perf_counter())
+        cpu_stamps.append(time.process_time())
         evaluated.append(evaluation is not None)
 
     with threads_mod.intra_op_threads(threads_mod.choose(n_seeds, threads)) as used:
@@ -93,6 +101,7 @@ def measure_testbed(n_seeds: int, epochs: int, threads: int | None) -> dict:
         train(scenario, out_dir=None, progress=progress)
     assert len(stamps) == epochs + 1 and all(evaluated), "expected an evaluation every epoch (metrics probe, every=1)"
     durations = [b - a for a, b in zip(stamps, stamps[1:])]
+    cpu_durations = [b - a for a, b in zip(cpu_stamps, cpu_stamps[1:])]
     return {
         "seeds": n_seeds,
         "epochs_timed": epochs,
@@ -100,6 +109,7 @@ def measure_testbed(n_seeds: int, epochs: int, threads: int | None) -> dict:
         "first_epoch_with_setup_s": stamps[0] - start,
         "s_per_epoch": statistics.median(durations),
         "s_per_epoch_all": durations,
+        "cpu_s_per_epoch": statistics.median(cpu_durations),
         "peak_rss_mb": peak_rss_mb(),
         "torch": torch.__version__,
     }
@@ -135,6 +145,11 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--repeats", type=int, default=2, help="interleaved rounds; each row reports its median round (default 2)")
     ap.add_argument("--threads", type=int, default=None, help="intra-op threads of every measurement (default: testbed's policy; torch's for the naive loop)")
     ap.add_argument("--baseline", type=Path, default=None, help="a checkout of another commit, measured in the same rounds")
+    ap.add_argument(
+        "--clock", choices=("wall", "cpu"), default="wall",
+        help="what the rates and ratios use: wall-clock seconds, or the process's CPU seconds (steadier on a shared machine; "
+        "equal to wall time with one thread on an idle machine)",
+    )
     ap.add_argument("--json", type=Path, default=None, help="write the results as JSON to this path")
     ap.add_argument("--one", nargs=3, metavar=("KIND", "SEEDS", "EPOCHS"), help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
@@ -164,31 +179,36 @@ def main(argv: list[str] | None = None) -> dict:
             for label, code in codes.items():
                 got = one("testbed", seeds, epochs, args.threads, code)
                 rounds.setdefault((label, seeds, "testbed"), []).append(got)
-                print(f"  {label:6s} {seeds:6d} seeds: {got['s_per_epoch']:.4f} s/epoch, {seeds / got['s_per_epoch']:.0f} seed-epochs/s, "
-                      f"peak {got['peak_rss_mb']:.0f} MB", flush=True)
+                print(f"  {label:6s} {seeds:6d} seeds: {got['s_per_epoch']:.4f} s/epoch ({got['cpu_s_per_epoch']:.4f} CPU), "
+                      f"{seeds / got['s_per_epoch']:.0f} seed-epochs/s, peak {got['peak_rss_mb']:.0f} MB", flush=True)
+
+    key = "s_per_epoch" if args.clock == "wall" else "cpu_s_per_epoch"
 
     def median(runs: list[dict]) -> dict:
-        ranked = sorted(runs, key=lambda x: x["s_per_epoch"])
-        return ranked[len(ranked) // 2] | {"s_per_epoch_rounds": [x["s_per_epoch"] for x in runs]}
+        ranked = sorted(runs, key=lambda x: x[key])
+        return ranked[len(ranked) // 2] | {"rounds": [(x["s_per_epoch"], x["cpu_s_per_epoch"]) for x in runs]}
 
     results = {key: median(runs) for key, runs in rounds.items()}
     naive = results[("naive", 1, "naive")]
-    naive_rate = 1.0 / naive["s_per_epoch"]
-    rows = [("naive loop", 1, f"{naive['s_per_epoch']:.4f}", f"{naive_rate:.1f}", "1.0x", "", f"{naive['peak_rss_mb']:.0f}")]
+    naive_rate = 1.0 / naive[key]
+    rows = [("naive loop", 1, f"{naive['s_per_epoch']:.4f}", f"{naive['cpu_s_per_epoch']:.4f}", f"{naive_rate:.1f}", "1.0x", "",
+             f"{naive['peak_rss_mb']:.0f}")]
     for seeds in args.seeds:
         for label in codes:
             got = results[(label, seeds, "testbed")]
-            rate = seeds / got["s_per_epoch"]
+            rate = seeds / got[key]
             vs_before = ""
             if label == "after" and "before" in codes:
-                vs_before = f"{results[('before', seeds, 'testbed')]['s_per_epoch'] / got['s_per_epoch']:.2f}x"
-            rows.append((f"testbed ({label})" if len(codes) > 1 else "testbed", seeds, f"{got['s_per_epoch']:.4f}", f"{rate:.0f}",
-                         f"{rate / naive_rate:.0f}x", vs_before, f"{got['peak_rss_mb']:.0f}"))
+                vs_before = f"{results[('before', seeds, 'testbed')][key] / got[key]:.2f}x"
+            rows.append((f"testbed ({label})" if len(codes) > 1 else "testbed", seeds, f"{got['s_per_epoch']:.4f}", f"{got['cpu_s_per_epoch']:.4f}",
+                         f"{rate:.0f}", f"{rate / naive_rate:.0f}x", vs_before, f"{got['peak_rss_mb']:.0f}"))
     print()
-    print(table(rows, ("run", "seeds", "s/epoch", "seed-epochs/s", "vs naive", "after/before", "peak RSS MB")))
+    print(f"rates and ratios from {args.clock} time; medians of {args.repeats} interleaved rounds")
+    print(table(rows, ("run", "seeds", "wall s/epoch", "cpu s/epoch", "seed-epochs/s", "vs naive", "after/before", "peak RSS MB")))
     wall = time.perf_counter() - wall
     print(f"benchmark wall time: {wall:.0f} s")
-    out = {"meta": meta, "rounds": args.repeats, "results": [{"label": k[0], "seeds": k[1], **v} for k, v in results.items()], "wall_s": wall}
+    listed = [{"label": k[0], "seeds": k[1], **v} for k, v in results.items()]
+    out = {"meta": meta, "rounds": args.repeats, "clock": args.clock, "results": listed, "wall_s": wall}
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(out, indent=2, default=str) + "\n")
