@@ -99,3 +99,34 @@ def test_a_device_that_is_not_here_is_a_user_error(tmp_path):
     (tmp_path / "s.yaml").write_text("name: tiny\ntask: {seq_len: 6, sparsity: 3, n_train: 48, n_test: 32}\ntraining: {epochs: 1}\nseeds: 0\n")
     proc = cli("run", str(tmp_path / "s.yaml"), "--device", "cuda", "--out", str(tmp_path / "run"), "-q", "--no-store", cwd=tmp_path)
     assert proc.returncode != 0 and "CUDA is not available" in proc.stderr
+
+
+class Stop(Exception):
+    """Stands for a kill, right after an epoch's checkpoint."""
+
+
+def test_the_device_path_resumes_from_its_checkpoints_bit_for_bit(tmp_path, monkeypatch):
+    """Checkpoints of a run off the CPU hold CPU tensors and restore the optimizer's state onto
+    the device: stopped after every epoch, it ends as the plain uninterrupted run."""
+    import testbed
+    from testbed.errors import RunFailure
+
+    sc = validate(tiny())
+    reference = testbed.run(sc, out=tmp_path / "reference", checkpoint_every="off", store=False)
+    monkeypatch.setattr(loop, "HOST", "elsewhere")
+    out = tmp_path / "stopped"
+
+    def stop_after(epoch):
+        def progress(event) -> None:
+            if event.resumed_from is None and event.epoch == epoch:
+                raise Stop
+
+        return progress
+
+    for epoch in range(1, sc.training.epochs + 1):
+        with pytest.raises(RunFailure):
+            testbed.run(sc, out=out, checkpoint_every=1, progress=stop_after(epoch), store=False)
+    run = testbed.run(sc, out=out, checkpoint_every=1, store=False)
+    for name in ("step_loss.npz", "snapshots.npz"):
+        assert_npz_equal(reference.path / name, run.path / name)
+    assert (reference.path / "metrics.csv").read_bytes() == (run.path / "metrics.csv").read_bytes()
