@@ -73,3 +73,14 @@ def test_a_step_in_seed_blocks_is_the_whole_step(monkeypatch, one_and_two_thread
     blocked = loop.train(scenario)
     for name in ("train_loss", "test_loss", "train_acc", "test_acc"):
         assert torch.equal(getattr(whole.final, name), getattr(blocked.final, name))
+
+
+def test_distinct_sequences_of_every_seed_at_once_are_those_seed_by_seed():
+    """`Stage.prepare` lists every seed's distinct sequences in one sort where the codes fit;
+    the same tables, value for value, as seed by seed."""
+    for seeds, p, L, n, split in ((list(range(6)), 2, 6, 40, "iid"), ([3, 9, 11], 3, 5, 30, "disjoint"), ([0], 5, 4, 20, "iid")):
+        arch = Architecture(d=2, hidden=4, n_tokens=p + 1, seq_len=L, embedding_norm=RMS, mlp_norm=RMS, activation=GELU)
+        data = make_dataset(seeds, p, L, 3, n, n, split)
+        kind = stage_mod.compact(arch.n_tokens * L)
+        for a, b in zip(stage_mod._distinct_seed_by_seed(data, arch, kind), stage_mod._distinct_at_once(data, kind)):
+            assert a.dtype == b.dtype and torch.equal(a, b)

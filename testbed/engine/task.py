@@ -37,13 +37,13 @@ class Dataset:
         return labels(tokens, self.sparsity, self.p)
 
 
-def _encode(tokens: torch.Tensor, p: int) -> torch.Tensor:
+def encode(tokens: torch.Tensor, p: int) -> torch.Tensor:
     """Sequences as integers (only used where p**L < 2**62)."""
     weights = p ** torch.arange(tokens.shape[-1], dtype=torch.int64)
     return (tokens * weights).sum(-1)
 
 
-def _decode(codes: torch.Tensor, p: int, L: int) -> torch.Tensor:
+def decode(codes: torch.Tensor, p: int, L: int) -> torch.Tensor:
     return (codes[:, None] // p ** torch.arange(L, dtype=torch.int64)) % p
 
 
@@ -51,8 +51,8 @@ def distinct(tokens: torch.Tensor, p: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Distinct rows of tokens (N, L) and, for each row, the index of its distinct row."""
     L = tokens.shape[-1]
     if p**L < 1 << 62:  # as integers: much faster than unique over rows
-        codes, inverse = torch.unique(_encode(tokens, p), return_inverse=True)
-        return _decode(codes, p, L), inverse
+        codes, inverse = torch.unique(encode(tokens, p), return_inverse=True)
+        return decode(codes, p, L), inverse
     return torch.unique(tokens, dim=0, return_inverse=True)
 
 
@@ -62,11 +62,11 @@ def _disjoint_sample(train: torch.Tensor, n: int, p: int, g: torch.Generator) ->
     space = p**L
     if space <= ENUMERATE_BELOW:
         absent = torch.ones(space, dtype=torch.bool)
-        absent[_encode(train, p)] = False
+        absent[encode(train, p)] = False
         codes = absent.nonzero().squeeze(1)
         if codes.numel() == 0:
             raise ValueError("no sequence is absent from the training set")
-        return _decode(codes[torch.randint(codes.numel(), (n,), generator=g)], p, L)
+        return decode(codes[torch.randint(codes.numel(), (n,), generator=g)], p, L)
     seen = {bytes(row) for row in train.to(torch.uint8).numpy()}
     out: list[torch.Tensor] = []
     while len(out) < n:
