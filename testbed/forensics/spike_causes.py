@@ -1,0 +1,162 @@
+"""`testbed spikes RUN` and `testbed.spike_causes`: the forensics of every detected spike of a
+finished run -> spike_causes.csv (one row per row of spikes.csv).
+
+For each spike, the step that made it is the update between the weights entering step
+start - 1 and those entering step start (start: the spike's first elevated step); its batch is
+the batch of step start. The weights come from spike_steps.npz where the snapshots probe kept
+that very step (`weights` = kept), else from a deterministic replay of the seed's training
+(`weights` = replayed; `testbed.forensics.recovery`), else nothing (`missing`, with
+replay=False). Every row checks itself: `step_loss` is the loss the run recorded at step
+start, `loss_after` the loss recomputed from the recovered weights on the recovered batch.
+
+Columns beyond spikes.csv's: see `testbed.forensics.attribution` (loss jump per parameter
+group, the norm sites' radii and turns, the distance to the MLP's decision boundary, the
+assemblers, the cause label) and
+
+  - sharpness_before: lambda_max of the Hessian of the seed's training loss at the weights
+    before the step (`testbed.forensics.hessian`), beside sharpness_threshold = 2 / lr;
+  - probe_sharpness, probe_preconditioned: the sharpness probe's last values at or before the
+    step (when the run has sharpness.npz), beside probe_step, the step they were measured at.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from testbed.errors import UserError
+from testbed.forensics.attribution import CAUSES, Rule, attribute
+from testbed.forensics.hessian import sharpness
+from testbed.forensics.recovery import StepData, replay_weights
+from testbed.rundir.reader import Run
+
+SPIKE_FIELDS = ["seed", "start", "peak", "end", "epoch", "baseline", "peak_loss", "ratio", "diverged"]
+CHUNK = 64  # spikes per vectorized sharpness computation
+
+
+@dataclass
+class SpikeForensics:
+    """What `testbed.spike_causes` returns: the table (spike_causes.csv), where it was
+    written, the seconds the forensics took, and how many spikes' weights were kept,
+    replayed or missing."""
+
+    table: pd.DataFrame
+    path: Path | None
+    seconds: float
+    kept: int
+    replayed: int
+    missing: int
+
+    def per_cause(self) -> pd.DataFrame:
+        """Count and mean jump (peak - baseline) per cause."""
+        return per_cause(self.table)
+
+
+def per_cause(table: pd.DataFrame) -> pd.DataFrame:
+    size = table["peak_loss"] - table["baseline"]
+    rows = [{"cause": c, "count": int((table["cause"] == c).sum()), "mean_size": float(size[table["cause"] == c].mean())} for c in CAUSES]
+    return pd.DataFrame(rows)
+
+
+def _flat(arrays: dict[str, np.ndarray], prefix: str, j: int, space) -> torch.Tensor:
+    return torch.cat([torch.as_tensor(arrays[f"{prefix}/{name}"][j]).reshape(-1) for name in space.slices]).float()
+
+
+def _probe_series(run: Run, seed: int, step: int) -> tuple[float, float, int]:
+    if not run.has("sharpness.npz"):
+        return np.nan, np.nan, -1
+    z = run.sharpness
+    seeds = [int(s) for s in z["seeds"]]
+    if seed not in seeds:
+        return np.nan, np.nan, -1
+    at = np.flatnonzero(z["steps"] <= step)
+    if at.size == 0:
+        return np.nan, np.nan, -1
+    i, j = at[-1], seeds.index(seed)
+    pre = z["preconditioned"][i, j] if "preconditioned" in z else np.nan
+    return float(z["sharpness"][i, j]), float(pre), int(z["steps"][i])
+
+
+def spike_causes(run_path, *, out=None, rule: Rule | None = None, replay: bool = True, use_kept: bool = True,
+                 with_sharpness: bool = True, iterations: int = 20, registry=None) -> SpikeForensics:
+    """See `testbed.api.spike_causes`."""
+    started = time.perf_counter()
+    rule = rule or Rule()
+    run = run_path if isinstance(run_path, Run) else Run(run_path)
+    run.require("spikes.csv", "step_loss.npz", needed_by="testbed spikes")
+    spikes = run.spikes.copy()
+    if "diverged" not in spikes:
+        spikes["diverged"] = 0
+    data = StepData(run.scenario, registry)
+    space, arch = data.space, data.arch
+    losses = run.step_loss
+
+    kept_at: dict[tuple[int, int], int] = {}
+    steps_file = run.spike_steps if run.has("spike_steps.npz") else None
+    if steps_file is not None and use_kept:
+        for j, (sd, st) in enumerate(zip(steps_file["seed"].tolist(), steps_file["step"].tolist())):
+            kept_at.setdefault((int(sd), int(st)), j)
+    wanted = [(int(r.seed), int(r.start)) for r in spikes.itertuples()]
+    source = ["kept" if w in kept_at else ("replayed" if replay else "missing") for w in wanted]
+    need = sorted({(sd, st + k) for (sd, st), src in zip(wanted, source) if src == "replayed" for k in (-1, 0)})
+    replayed = replay_weights(run.scenario, need, registry) if need else {}
+
+    rows = [i for i, src in enumerate(source) if src != "missing"]
+    before = torch.zeros(len(rows), space.size)
+    after = torch.zeros(len(rows), space.size)
+    for k, i in enumerate(rows):
+        sd, st = wanted[i]
+        if source[i] == "kept":
+            j = kept_at[(sd, st)]
+            before[k], after[k] = _flat(steps_file, "before", j, space), _flat(steps_file, "after", j, space)
+        else:
+            before[k], after[k] = replayed[(sd, st - 1)], replayed[(sd, st)]
+
+    table = spikes[[c for c in SPIKE_FIELDS if c in spikes]].reset_index(drop=True)
+    table["weights"] = source
+    table["step_loss"] = [float(losses.at[st, sd]) for sd, st in wanted]
+    lr = float(run.scenario.optimizer.lr)
+    table["sharpness_threshold"] = 2.0 / lr
+    if rows:
+        index, labels = data.batches_at([wanted[i] for i in rows])
+        cols = attribute(arch, space, before, after, index, labels, rule)
+        for name, values in cols.items():
+            column = np.full(len(table), np.nan, dtype=object if values.dtype == object or values.dtype.kind == "U" else float)
+            column[rows] = values
+            table[name] = column
+        if with_sharpness:
+            table["sharpness_before"] = np.nan
+            for lo in range(0, len(rows), CHUNK):
+                part = rows[lo : lo + CHUNK]
+                sets = [data.training_set(wanted[i][0], data.p_at_step(wanted[i][1] - 1)) for i in part]
+                idx = torch.stack([s[0] for s in sets])
+                lab = torch.stack([s[1] for s in sets])
+                top, _ = sharpness(arch, space, before[lo : lo + CHUNK], idx, lab, [wanted[i][0] for i in part], iterations=iterations)
+                table.loc[part, "sharpness_before"] = top.double().numpy()
+    else:
+        table["cause"] = pd.Series([None] * len(table), dtype=object)
+    probe = [_probe_series(run, sd, st - 1) for sd, st in wanted]
+    table["probe_sharpness"] = [p[0] for p in probe]
+    table["probe_preconditioned"] = [p[1] for p in probe]
+    table["probe_step"] = [p[2] for p in probe]
+    table["cause"] = table["cause"].where(table["weights"] != "missing", "unknown")
+    seconds = time.perf_counter() - started
+
+    path = Path(out) if out is not None else run.path / "spike_causes.csv"
+    if path.exists() and path.is_dir():
+        path = path / "spike_causes.csv"
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_name(f".{path.name}.partial")
+        table.to_csv(partial, index=False, float_format="%.9g")
+        os.replace(partial, path)
+    except OSError as exc:
+        raise UserError(f"{path}: cannot write spike_causes.csv ({exc.strerror or exc})") from None
+    n = {s: source.count(s) for s in ("kept", "replayed", "missing")}
+    return SpikeForensics(table, path, seconds, n["kept"], n["replayed"], n["missing"])
