@@ -251,6 +251,7 @@ def test_assembler_coherence_is_one_for_collinear_and_half_for_orthogonal_assemb
 # A small model at 10 times the papers' learning rate, which spikes within a few seconds of
 # training (whether it does is checked by the fixture, not assumed).
 SPIKY = copy.deepcopy(TINY) | {
+    "name": "spiky",
     "task": {"seq_len": 8, "sparsity": 3, "p": 2, "n_train": 128, "n_test": 64},
     "model": {"hidden": 8},
     "optimizer": {"name": "adam", "lr": 0.03},

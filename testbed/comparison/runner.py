@@ -223,6 +223,9 @@ def build_report(
     )
     for a, b in pairs(labels):
         r.add(rep.pair_table(analysis, a, b))
+    from testbed.forensics.by_cause import section  # spikes per cause, where the runs kept spike_steps.npz
+
+    r.add(*section({label: run.path for label, run in runs.items()}, analysis.seeds, stage / "spike_causes"))
     switches = {e.label: switch_epochs(e.scenario) for e in entries}
     switches = {label: epochs for label, epochs in switches.items() if epochs}
     if switches:
