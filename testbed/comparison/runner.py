@@ -252,6 +252,9 @@ def build_report(
         rep.Figure(rel(figures.spike_raster(runs, fig_dir / "spike_raster.png")), "Loss spikes by seed and step, one panel per scenario"),
         rep.Figure(rel(figures.distributions(per_seed, fig_dir / "distributions.png")), "Distributions over seeds of final test accuracy and spike counts"),
     )
+    from testbed.forensics.forensics_figures import compare_figures  # where the runs have sharpness.npz
+
+    r.add(*compare_figures({label: run.path for label, run in runs.items()}, analysis.seeds, stage))
     for i, (a, b) in enumerate(pairs(labels)):
         name = f"paired_{i + 1}_{slug(b)}_vs_{slug(a)}.png"
         r.add(rep.Figure(rel(figures.paired_differences(a, b, per_seed, fig_dir / name)), f"Paired differences per seed: {b} vs {a}"))
