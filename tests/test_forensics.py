@@ -328,3 +328,52 @@ def test_cli_spikes_writes_spike_causes_and_bad_input_is_one_line(spiky_run, tmp
     assert out.is_file() and "weights kept" in proc.stdout
     bad = cli("spikes", str(tmp_path / "nothing"))
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "no such run directory" in bad.stderr
+
+
+# ---- per cause in compare, figures ----
+
+
+def test_per_seed_counts_and_sizes_per_cause():
+    import pandas as pd
+
+    from testbed.forensics import by_cause
+
+    table = pd.DataFrame({
+        "seed": [0, 0, 2, 2, 2, 5], "cause": ["norm_curvature", "mlp_boundary", "norm_curvature", "norm_curvature", "other", "other"],
+        "baseline": [0.1, 0.1, 0.2, 0.2, 0.2, 0.3], "peak_loss": [1.1, 0.6, 0.7, 1.2, 0.4, 0.5],
+    })  # fmt: skip
+    got = by_cause.per_seed(table, [0, 1, 2])  # seed 5 is not compared
+    assert got[("norm_curvature", "count")].tolist() == [1, 0, 2]
+    assert np.allclose(got[("norm_curvature", "size")], [1.0, 0.0, 1.5])
+    assert got[("other", "count")].tolist() == [0, 0, 1]
+    assert got[("mlp_boundary", "size")].tolist() == [0.5, 0.0, 0.0]
+
+
+def test_compare_reports_spikes_per_cause_and_the_sharpness_figure(spiky_run, tmp_path):
+    import testbed
+
+    smooth = copy.deepcopy(SPIKY) | {"name": "spiky_smooth"}
+    smooth["model"] = {**smooth["model"], "norm": {"name": "smooth"}}
+    (tmp_path / "smooth.yaml").write_text(yaml.safe_dump(smooth))
+    result = testbed.compare([spiky_run.path, tmp_path / "smooth.yaml"], out=tmp_path / "cmp")
+    report = (tmp_path / "cmp" / "report.md").read_text()
+    assert "## Spikes by cause" in report and "Paired differences per cause, spiky_smooth − spiky" in report
+    for cause in attribution.CAUSES:
+        assert f"| spiky | {cause} |" in report and f"| spiky_smooth | {cause} |" in report
+    assert (result.path / "figures" / "sharpness.png").is_file()
+    written = list((result.path / "spike_causes").glob("*.csv"))
+    assert len(written) == 2  # neither run had spike_causes.csv: computed into the report
+
+
+def test_render_spikes_adds_the_cause_overview(spiky_run, tmp_path):
+    import shutil
+
+    from testbed.forensics.spike_causes import spike_causes
+
+    run = shutil.copytree(spiky_run.path, tmp_path / "run")  # the fixture's run stays without spike_causes.csv
+    spike_causes(run, with_sharpness=False)  # into the run: render reads it
+    out = tmp_path / "frames"
+    proc = cli("render", str(run), "--spikes", "--top", "1", "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    assert (out / "overview.png").is_file()
+    assert len(list(out.glob("spike-seed*.png"))) == 1
