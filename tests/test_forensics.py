@@ -377,3 +377,15 @@ def test_render_spikes_adds_the_cause_overview(spiky_run, tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert (out / "overview.png").is_file()
     assert len(list(out.glob("spike-seed*.png"))) == 1
+
+
+def test_sweep_report_gives_spikes_per_cause_for_cells_with_spike_steps(spiky_run, tmp_path):
+    from testbed.study.sweep_report import analyse
+    from testbed.study.sweep_table import Cell
+
+    cells = [Cell(0, "optimizer.lr=0.03", {"optimizer.lr": 0.03}, spiky_run)]
+    (tmp_path / "study").mkdir()
+    result = analyse(cells, ["optimizer.lr"], list(spiky_run.seeds), tmp_path / "study", title="Study: spiky")
+    report = (result.path / "report.md").read_text()
+    assert "## Spikes by cause" in report and report.index("## Spikes by cause") < report.index("## Method")
+    assert "| optimizer.lr=0.03 | norm_curvature |" in report

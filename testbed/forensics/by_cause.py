@@ -29,9 +29,9 @@ def per_seed(table: pd.DataFrame, seeds: list[int]) -> dict[tuple[str, str], np.
     return out
 
 
-def tables(causes: dict[str, pd.DataFrame], seeds: list[int]):
-    """The report's tables (`testbed.comparison.report.Table`): per scenario and cause, and the
-    paired differences of every later scenario against the first."""
+def tables(causes: dict[str, pd.DataFrame], seeds: list[int], paired: bool = True):
+    """The report's tables (`testbed.comparison.report.Table`): per scenario and cause, and (with
+    `paired`) the paired differences of every later scenario against the first."""
     from testbed.analysis import stats
     from testbed.comparison.report import Table
 
@@ -49,7 +49,7 @@ def tables(causes: dict[str, pd.DataFrame], seeds: list[int]):
     out = [Table(["scenario", "cause", "spikes per seed", "total size per seed", "spikes in all"], rows,
                  "Spikes per cause: means over seeds with 95% bootstrap intervals")]
     a = labels[0]
-    for b in labels[1:]:
+    for b in labels[1:] if paired else []:
         diff_rows = []
         for cause in CAUSES:
             cells = [cause]
@@ -101,3 +101,25 @@ def section(runs: dict[str, Path | None], seeds: list[int], folder: Path) -> lis
             "decision boundary or the MLP's own update explains most of the jump, other otherwise. Size: peak minus baseline "
             "loss. Forensics: " + "; ".join(said) + ".")
     return [Heading("Spikes by cause"), Paragraph(text), *tables(found, seeds)]
+
+
+def sweep_section(cells: dict[str, Path], seeds: list[int], folder: Path) -> list:
+    """The sweep report's "Spikes by cause": per cell and cause, the spikes per seed and their
+    total size with 95% intervals (a sweep estimates cells; it tests no differences), for the
+    cells whose runs have spike_causes.csv or kept spike_steps.npz. Empty where none has."""
+    from testbed.comparison.report import Heading, Paragraph
+
+    found, skipped = {}, []
+    for label, path in cells.items():
+        folder.mkdir(parents=True, exist_ok=True)
+        table, where = forensics_of(Path(path), folder / f"cell_{len(found) + len(skipped)}.csv")
+        if table is None:
+            skipped.append(label)
+        else:
+            found[label] = table
+    if not found:
+        return []
+    text = ("Each spike of each cell's run labelled by the forensics of its step (testbed spikes; rule in "
+            "testbed.forensics.attribution): norm_curvature, mlp_boundary or other. Size: peak minus baseline loss."
+            + (f" Cells without spike_steps.npz, left out: {'; '.join(skipped)}." if skipped else ""))
+    return [Heading("Spikes by cause"), Paragraph(text), *tables(found, seeds, paired=False)]

@@ -90,14 +90,16 @@ class _Capture(Probe):
     """Copies the weights entering the wanted steps (0-based), then stops the training."""
 
     def __init__(self, wanted: dict[int, set[int]]):
-        self.wanted = wanted  # row of the replayed seeds -> steps
-        self.last = max((max(s) for s in wanted.values() if s), default=0)
+        self.rows_at: dict[int, list[int]] = defaultdict(list)  # step -> rows of the replayed seeds
+        for j, steps in wanted.items():
+            for step in steps:
+                self.rows_at[step].append(j)
+        self.last = max(self.rows_at, default=0)
         self.got: dict[tuple[int, int], torch.Tensor] = {}
 
     def _take(self, step: int, flat: torch.Tensor) -> None:
-        for j, steps in self.wanted.items():
-            if step in steps:
-                self.got[(j, step)] = flat[j].detach().clone()
+        for j in self.rows_at.get(step, ()):
+            self.got[(j, step)] = flat[j].detach().clone()
         if step >= self.last:
             raise _Done
 
