@@ -236,6 +236,17 @@ def test_the_rule_is_the_documented_order():
     rule = attribution.Rule()
     got = rule.label(np.array([0.6, 0.6, 0.1, 0.1, 0.1]), np.array([0.0, 1.0, 0.01, 1.0, 1.0]), np.array([0.0, 0.0, 0.0, 0.7, 0.1]))
     assert got.tolist() == ["norm_curvature", "norm_curvature", "mlp_boundary", "mlp_boundary", "other"]
+    cause, reason = rule.explain(np.array([0.6, 0.6, 0.1]), np.array([1.0, 1.0, 0.0]), np.array([0.0, 0.0, 0.0]), np.array([0.9, 0.2, np.nan]))
+    assert cause.tolist() == ["norm_curvature", "other", "other"]  # a step that did not make the elevated loss is no cause
+    assert reason.tolist() == ["norm_move", "not_this_step", "not_this_step"]
+
+
+def test_the_step_share_says_whether_the_step_made_the_elevated_loss():
+    arch, space, before, after, index, labels = norm_origin_case()
+    cols = attribution.attribute(arch, space, before, after, index, labels, baseline=np.array([0.0]))
+    assert cols["step_share"][0] == pytest.approx(cols["jump"][0] / cols["loss_after"][0])
+    same = attribution.attribute(arch, space, before, before.clone(), index, labels, baseline=np.array([0.0]))
+    assert same["jump"][0] == 0.0 and same["cause"][0] == "other" and same["cause_reason"][0] == "not_this_step"
 
 
 def test_assembler_coherence_is_one_for_collinear_and_half_for_orthogonal_assemblers():

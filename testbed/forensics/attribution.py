@@ -26,14 +26,19 @@ boundary mu = 0: |mu| / |grad_xi mu|, divided by |xi| (relative). The assemblers
 of fc2) before the step: the largest norm, the sum of norms and their coherence,
 lambda_max(sum u_i u_i^T) / sum |u_i|^2 (1: all collinear; 1/d: spread evenly).
 
-The culprit is the batch's sequence whose loss rose most in the step. Cause rule (`Rule`):
+The culprit is the batch's sequence whose loss rose most in the step. The step's share of the
+spike is jump / (L_B(W_after) - baseline), baseline the detector's loss level before the spike:
+how much of the batch's elevated loss this step's update made (near 0 when the batch was
+already that bad before the step). Cause rule (`Rule`), with the reason in `cause_reason`:
 
+  0. other (reason not_this_step): the step's share is below `min_step_share`: the update did
+     not make the elevated loss, so neither mechanism of the step is its cause.
   1. norm_curvature: the culprit's normalised input moved by at least `norm_move` (RMS units)
      at either site (at the embedding norm: the largest move over its positions).
   2. mlp_boundary: otherwise, the culprit lay within `boundary` (relative distance) of the MLP
      decision boundary before the step, or the MLP's update alone explains at least
      `mlp_share` of the whole jump.
-  3. other.
+  3. other (reason neither).
 """
 
 from __future__ import annotations
@@ -64,13 +69,25 @@ class Rule:
     norm_move: float = 0.5  # RMS units: a 29 degree turn of an RMS-normalised vector
     boundary: float = 0.05  # relative distance |mu| / (|grad mu| |xi|)
     mlp_share: float = 0.5
+    min_step_share: float = 0.5
 
-    def label(self, norm_move: np.ndarray, boundary: np.ndarray, mlp_share: np.ndarray) -> np.ndarray:
-        out = np.full(norm_move.shape, "other", dtype=object)
-        mlp = (boundary <= self.boundary) | (mlp_share >= self.mlp_share)
-        out[mlp] = "mlp_boundary"
-        out[norm_move >= self.norm_move] = "norm_curvature"
-        return out
+    def label(self, norm_move: np.ndarray, boundary: np.ndarray, mlp_share: np.ndarray, step_share: np.ndarray | None = None) -> np.ndarray:
+        return self.explain(norm_move, boundary, mlp_share, step_share)[0]
+
+    def explain(self, norm_move, boundary, mlp_share, step_share=None) -> tuple[np.ndarray, np.ndarray]:
+        """(cause, reason) per step, by the rule of the module docstring (NaN compares false)."""
+        cause = np.full(np.shape(norm_move), "other", dtype=object)
+        reason = np.full(np.shape(norm_move), "neither", dtype=object)
+        near, mlp = boundary <= self.boundary, mlp_share >= self.mlp_share
+        cause[near | mlp] = "mlp_boundary"
+        reason[mlp] = "mlp_update"
+        reason[near] = "boundary"
+        turned = norm_move >= self.norm_move
+        cause[turned], reason[turned] = "norm_curvature", "norm_move"
+        if step_share is not None:
+            elsewhere = ~(step_share >= self.min_step_share)
+            cause[elsewhere], reason[elsewhere] = "other", "not_this_step"
+        return cause, reason
 
 
 def _turn_degrees(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -125,10 +142,12 @@ def attribute(
     index: torch.Tensor,
     labels: torch.Tensor,
     rule: Rule = Rule(),
+    baseline: np.ndarray | None = None,
 ) -> dict[str, np.ndarray]:
     """The forensics of K steps: weights `before` and `after` (K, P), the batch of the step
-    whose loss jumped as pair rows `index` (K, L, B) and `labels` (K, B). Returns columns, each
-    (K,) (module docstring)."""
+    whose loss jumped as pair rows `index` (K, L, B) and `labels` (K, B), and the loss level
+    before each spike `baseline` (K,) (without it, every step counts as the spike's maker).
+    Returns columns, each (K,) (module docstring)."""
     K, d = before.shape[0], arch.d
     before, after = before.float(), after.float()
     cols: dict[str, np.ndarray] = {}
@@ -192,5 +211,11 @@ def attribute(
     cols["culprit_boundary_distance"] = rel.gather(1, culprit.unsqueeze(1)).squeeze(1).numpy()
     for name, value in assembler_stats(p_before["mlp.fc2.weight"]).items():
         cols[name] = value.numpy()
-    cols["cause"] = rule.label(cols["culprit_norm_move"], cols["culprit_boundary_distance"], np.nan_to_num(mlp_share, nan=0.0))
+    share = None
+    if baseline is not None:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            share = cols["jump"] / (cols["loss_after"] - np.asarray(baseline, dtype=float))
+        cols["step_share"] = share
+    cols["cause"], cols["cause_reason"] = rule.explain(cols["culprit_norm_move"], cols["culprit_boundary_distance"],
+                                                       np.nan_to_num(mlp_share, nan=0.0), share)
     return cols

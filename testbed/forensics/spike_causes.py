@@ -125,7 +125,7 @@ def spike_causes(run_path, *, out=None, rule: Rule | None = None, replay: bool =
     table["sharpness_threshold"] = 2.0 / lr
     if rows:
         index, labels = data.batches_at([wanted[i] for i in rows])
-        cols = attribute(arch, space, before, after, index, labels, rule)
+        cols = attribute(arch, space, before, after, index, labels, rule, baseline=table["baseline"].to_numpy(dtype=float)[rows])
         for name, values in cols.items():
             column = np.full(len(table), np.nan, dtype=object if values.dtype == object or values.dtype.kind == "U" else float)
             column[rows] = values
@@ -146,6 +146,8 @@ def spike_causes(run_path, *, out=None, rule: Rule | None = None, replay: bool =
     table["probe_preconditioned"] = [p[1] for p in probe]
     table["probe_step"] = [p[2] for p in probe]
     table["cause"] = table["cause"].where(table["weights"] != "missing", "unknown")
+    if "cause_reason" in table:
+        table["cause_reason"] = table["cause_reason"].where(table["weights"] != "missing", "no_weights")
     seconds = time.perf_counter() - started
 
     path = Path(out) if out is not None else run.path / "spike_causes.csv"
