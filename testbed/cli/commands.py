@@ -389,8 +389,9 @@ def spikes(
     counts = result.per_cause()
     shown = ", ".join(f"{r.cause} {r.count}" for r in counts.itertuples())
     n = len(result.table)
+    parts = ", ".join(f"{k} {v:.1f} s" for k, v in (result.timings or {}).items())
     print(f"{n} spike{'s' if n != 1 else ''}: {shown}; weights kept {result.kept}, replayed {result.replayed}, missing {result.missing}; "
-          f"{result.seconds:.1f} s")
+          f"{result.seconds:.1f} s ({parts})")
     print(result.path)
 
 

@@ -52,6 +52,7 @@ class SpikeForensics:
     kept: int
     replayed: int
     missing: int
+    timings: dict[str, float] | None = None  # seconds spent replaying, in the attribution, on the sharpness
 
     def per_cause(self) -> pd.DataFrame:
         """Count and mean jump (peak - baseline) per cause."""
@@ -105,7 +106,9 @@ def spike_causes(run_path, *, out=None, rule: Rule | None = None, replay: bool =
     wanted = [(int(r.seed), int(r.start)) for r in spikes.itertuples()]
     source = ["kept" if w in kept_at else ("replayed" if replay else "missing") for w in wanted]
     need = sorted({(sd, st + k) for (sd, st), src in zip(wanted, source) if src == "replayed" for k in (-1, 0)})
+    clock = time.perf_counter()
     replayed = replay_weights(run.scenario, need, registry) if need else {}
+    timings = {"replay": time.perf_counter() - clock}
 
     rows = [i for i, src in enumerate(source) if src != "missing"]
     before = torch.zeros(len(rows), space.size)
@@ -124,12 +127,15 @@ def spike_causes(run_path, *, out=None, rule: Rule | None = None, replay: bool =
     lr = float(run.scenario.optimizer.lr)
     table["sharpness_threshold"] = 2.0 / lr
     if rows:
+        clock = time.perf_counter()
         index, labels = data.batches_at([wanted[i] for i in rows])
         cols = attribute(arch, space, before, after, index, labels, rule, baseline=table["baseline"].to_numpy(dtype=float)[rows])
         for name, values in cols.items():
             column = np.full(len(table), np.nan, dtype=object if values.dtype == object or values.dtype.kind == "U" else float)
             column[rows] = values
             table[name] = column
+        timings["attribution"] = time.perf_counter() - clock
+        clock = time.perf_counter()
         if with_sharpness:
             table["sharpness_before"] = np.nan
             for lo in range(0, len(rows), CHUNK):
@@ -139,6 +145,7 @@ def spike_causes(run_path, *, out=None, rule: Rule | None = None, replay: bool =
                 lab = torch.stack([s[1] for s in sets])
                 top, _ = sharpness(arch, space, before[lo : lo + CHUNK], idx, lab, [wanted[i][0] for i in part], iterations=iterations)
                 table.loc[part, "sharpness_before"] = top.double().numpy()
+            timings["sharpness"] = time.perf_counter() - clock
     else:
         table["cause"] = pd.Series([None] * len(table), dtype=object)
     probe = [_probe_series(run, sd, st - 1) for sd, st in wanted]
@@ -161,4 +168,4 @@ def spike_causes(run_path, *, out=None, rule: Rule | None = None, replay: bool =
     except OSError as exc:
         raise UserError(f"{path}: cannot write spike_causes.csv ({exc.strerror or exc})") from None
     n = {s: source.count(s) for s in ("kept", "replayed", "missing")}
-    return SpikeForensics(table, path, seconds, n["kept"], n["replayed"], n["missing"])
+    return SpikeForensics(table, path, seconds, n["kept"], n["replayed"], n["missing"], timings)
