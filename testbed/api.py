@@ -240,7 +240,7 @@ def trajectories(
     return map_trajectories(list(runs), method=method, seeds=seeds, color=color, perplexity=perplexity, out=out, force=force)
 
 
-def spike_causes(run: PathLike | Run, *, out: PathLike | None = None, replay: bool = True, sharpness: bool = True):
+def spike_causes(run: PathLike | Run, *, out: PathLike | None = None, replay: bool = True, sharpness: bool = True, threads: int | None = None):
     """The forensics of every detected spike of a finished run (rows of spikes.csv), as
     `testbed spikes` does, never training the run again but, where spike_steps.npz lacks the
     weights of a spike's step, replaying its seed deterministically up to that step (`replay`;
@@ -251,10 +251,10 @@ def spike_causes(run: PathLike | Run, *, out: PathLike | None = None, replay: bo
     `testbed.forensics.attribution`) and, with `sharpness`, the loss Hessian's largest
     eigenvalue before the step. Written to spike_causes.csv in the run (or to `out`). Returns
     a `SpikeForensics`: `.table`, `.path`, `.seconds`, `.kept`, `.replayed`, `.missing`,
-    `.per_cause()`."""
+    `.per_cause()`, `.timings`. `threads`: intra-op threads, as for `run`."""
     from testbed.forensics.spike_causes import spike_causes as forensics
 
-    return forensics(run, out=out, replay=replay, with_sharpness=sharpness)
+    return forensics(run, out=out, replay=replay, with_sharpness=sharpness, threads=threads)
 
 
 def figure(run: PathLike | Run, kind: str, *, out: PathLike | None = None, dpi: float | None = None):

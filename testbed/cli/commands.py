@@ -376,6 +376,7 @@ def spikes(
     out: Path | None = typer.Option(None, "--out", help="output CSV (default: RUN/spike_causes.csv)"),
     no_replay: bool = typer.Option(False, "--no-replay", help="do not replay seeds whose spike weights were not kept (cause: unknown)"),
     no_sharpness: bool = typer.Option(False, "--no-sharpness", help="skip the Hessian's largest eigenvalue before each spike"),
+    threads: int | None = THREADS,
 ) -> None:
     """Spike forensics: for every detected spike, the loss jump each parameter group's update
     explains, the norm sites' radii and turns (norm curvature), the distance to the MLP's
@@ -385,7 +386,7 @@ def spikes(
 
     _load_plugins()
     with _user_paths(run_dir, out):
-        result = api.spike_causes(run_dir, out=out, replay=not no_replay, sharpness=not no_sharpness)
+        result = api.spike_causes(run_dir, out=out, replay=not no_replay, sharpness=not no_sharpness, threads=threads)
     counts = result.per_cause()
     shown = ", ".join(f"{r.cause} {r.count}" for r in counts.itertuples())
     n = len(result.table)

@@ -85,12 +85,18 @@ def _probe_series(run: Run, seed: int, step: int) -> tuple[float, float, int]:
 
 
 def spike_causes(run_path, *, out=None, rule: Rule | None = None, replay: bool = True, use_kept: bool = True,
-                 with_sharpness: bool = True, iterations: int = 20, registry=None) -> SpikeForensics:
+                 with_sharpness: bool = True, iterations: int = 20, registry=None, threads: int | None = None) -> SpikeForensics:
     """See `testbed.api.spike_causes`."""
-    started = time.perf_counter()
-    rule = rule or Rule()
+    from testbed.engine.threads import choose, intra_op_threads
+
     run = run_path if isinstance(run_path, Run) else Run(run_path)
     run.require("spikes.csv", "step_loss.npz", needed_by="testbed spikes")
+    with intra_op_threads(choose(len(run.seeds), threads)):
+        return _spike_causes(run, out, rule or Rule(), replay, use_kept, with_sharpness, iterations, registry)
+
+
+def _spike_causes(run: Run, out, rule: Rule, replay: bool, use_kept: bool, with_sharpness: bool, iterations: int, registry) -> SpikeForensics:
+    started = time.perf_counter()
     spikes = run.spikes.copy()
     if "diverged" not in spikes:
         spikes["diverged"] = 0
