@@ -400,3 +400,15 @@ def test_sweep_report_gives_spikes_per_cause_for_cells_with_spike_steps(spiky_ru
     report = (result.path / "report.md").read_text()
     assert "## Spikes by cause" in report and report.index("## Spikes by cause") < report.index("## Method")
     assert "| optimizer.lr=0.03 | norm_curvature |" in report
+
+
+def test_diverged_weights_give_nan_not_an_error():
+    arch, space, before, after, index, labels = norm_origin_case()
+    after = after.clone()
+    after[0, space.slices["value"]] = float("nan")
+    cols = attribution.attribute(arch, space, before, after, index, labels, baseline=np.array([0.1]))
+    assert np.isnan(cols["loss_after"][0]) and cols["cause"][0] == "other"
+    broken = before.clone()
+    broken[0, 0] = float("inf")
+    top, _ = hessian.sharpness(arch, space, torch.cat([broken, before]), index.repeat(2, 1, 1), labels.repeat(2, 1), [0, 1])
+    assert math.isnan(top[0].item()) and math.isfinite(top[1].item())

@@ -127,10 +127,12 @@ def assembler_stats(w2: torch.Tensor) -> dict[str, torch.Tensor]:
     norms = w2.norm(dim=1)  # (K, h)
     second = torch.matmul(w2, w2.transpose(1, 2))  # (K, d, d) = sum_i u_i u_i^T
     total = norms.pow(2).sum(1)
+    bad = ~torch.isfinite(second).all(2).all(1)  # diverged weights
+    top = torch.linalg.eigvalsh(torch.where(bad.view(-1, 1, 1), torch.zeros_like(second), second))[:, -1]
     return {
         "assembler_max_norm": norms.amax(1),
         "assembler_sum_norm": norms.sum(1),
-        "assembler_coherence": torch.linalg.eigvalsh(second)[:, -1] / total.clamp_min(1e-30),
+        "assembler_coherence": (top / total.clamp_min(1e-30)).masked_fill(bad, float("nan")),
     }
 
 

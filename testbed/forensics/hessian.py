@@ -95,7 +95,9 @@ def lanczos_top(matvec: MatVec, start: torch.Tensor, iterations: int, mask: torc
     if betas:
         off = torch.stack(betas, 1)
         T = T + torch.diag_embed(off, 1) + torch.diag_embed(off, -1)
-    return torch.linalg.eigvalsh(T)[:, -1]
+    bad = ~torch.isfinite(T).all(2).all(1)  # a seed whose weights or loss are not finite (diverged)
+    top = torch.linalg.eigvalsh(torch.where(bad.view(-1, 1, 1), torch.zeros_like(T), T))[:, -1]
+    return top.masked_fill(bad, float("nan"))
 
 
 def start_vectors(seeds: list[int], P: int) -> torch.Tensor:
