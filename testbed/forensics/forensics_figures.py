@@ -23,8 +23,9 @@ from matplotlib.figure import Figure
 
 from testbed.rundir.reader import Run
 
-CAUSE_STYLE = {"norm_curvature": ("tab:red", "v"), "mlp_boundary": ("tab:blue", "o"), "other": ("tab:gray", "s"), "unknown": ("black", "x")}
+CAUSE_STYLE = {"norm_curvature": ("crimson", "v"), "mlp_boundary": ("navy", "o"), "other": ("gold", "s"), "unknown": ("black", "x")}
 SCENARIO_COLORS = colormaps["tab10"].colors
+SEED_COLORS = colormaps["Set2"].colors  # pale, so that the markers of the causes stand out
 MAX_POINTS = 1500  # step losses are drawn as at most this many bins (max per bin, so spikes stay visible)
 
 
@@ -63,19 +64,19 @@ def run_overview(run: Run, path: Path, seeds: list[int] | None = None, max_seeds
     FigureCanvasAgg(fig)
     axes = fig.subplots(1 + (z is not None) + has_pre, 1, sharex=True, squeeze=False)[:, 0]
     ax = axes[0]
-    colors = {s: SCENARIO_COLORS[i % len(SCENARIO_COLORS)] for i, s in enumerate(seeds)}
+    colors = {s: SEED_COLORS[i % len(SEED_COLORS)] for i, s in enumerate(seeds)}
     for s in seeds:
         x, y = _binned_max(losses[s].to_numpy(dtype=float), MAX_POINTS)
         ax.plot(x, y, lw=0.7, color=colors[s], label=f"seed {s}")
     for cause, (color, marker) in CAUSE_STYLE.items():
         rows = table[(table["cause"] == cause) & table["seed"].isin(seeds)]
         if len(rows):
-            ax.scatter(rows["peak"], rows["peak_loss"], color=color, marker=marker, s=36, zorder=3, label=f"spike: {cause} ({len(rows)})",
-                       edgecolors="white", linewidths=0.5)
+            ax.scatter(rows["peak"], rows["peak_loss"], color=color, marker=marker, s=44, zorder=3, label=f"spike: {cause} ({len(rows)})",
+                       edgecolors="black", linewidths=0.6)
     ax.set_yscale("log")
     ax.set_ylabel("step loss (max per bin)")
     ax.set_title(f"{run.scenario.name}: step losses, spikes by cause")
-    ax.legend(fontsize=8, ncol=2, loc="upper right")
+    ax.legend(fontsize=8, ncol=2, loc="lower left", framealpha=0.85)
     if z is not None:
         _sharpness_panel(axes[1], z["steps"], z["sharpness"], [int(s) for s in z["seeds"]], seeds, colors, float(z["threshold"]),
                          "sharpness λmax(H)", "2/η")
