@@ -29,7 +29,8 @@ lambda_max(sum u_i u_i^T) / sum |u_i|^2 (1: all collinear; 1/d: spread evenly).
 The culprit is the batch's sequence whose loss rose most in the step. The step's share of the
 spike is jump / (L_B(W_after) - baseline), baseline the detector's loss level before the spike:
 how much of the batch's elevated loss this step's update made (near 0 when the batch was
-already that bad before the step). Cause rule (`Rule`), with the reason in `cause_reason`:
+already that bad before the step; `wrong_before` and `wrong_after` count the batch's
+misclassified sequences before and after it). Cause rule (`Rule`), with the reason in `cause_reason`:
 
   0. other (reason not_this_step): the step's share is below `min_step_share`: the update did
      not make the elevated loss, so neither mechanism of the step is its cause.
@@ -180,6 +181,8 @@ def attribute(
         culprit = rise.argmax(1)
         cols["culprit_rise"] = rise.gather(1, culprit.unsqueeze(1)).squeeze(1).double().numpy()
         cols["flipped"] = ((logits[K : 2 * K].argmax(-1) != logits[:K].argmax(-1)).sum(1)).numpy()
+        cols["wrong_before"] = (logits[:K].argmax(-1) != labels).sum(1).numpy()
+        cols["wrong_after"] = (logits[K : 2 * K].argmax(-1) != labels).sum(1).numpy()
 
         tb: dict[str, torch.Tensor] = {}
         ta: dict[str, torch.Tensor] = {}
