@@ -412,3 +412,23 @@ def test_diverged_weights_give_nan_not_an_error():
     broken[0, 0] = float("inf")
     top, _ = hessian.sharpness(arch, space, torch.cat([broken, before]), index.repeat(2, 1, 1), labels.repeat(2, 1), [0, 1])
     assert math.isnan(top[0].item()) and math.isfinite(top[1].item())
+
+
+def test_the_probe_measures_the_sharpness_of_the_weights_at_its_steps(spiky_run):
+    """At a step that ends an epoch of a snapshot, the probe's value is the sharpness of the
+    snapshot's weights on the seed's training set."""
+    from testbed.forensics.recovery import StepData
+
+    z, snaps = spiky_run.sharpness, spiky_run.snapshots
+    data = StepData(spiky_run.scenario)
+    spe = data.steps_per_epoch
+    steps = z["steps"].tolist()
+    common = [int(e) for e in snaps.epochs if e > 0 and e * spe in steps]
+    assert common, "no snapshot epoch at a measured step"
+    epoch = common[0]
+    i, j = steps.index(epoch * spe), list(snaps.epochs).index(epoch)
+    flat = torch.cat([torch.as_tensor(snaps.params[name][j]).reshape(len(snaps.seeds), -1) for name in data.space.slices], 1)
+    sets = [data.training_set(seed, data.p_at_step(epoch * spe - 1)) for seed in snaps.seeds]
+    top, _ = hessian.sharpness(data.arch, data.space, flat, torch.stack([s[0] for s in sets]), torch.stack([s[1] for s in sets]),
+                               snaps.seeds, iterations=8)
+    assert np.allclose(top.numpy(), z["sharpness"][i], rtol=1e-4)
