@@ -297,6 +297,7 @@ def test_forensics_from_kept_and_replayed_weights_agree_and_reproduce_the_step_l
         t = result.table
         assert len(t) == len(spiky_run.spikes)
         assert np.allclose(t["loss_after"], t["step_loss"], rtol=1e-4, atol=1e-6)  # weights and batch are the run's
+        assert set(t["check"]) == {"ok"}
         assert set(t["cause"]) <= {"norm_curvature", "mlp_boundary", "other"}
         groups = t[[f"jump_{g}" for g in attribution.GROUPS]].sum(axis=1) + t["jump_interaction"]
         assert np.allclose(groups, t["jump"], atol=1e-9)
@@ -432,3 +433,20 @@ def test_the_probe_measures_the_sharpness_of_the_weights_at_its_steps(spiky_run)
     top, _ = hessian.sharpness(data.arch, data.space, flat, torch.stack([s[0] for s in sets]), torch.stack([s[1] for s in sets]),
                                snaps.seeds, iterations=8)
     assert np.allclose(top.numpy(), z["sharpness"][i], rtol=1e-4)
+
+
+def test_a_run_whose_steps_are_not_reproduced_is_flagged(spiky_run, tmp_path):
+    """A run whose recorded step losses differ from what this engine recomputes (as a run
+    trained by another version would): every row says MISMATCH and the command warns."""
+    import shutil
+
+    run = shutil.copytree(spiky_run.path, tmp_path / "run")
+    with np.load(run / "step_loss.npz") as z:
+        arrays = {k: z[k] for k in z.files}
+    arrays["loss"] = arrays["loss"] * 1.01
+    np.savez(run / "step_loss.npz", **arrays)
+    proc = cli("spikes", str(run), "--no-sharpness", "--threads", "1")
+    assert proc.returncode == 0 and "warning:" in proc.stderr
+    import pandas as pd
+
+    assert set(pd.read_csv(run / "spike_causes.csv")["check"]) == {"MISMATCH"}

@@ -393,6 +393,10 @@ def spikes(
     parts = ", ".join(f"{k} {v:.1f} s" for k, v in (result.timings or {}).items())
     print(f"{n} spike{'s' if n != 1 else ''}: {shown}; weights kept {result.kept}, replayed {result.replayed}, missing {result.missing}; "
           f"{result.seconds:.1f} s ({parts})")
+    if "check" in result.table and (result.table["check"] == "MISMATCH").any():
+        bad = int((result.table["check"] == "MISMATCH").sum())
+        Console(stderr=True).print(f"warning: {bad} spike(s) whose recomputed loss is not the run's step loss (column check): "
+                                   "this version of testbed does not reproduce the run's steps", style="bold red", highlight=False, soft_wrap=True)
     print(result.path)
 
 

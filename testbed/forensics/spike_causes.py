@@ -7,7 +7,9 @@ the batch of step start. The weights come from spike_steps.npz where the snapsho
 that very step (`weights` = kept), else from a deterministic replay of the seed's training
 (`weights` = replayed; `testbed.forensics.recovery`), else nothing (`missing`, with
 replay=False). Every row checks itself: `step_loss` is the loss the run recorded at step
-start, `loss_after` the loss recomputed from the recovered weights on the recovered batch.
+start, `loss_after` the loss recomputed from the recovered weights on the recovered batch, and
+`check` says `ok` when they agree (MISMATCH: the run was trained by another version of the
+engine, whose steps this one does not reproduce: its forensics are not the run's).
 
 Columns beyond spikes.csv's: see `testbed.forensics.attribution` (loss jump per parameter
 group, the norm sites' radii and turns, the distance to the MLP's decision boundary, the
@@ -38,6 +40,7 @@ from testbed.rundir.reader import Run
 
 SPIKE_FIELDS = ["seed", "start", "peak", "end", "epoch", "baseline", "peak_loss", "ratio", "diverged"]
 CHUNK = 64  # spikes per vectorized sharpness computation
+CHECK_TOLERANCE = 1e-4  # relative: the reference forward against the training step's loss, both float32
 
 
 @dataclass
@@ -154,6 +157,11 @@ def _spike_causes(run: Run, out, rule: Rule, replay: bool, use_kept: bool, with_
             timings["sharpness"] = time.perf_counter() - clock
     else:
         table["cause"] = pd.Series([None] * len(table), dtype=object)
+    if "loss_after" in table:  # the recovered weights and batch are the run's: their loss is the one it recorded
+        recorded = table["step_loss"].to_numpy(dtype=float)
+        with np.errstate(invalid="ignore"):
+            close = np.abs(table["loss_after"].to_numpy(dtype=float) - recorded) <= CHECK_TOLERANCE * (1.0 + np.abs(recorded))
+        table["check"] = np.where(table["weights"] == "missing", "none", np.where(close | ~np.isfinite(recorded), "ok", "MISMATCH"))
     probe = [_probe_series(run, sd, st - 1) for sd, st in wanted]
     table["probe_sharpness"] = [p[0] for p in probe]
     table["probe_preconditioned"] = [p[1] for p in probe]
