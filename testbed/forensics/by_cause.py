@@ -76,6 +76,7 @@ def forensics_of(run_path: Path, write_to: Path) -> tuple[pd.DataFrame | None, s
         return run.spike_causes, "its spike_causes.csv"
     if not (run.has("spike_steps.npz") and run.has("spikes.csv") and run.has("step_loss.npz")):
         return None, "no spike_steps.npz (add spike_steps: true to the snapshots probe, or run testbed spikes on it)"
+    write_to.parent.mkdir(parents=True, exist_ok=True)
     result = spike_causes(run, out=write_to, with_sharpness=False)
     return result.table, f"computed here ({result.kept} kept, {result.replayed} replayed, {result.seconds:.0f} s)"
 
@@ -89,7 +90,6 @@ def section(runs: dict[str, Path | None], seeds: list[int], folder: Path) -> lis
     for label, path in runs.items():
         if path is None:
             return []
-        folder.mkdir(parents=True, exist_ok=True)
         table, where = forensics_of(Path(path), folder / f"{''.join(c if c.isalnum() else '_' for c in label)}.csv")
         if table is None:
             return [Heading("Spikes by cause"), Paragraph(f"Not computed: {label} has {where}.")]
@@ -98,8 +98,9 @@ def section(runs: dict[str, Path | None], seeds: list[int], folder: Path) -> lis
     text = ("Each spike of each run's spikes.csv (the compared seeds only) labelled by the forensics of its step "
             "(testbed spikes; rule in testbed.forensics.attribution): norm_curvature when the step moved a normalised input of the "
             "sequence whose loss rose most by half its radius or more, mlp_boundary when that sequence lay near the MLP's "
-            "decision boundary or the MLP's own update explains most of the jump, other otherwise. Size: peak minus baseline "
-            "loss. Forensics: " + "; ".join(said) + ".")
+            "decision boundary or the MLP's own update explains most of the jump, other otherwise, and other too when the "
+            "step made less than half of the spike's elevated loss (its batch was already that bad before it). Size: peak minus "
+            "baseline loss. Forensics: " + "; ".join(said) + ". " + _reasons(found))
     return [Heading("Spikes by cause"), Paragraph(text), *tables(found, seeds)]
 
 
@@ -111,7 +112,6 @@ def sweep_section(cells: dict[str, Path], seeds: list[int], folder: Path) -> lis
 
     found, skipped = {}, []
     for label, path in cells.items():
-        folder.mkdir(parents=True, exist_ok=True)
         table, where = forensics_of(Path(path), folder / f"cell_{len(found) + len(skipped)}.csv")
         if table is None:
             skipped.append(label)
@@ -123,3 +123,13 @@ def sweep_section(cells: dict[str, Path], seeds: list[int], folder: Path) -> lis
             "testbed.forensics.attribution): norm_curvature, mlp_boundary or other. Size: peak minus baseline loss."
             + (f" Cells without spike_steps.npz, left out: {'; '.join(skipped)}." if skipped else ""))
     return [Heading("Spikes by cause"), Paragraph(text), *tables(found, seeds, paired=False)]
+
+
+def _reasons(found: dict[str, pd.DataFrame]) -> str:
+    """One sentence: how many spikes of each scenario the rule labelled for each reason."""
+    parts = []
+    for label, t in found.items():
+        if "cause_reason" in t:
+            counts = t["cause_reason"].value_counts()
+            parts.append(f"{label}: " + ", ".join(f"{reason} {int(n)}" for reason, n in counts.items()))
+    return ("Reasons (cause_reason): " + "; ".join(parts) + ".") if parts else ""
