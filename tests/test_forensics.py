@@ -391,11 +391,21 @@ def test_render_spikes_adds_the_cause_overview(spiky_run, tmp_path):
     assert len(list(out.glob("spike-seed*.png"))) == 1
 
 
-def test_sweep_report_gives_spikes_per_cause_for_cells_with_spike_steps(spiky_run, tmp_path):
+def test_sweep_report_gives_spikes_per_cause_for_cells_with_spike_causes(spiky_run, tmp_path):
+    import shutil
+
+    import testbed
+    from testbed.forensics.spike_causes import spike_causes
     from testbed.study.sweep_report import analyse
     from testbed.study.sweep_table import Cell
 
-    cells = [Cell(0, "optimizer.lr=0.03", {"optimizer.lr": 0.03}, spiky_run)]
+    (tmp_path / "plain").mkdir()
+    plain = analyse([Cell(0, "optimizer.lr=0.03", {"optimizer.lr": 0.03}, spiky_run)], ["optimizer.lr"], list(spiky_run.seeds),
+                    tmp_path / "plain", title="Study: spiky")
+    assert "Spikes by cause" not in (plain.path / "report.md").read_text()  # a sweep does not replay its cells' spikes
+    run = testbed.load_run(shutil.copytree(spiky_run.path, tmp_path / "run"))
+    spike_causes(run, with_sharpness=False)
+    cells = [Cell(0, "optimizer.lr=0.03", {"optimizer.lr": 0.03}, run)]
     (tmp_path / "study").mkdir()
     result = analyse(cells, ["optimizer.lr"], list(spiky_run.seeds), tmp_path / "study", title="Study: spiky")
     report = (result.path / "report.md").read_text()

@@ -63,17 +63,19 @@ def tables(causes: dict[str, pd.DataFrame], seeds: list[int], paired: bool = Tru
     return out
 
 
-def forensics_of(run_path: Path, write_to: Path) -> tuple[pd.DataFrame | None, str]:
+def forensics_of(run_path: Path, write_to: Path, compute: bool = True) -> tuple[pd.DataFrame | None, str]:
     """A run's forensics table for a comparison: its spike_causes.csv if `testbed spikes` wrote
     one, else computed now (replaying what spike_steps.npz lacks; without the sharpness, the
     costly part) into `write_to`, if the run kept spike_steps.npz; else None. With a word on
-    where it came from."""
+    where it came from. With `compute` false, only a spike_causes.csv already there counts."""
     from testbed.forensics.spike_causes import spike_causes
     from testbed.rundir.reader import Run
 
     run = Run(run_path)
     if run.has("spike_causes.csv"):
         return run.spike_causes, "its spike_causes.csv"
+    if not compute:
+        return None, "no spike_causes.csv (testbed spikes writes it)"
     if not (run.has("spike_steps.npz") and run.has("spikes.csv") and run.has("step_loss.npz")):
         return None, "no spike_steps.npz (add spike_steps: true to the snapshots probe, or run testbed spikes on it)"
     write_to.parent.mkdir(parents=True, exist_ok=True)
@@ -107,12 +109,14 @@ def section(runs: dict[str, Path | None], seeds: list[int], folder: Path) -> lis
 def sweep_section(cells: dict[str, Path], seeds: list[int], folder: Path) -> list:
     """The sweep report's "Spikes by cause": per cell and cause, the spikes per seed and their
     total size with 95% intervals (a sweep estimates cells; it tests no differences), for the
-    cells whose runs have spike_causes.csv or kept spike_steps.npz. Empty where none has."""
+    cells whose runs have spike_causes.csv (`testbed spikes` on a cell's run writes it; a sweep
+    does not compute it: replaying every cell's spikes would cost about another training of the
+    study). Empty where no cell has one."""
     from testbed.comparison.report import Heading, Paragraph
 
     found, skipped = {}, []
     for label, path in cells.items():
-        table, where = forensics_of(Path(path), folder / f"cell_{len(found) + len(skipped)}.csv")
+        table, where = forensics_of(Path(path), folder / f"cell_{len(found) + len(skipped)}.csv", compute=False)
         if table is None:
             skipped.append(label)
         else:
@@ -121,7 +125,7 @@ def sweep_section(cells: dict[str, Path], seeds: list[int], folder: Path) -> lis
         return []
     text = ("Each spike of each cell's run labelled by the forensics of its step (testbed spikes; rule in "
             "testbed.forensics.attribution): norm_curvature, mlp_boundary or other. Size: peak minus baseline loss."
-            + (f" Cells without spike_steps.npz, left out: {'; '.join(skipped)}." if skipped else ""))
+            + (f" Cells without spike_causes.csv, left out: {'; '.join(skipped)}." if skipped else ""))
     return [Heading("Spikes by cause"), Paragraph(text), *tables(found, seeds, paired=False)]
 
 
