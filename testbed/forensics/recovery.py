@@ -56,8 +56,13 @@ class StepData:
         st = self.stage(seed, p)
         return st.train_rows.t().contiguous(), st.train_labels
 
-    def batches_at(self, wanted: list[tuple[int, int]]) -> tuple[torch.Tensor, torch.Tensor]:
-        """The batches of (seed, step) pairs: pair rows (K, L, B) and labels (K, B)."""
+    def batch(self, seed: int, step: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The batch of one (seed, step): pair rows (L, B) and labels (B,)."""
+        return self.batches_at([(seed, step)])[0]
+
+    def batches_at(self, wanted: list[tuple[int, int]]) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """The batches of (seed, step) pairs, in order: pair rows (L, B) and labels (B,) each
+        (an epoch's last batch is short when the batch size does not divide the sample)."""
         by_seed: dict[int, list[int]] = defaultdict(list)
         for seed, step in wanted:
             by_seed[seed].append(step)
@@ -75,11 +80,7 @@ class StepData:
                     if j == k:
                         found[(seed, step)] = (xb[0], yb[0])
                         break
-        width = {found[w][1].shape[0] for w in wanted}
-        if len(width) > 1:  # a short last batch: keep each to the common width (its first rows)
-            short = min(width)
-            found = {w: (x[:, :short], y[:short]) for w, (x, y) in found.items()}
-        return torch.stack([found[w][0] for w in wanted]), torch.stack([found[w][1] for w in wanted])
+        return [found[w] for w in wanted]
 
 
 class _Done(BaseException):

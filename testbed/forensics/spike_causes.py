@@ -113,7 +113,8 @@ def _spike_causes(run: Run, out, rule: Rule, replay: bool, use_kept: bool, with_
         for j, (sd, st) in enumerate(zip(steps_file["seed"].tolist(), steps_file["step"].tolist())):
             kept_at.setdefault((int(sd), int(st)), j)
     wanted = [(int(r.seed), int(r.start)) for r in spikes.itertuples()]
-    source = ["kept" if w in kept_at else ("replayed" if replay else "missing") for w in wanted]
+    # A spike at the very first step (a divergence there) has no step before it to examine.
+    source = ["kept" if w in kept_at else ("replayed" if replay and w[1] >= 1 else "missing") for w in wanted]
     need = sorted({(sd, st + k) for (sd, st), src in zip(wanted, source) if src == "replayed" for k in (-1, 0)})
     clock = time.perf_counter()
     replayed = replay_weights(run.scenario, need, registry) if need else {}
@@ -137,12 +138,20 @@ def _spike_causes(run: Run, out, rule: Rule, replay: bool, use_kept: bool, with_
     table["sharpness_threshold"] = 2.0 / lr
     if rows:
         clock = time.perf_counter()
-        index, labels = data.batches_at([wanted[i] for i in rows])
-        cols = attribute(arch, space, before, after, index, labels, rule, baseline=table["baseline"].to_numpy(dtype=float)[rows])
-        for name, values in cols.items():
-            column = np.full(len(table), np.nan, dtype=object if values.dtype == object or values.dtype.kind == "U" else float)
-            column[rows] = values
-            table[name] = column
+        found = data.batches_at([wanted[i] for i in rows])
+        baseline = table["baseline"].to_numpy(dtype=float)
+        for width in sorted({x.shape[1] for x, _ in found}):  # batches of one width at a time (a short last batch apart)
+            ks = [k for k, (x, _) in enumerate(found) if x.shape[1] == width]
+            at = [rows[k] for k in ks]
+            index = torch.stack([found[k][0] for k in ks])
+            labels = torch.stack([found[k][1] for k in ks])
+            cols = attribute(arch, space, before[ks], after[ks], index, labels, rule, baseline=baseline[at])
+            for name, values in cols.items():
+                if name not in table:
+                    table[name] = np.full(len(table), np.nan, dtype=object if values.dtype == object or values.dtype.kind == "U" else float)
+                column = table[name].to_numpy().copy()
+                column[at] = values
+                table[name] = column
         timings["attribution"] = time.perf_counter() - clock
         clock = time.perf_counter()
         if with_sharpness:
