@@ -95,8 +95,10 @@ def run(
         scenario = load_scenario(scenario)
     options = dict(threads=threads, resume=resume, checkpoint_every=checkpoint_every)
     with _progress(progress) as callback:
-        if store is False:
-            return run_scenario(scenario, out, force=force, progress=callback, **options)
+        if store is False:  # (a source scenario to start from is still served by the default store)
+            from testbed.store.serve import bound
+
+            return run_scenario(bound(scenario, progress=callback, **options), out, force=force, progress=callback, **options)
         from testbed.store.serve import serve
 
         return serve(scenario, out, store=store, force=force, progress=callback, **options).run
@@ -257,16 +259,22 @@ def spike_causes(run: PathLike | Run, *, out: PathLike | None = None, replay: bo
     return forensics(run, out=out, replay=replay, with_sharpness=sharpness, threads=threads)
 
 
-def figure(run: PathLike | Run, kind: str, *, out: PathLike | None = None, dpi: float | None = None):
-    """The figure of one probe's file of a run, as `testbed render RUN --sparsity` or
-    `--grad-norms` draws it: `kind` "sparsity" (sparsity.npz: activation sparsity against eps
-    per seed, successful against failed seeds) or "grad_norms" (grad_norms.npz and
-    metrics.csv: loss, accuracy and every parameter's gradient norm over epochs). Written to
-    `out` (.png, .pdf or .svg; default RUN/render/<kind>.png); returns its path."""
-    from testbed.render.command import render
-    from testbed.render.probe_figures import KINDS
+FIGURE_KINDS = ("sparsity", "grad_norms", "attention")
 
-    if kind not in KINDS:
-        raise UserError(f"figure: kind {kind!r} is not one of {', '.join(KINDS)}")
+
+def figure(run: PathLike | Run, kind: str, *, out: PathLike | None = None, dpi: float | None = None,
+           seed: int | None = None, epoch: int | None = None):
+    """A figure of a run, as `testbed render RUN --sparsity`, `--grad-norms` or `--attention`
+    draws it: `kind` "sparsity" (sparsity.npz: activation sparsity against eps per seed,
+    successful against failed seeds), "grad_norms" (grad_norms.npz and metrics.csv: loss,
+    accuracy and every parameter's gradient norm over epochs) or "attention" (snapshots.npz:
+    one seed's attention maps of the probe sentences at the start and at `epoch`, default the
+    end, side by side; the first paper's Figure 8). Written to `out` (.png, .pdf or .svg;
+    default RUN/render/<kind>.png, attention-seed<S>.png); returns its path."""
+    from testbed.render.command import render
+
+    if kind not in FIGURE_KINDS:
+        raise UserError(f"figure: kind {kind!r} is not one of {', '.join(FIGURE_KINDS)}")
     path = run.path if isinstance(run, Run) else run
-    return render(path, out=out, dpi=dpi, sparsity=kind == "sparsity", grad_norms=kind == "grad_norms")[0]
+    return render(path, out=out, dpi=dpi, seed=seed, epoch=epoch,
+                  sparsity=kind == "sparsity", grad_norms=kind == "grad_norms", attention=kind == "attention")[0]

@@ -188,7 +188,26 @@ def test_run_directory_without_the_needed_seeds_or_files(two, files, tmp_path):
     broken = tmp_path / "broken"
     broken.mkdir()
     (broken / "scenario.yaml").write_text((runs / "tiny" / "scenario.yaml").read_text())
-    (broken / "metrics.csv").write_text((runs / "tiny" / "metrics.csv").read_text())
-    assert_bad(cli_here("compare", str(broken), str(files["tiny"]), "--out", str(out)), "step_loss.npz", "step_loss probe")
+    assert_bad(cli_here("compare", str(broken), str(files["tiny"]), "--out", str(out)), "metrics.csv", "metrics probe")
     assert_bad(cli_here("compare", str(runs / "tiny"), str(runs / "tiny_smooth"), "--set", "training.epochs=2", "--out", str(out)), "--set", "run director")
     assert not out.exists()
+
+
+def test_a_run_without_step_losses_is_compared_on_every_metric_its_data_allows(two, files, tmp_path):
+    """A run that kept only metrics.csv (no step_loss probe) is not refused: every metric of
+    the evaluated curves is tested, the spike metrics are left out, and the report says why."""
+    runs = two / "runs"
+    lean = tmp_path / "lean"
+    lean.mkdir()
+    for name in ("scenario.yaml", "metrics.csv", "summary.json"):
+        (lean / name).write_text((runs / "tiny_smooth" / name).read_text())
+    out = tmp_path / "report"
+    proc = cli_here("compare", str(runs / "tiny"), str(lean), "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    tested = {r["metric"] for r in read_rows(out / "statistics.csv") if r["row"] == "paired"}
+    assert tested == {m.key for m in METRICS if not m.needs_steps}
+    full = {r["metric"]: r for r in read_rows(two / "statistics.csv") if r["row"] == "paired"}
+    lean_rows = {r["metric"]: r for r in read_rows(out / "statistics.csv") if r["row"] == "paired"}
+    assert lean_rows["final_test_acc"]["value"] == full["final_test_acc"]["value"]  # the same runs, the same numbers
+    md = (out / "report.md").read_text()
+    assert "Not computed: loss spikes, total spike size (loss jump), worst spike (loss jump)" in md and "lean" in md

@@ -148,3 +148,45 @@ def test_a_switch_can_draw_the_new_tokens_embeddings_afresh(tmp_path):
         np.testing.assert_array_equal(emb[3, i, 2:3], fresh.numpy())  # token 2, new at p = 3
         np.testing.assert_array_equal(emb[3, i, :2], emb[0, i, :2])  # the old tokens keep theirs
         assert not np.array_equal(emb[2, i, 2], emb[3, i, 2])
+
+
+def test_restricted_logits_leave_unused_tokens_untouched_until_they_are_used(tmp_path):
+    """With `logits: active`, the p = 2 stage scores tokens 0 and 1 only: token 2 never occurs in
+    the data, so its embedding gets no gradient at all and is still its initial value at the
+    switch; scoring all tokens (the papers' code) trains it as a wrong answer."""
+    curriculum = dict(SWITCH["curriculum"], logits="active")
+    train(validate(dict(SWITCH, curriculum=curriculum)), tmp_path / "active")
+    train(validate(SWITCH), tmp_path / "all")
+    active = np.load(tmp_path / "active" / "snapshots.npz")["param/tok_emb"]
+    scored_all = np.load(tmp_path / "all" / "snapshots.npz")["param/tok_emb"]
+    np.testing.assert_array_equal(active[2, :, 2], active[0, :, 2])  # epoch 2, the last at p = 2
+    assert not np.array_equal(active[5, :, 2], active[0, :, 2])  # in use from epoch 3
+    assert not np.array_equal(scored_all[2, :, 2], scored_all[0, :, 2])
+    with open(tmp_path / "active" / "metrics.csv") as f:
+        assert {int(r["p"]) for r in csv.DictReader(f)} == {2, 3}
+
+
+def test_restricted_logits_gradient_matches_autograd():
+    from testbed.engine.gradients import loss_and_grad
+    from testbed.engine.model import Architecture, ParamSpace, forward, pair_index, per_seed_loss
+    from testbed.plugin_api.registry import default_registry
+
+    reg = default_registry()
+    arch = Architecture(d=2, hidden=5, n_tokens=4, seq_len=6, embedding_norm=reg.get("norm", "rms").build(reg.get("norm", "rms").params()),
+                        mlp_norm=reg.get("norm", "rms").build(reg.get("norm", "rms").params()),
+                        activation=reg.get("activation", "gelu").build(reg.get("activation", "gelu").params()))
+    space = ParamSpace(arch.shapes())
+    flat = space.init([0, 1, 2]).double()
+    g = torch.Generator().manual_seed(0)
+    index = pair_index(torch.randint(2, (3, 17, 6), generator=g), arch.n_tokens)
+    labels = torch.randint(2, (3, 17), generator=g)
+    losses, grad = loss_and_grad(arch, space.views(flat), index, labels, scored=2)
+    leaf = flat.clone().requires_grad_(True)
+    logits = forward(arch, space.views(leaf), index, scored=2)
+    assert logits.shape == (3, 17, 2)
+    ref = per_seed_loss(logits, labels)
+    (ref_grad,) = torch.autograd.grad(ref.sum(), leaf)
+    torch.testing.assert_close(losses, ref.detach(), rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(grad, ref_grad, rtol=1e-8, atol=1e-10)
+    rows = space.views(grad)["tok_emb"]
+    assert torch.count_nonzero(rows[:, 2:]) == 0  # tokens 2 and 3: neither scored nor in a sequence

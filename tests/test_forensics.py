@@ -483,3 +483,31 @@ def test_any_step_is_recovered_short_last_batches_and_the_first_step_included(tm
     assert t["weights"].tolist() == ["missing", "replayed", "replayed", "replayed", "replayed"]
     assert t["check"].tolist() == ["none", "ok", "ok", "ok", "ok"]
     assert t["cause"].iloc[0] == "unknown"
+
+
+def test_steps_of_both_stages_of_a_curriculum_that_restricts_the_logits(tmp_path):
+    """p = 2 then p = 3 with `logits: active` (the first stage scores 2 tokens, the second 3):
+    the forensics of steps in both stages reproduce the recorded losses, sharpness included,
+    and the sharpness probe measures in both stages."""
+    import pandas as pd
+
+    import testbed
+    from testbed.forensics.spike_causes import spike_causes
+
+    scenario = {
+        "name": "switch", "task": {"seq_len": 6, "sparsity": 3, "p": 2, "n_train": 64, "n_test": 32},
+        "model": {"hidden": 8, "n_tokens": 3},
+        "curriculum": {"name": "vocab_schedule", "switches": [{"epoch": 3, "p": 3}], "logits": "active"},
+        "training": {"epochs": 5, "batch_size": 16},
+        "probes": ["metrics", "step_loss", {"name": "sharpness", "every": 4, "iterations": 6}], "seeds": "0-1",
+    }  # fmt: skip
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump(scenario))
+    run = testbed.run(testbed.load_scenario(tmp_path / "s.yaml"), out=tmp_path / "run", store=False)
+    steps = [(0, 5), (1, 6), (0, 13), (1, 17)]  # 4 steps per epoch: epochs 2, 2, 4 and 5
+    losses = run.step_loss
+    pd.DataFrame([{"seed": s, "start": t, "peak": t, "end": t, "epoch": t // 4 + 1, "baseline": 0.5, "peak_loss": float(losses.at[t, s]),
+                   "ratio": 1.0, "diverged": 0} for s, t in steps]).to_csv(run.path / "spikes.csv", index=False)
+    t = spike_causes(testbed.load_run(run.path), iterations=6).table
+    assert t["check"].tolist() == ["ok"] * 4
+    assert np.isfinite(t["sharpness_before"]).all()
+    assert np.isfinite(testbed.load_run(run.path).sharpness["sharpness"]).all()

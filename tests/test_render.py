@@ -22,6 +22,7 @@ from conftest import TINY, cli, third_party_package
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import testbed
 from testbed.engine.model import Architecture, ParamSpace, forward, pair_index
 from testbed.plugin_api.registry import default_registry
 from testbed.render import rundata, sentences, style
@@ -152,6 +153,8 @@ def test_spikes_writes_one_side_by_side_figure_per_spike(run_dir, tmp_path):
         (["--out", "frame.jpg"], ["--out frame.jpg", ".png, .pdf, .svg"]),
         (["--video", "--epoch", "2"], ["--epoch"]),
         (["--top", "2"], ["--top", "--spikes"]),
+        (["--attention", "--video"], ["--attention draws one figure", "--video"]),
+        (["--attention", "--seed", "7"], ["--seed 7: not in this run"]),
     ],
 )
 def test_bad_input_is_one_line_and_status_2(run_dir, tmp_path, args, needles):
@@ -348,3 +351,19 @@ def test_top_keeps_the_largest_loss_jumps_in_file_order():
     assert [r["peak"] for r in largest(rows, 2)] == [20, 40]
     assert [r["peak"] for r in largest(rows, 3)] == [10, 20, 40]
     assert largest(rows, None) == rows and largest(rows, 9) == rows
+
+
+def test_attention_maps_at_the_start_and_end_side_by_side(run_dir, tmp_path):
+    """Figure 8: the attention maps drawn are those of the model at the first snapshot and at
+    the chosen one (checked against the forward pass of the snapshot weights)."""
+    from testbed.render import rundata
+    from testbed.render.quantities import snapshot_quantities
+
+    proc = cli("render", rel(run_dir, tmp_path), "--attention", "--seed", "1", "--epoch", "2", "--out", "attn.png", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "attn.png").read_bytes().startswith(b"\x89PNG") and sorted(p.name for p in tmp_path.iterdir()) == ["attn.png"]
+    written = testbed.figure(run_dir, "attention", seed=0)
+    assert written == run_dir / "render" / "attention-seed0.png" and written.is_file()
+    run = rundata.load(run_dir)
+    q = snapshot_quantities(run, 1, np.array([0, 1]))
+    assert q.epochs.tolist() == [0.0, 2.0] and not np.allclose(q.trace["attn"][0], q.trace["attn"][1])

@@ -68,7 +68,7 @@ class Sharpness(Probe):
         if step % self.params.every == 0 or step == self.info.total_steps:
             self.measure(step, epoch)
 
-    def _rows(self, epoch: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def _rows(self, epoch: int) -> tuple[torch.Tensor, torch.Tensor, int | None]:
         from testbed.engine.model import pair_index
         from testbed.engine.task import make_dataset
 
@@ -78,21 +78,22 @@ class Sharpness(Probe):
             task, seeds = self.info.scenario.task, list(self.info.seeds)
             ds = make_dataset(seeds, p, task.seq_len, task.sparsity, task.n_train, task.n_test, task.test_split)
             n = self.params.sample or task.n_train
-            self._data = {p: (pair_index(ds.train.tokens[:, :n], arch.n_tokens), ds.train.labels[:, :n])}
+            scored = p if curriculum.restricts_logits() else None  # the tokens the output layer scores, as in training
+            self._data = {p: (pair_index(ds.train.tokens[:, :n], arch.n_tokens), ds.train.labels[:, :n], scored)}
         return self._data[p]
 
     def measure(self, step: int, epoch: int) -> None:
         from testbed.forensics.hessian import adam_preconditioner, sharpness
 
         arch, _ = self._built()
-        index, labels = self._rows(epoch)
+        index, labels, scored = self._rows(epoch)
         pre = None
         if self.adam:
             opt = self.info.scenario.optimizer
             multipliers = self.info.space.per_coordinate(opt.lr_multipliers).unsqueeze(0)
             pre = adam_preconditioner(self.v, max(self.t, 1), opt.betas[1], opt.eps, multipliers)
         top, top_pre = sharpness(arch, self.info.space, self.info.params, index, labels, list(self.info.seeds),
-                                 preconditioner=pre, iterations=self.params.iterations)
+                                 preconditioner=pre, iterations=self.params.iterations, scored=scored)
         self.steps.append(step)
         self.values.append(top)
         if top_pre is not None:

@@ -301,6 +301,7 @@ def render(
     top: int | None = typer.Option(None, "--top", min=1, help="with --spikes: only the N largest spikes (by loss jump)"),
     sparsity: bool = typer.Option(False, "--sparsity", help="the sparsity probe's figure: fraction of MLP activations below eps, per seed"),
     grad_norms: bool = typer.Option(False, "--grad-norms", help="loss, accuracy and the gradient norm of every parameter over epochs"),
+    attention: bool = typer.Option(False, "--attention", help="attention maps of the probe sentences at the start and at --epoch (default: the end)"),
     panels: str | None = typer.Option(None, "--panels", help="comma-separated panel names (see testbed plugins --kind panel)"),
     grid: str | None = typer.Option(None, "--grid", help="ROWSxCOLUMNS, e.g. 4x5"),
     dpi: float | None = typer.Option(None, "--dpi", min=20, max=600, help="resolution (default 110 for frames, 60 for videos)"),
@@ -308,14 +309,14 @@ def render(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar"),
 ) -> None:
     """Draw every layer of the model in the plane from a run's snapshots: a frame, a video, or spikes;
-    or the figure of the sparsity or grad_norms probe (--sparsity, --grad-norms)."""
+    or the figure of the sparsity or grad_norms probe (--sparsity, --grad-norms); or attention maps at the start and end (--attention)."""
     from testbed.render.command import render as render_run
 
     _load_plugins()
     err = Console(stderr=True)
     with _user_paths(run_dir, out):
         written = render_run(run_dir, epoch=epoch, seed=seed, out=out, video=video, spikes=spikes, top=top, panels=panels,
-                             grid=grid, dpi=dpi, workers=workers, console=err, quiet=quiet, sparsity=sparsity, grad_norms=grad_norms)
+                             grid=grid, dpi=dpi, workers=workers, console=err, quiet=quiet, sparsity=sparsity, grad_norms=grad_norms, attention=attention)
     for path in written:
         print(path)
 

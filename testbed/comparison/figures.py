@@ -66,8 +66,14 @@ def losses(runs: dict[str, RunData], out: Path, switches: dict[str, list[int]] |
     for label, run in runs.items():
         _median_band(axes[0], run.epochs, run.curves["train_loss"], label, col[label])
         _median_band(axes[1], run.epochs, run.curves["test_loss"], label, col[label])
-        steps, binned = bin_steps(run.step_loss)
-        _median_band(axes[2], steps, binned, label, col[label])
+        if run.step_loss is not None:
+            steps, binned = bin_steps(run.step_loss)
+            _median_band(axes[2], steps, binned, label, col[label])
+    lacking = [label for label, run in runs.items() if run.step_loss is None]
+    if len(lacking) == len(runs):
+        _no_data(axes[2], "no step-level losses kept (step_loss probe)")
+    elif lacking:
+        axes[2].text(0.98, 0.97, f"no step losses kept: {', '.join(lacking)}", transform=axes[2].transAxes, ha="right", va="top", fontsize=8, color="grey")
     for ax, title, xlabel in zip(
         axes, ("Train loss over epochs", "Test loss over epochs", f"Train loss over steps (mean of {STEP_BINS} bins)"), ("epoch", "epoch", "step")
     ):
@@ -82,6 +88,12 @@ def losses(runs: dict[str, RunData], out: Path, switches: dict[str, list[int]] |
     axes[2].xaxis.set_major_formatter(matplotlib.ticker.EngFormatter(sep=""))
     axes[0].legend(fontsize=8, title="median, IQR band", title_fontsize=8)
     return _save(fig, out)
+
+
+def _no_data(ax, text: str) -> None:
+    """Say in the panel what is missing, rather than leave it blank."""
+    ax.text(0.5, 0.5, text, transform=ax.transAxes, ha="center", va="center", fontsize=9, color="grey")
+    ax.set_xticks([])
 
 
 def bin_steps(step_loss: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -121,6 +133,11 @@ def spike_raster(runs: dict[str, RunData], out: Path) -> Path:
     for ax, label in zip(axes[0], labels):
         run = runs[label]
         row = {seed: i for i, seed in enumerate(run.seeds)}
+        if run.step_loss is None:
+            _no_data(ax, "no step-level losses kept (step_loss probe)")
+            ax.set_title(f"{label}: spikes not measured", fontsize=10)
+            ax.set_xlabel("step")
+            continue
         if run.spikes:
             x = [s.peak for s in run.spikes]
             y = [row[s.seed] for s in run.spikes]
@@ -146,6 +163,7 @@ def distributions(outcomes: dict[str, dict[str, np.ndarray]], out: Path) -> Path
     rng = np.random.default_rng(0)
     for ax, key, title in ((axes[0], "final_test_acc", "Final test accuracy"), (axes[1], "spikes", "Loss spikes per seed")):
         data = [np.asarray(outcomes[label][key], dtype=float) for label in labels]
+        data = [values[np.isfinite(values)] for values in data]  # spikes are NaN for runs without step losses
         ax.boxplot(data, positions=range(len(labels)), widths=0.5, showfliers=False, medianprops={"color": "black"})
         for i, (label, values) in enumerate(zip(labels, data)):
             jitter = rng.uniform(-0.18, 0.18, values.size)
@@ -182,6 +200,12 @@ def paired_differences(a: str, b: str, outcomes: dict[str, dict[str, np.ndarray]
     ax.grid(alpha=0.3)
     ax = axes[1]
     d = np.sort(outcomes[b]["spikes"] - outcomes[a]["spikes"])
+    if not np.isfinite(d).any():
+        _no_data(ax, "spikes not measured: no step-level losses kept (step_loss probe)")
+        ax.set_yticks([])
+        ax.set_title("Loss spikes, seed by seed")
+        fig.suptitle(f"Paired differences: {b} vs {a}")
+        return _save(fig, out)
     ax.bar(np.arange(d.size), d, width=1.0, color=np.where(d < 0, "tab:green", np.where(d > 0, "tab:red", "tab:grey")))
     ax.axhline(0, color="black", linewidth=0.8)
     ax.set_xlabel("seeds, sorted by the change")

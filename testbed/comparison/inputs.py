@@ -17,7 +17,7 @@ from testbed.config.scenario import format_seeds, parse_seeds
 from testbed.errors import UserError
 from testbed.rundir.reader import Run
 
-RUN_FILES = ("metrics.csv", "step_loss.npz")  # what a comparison reads of a run directory
+RUN_FILES = ("metrics.csv",)  # what a comparison needs of a run directory (step_loss.npz, where kept, gives the spike metrics)
 REQUIRED_PROBES = ("metrics", "step_loss", "spikes")
 
 Input = Path | BaseModel  # a scenario file, a run or report directory, or a validated Scenario

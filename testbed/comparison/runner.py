@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from testbed.analysis.outcomes import RunData, outcomes
+from testbed.analysis.outcomes import RunData, computable, not_computed, outcomes
 from testbed.comparison import figures, manifest
 from testbed.comparison import report as rep
 from testbed.comparison.inputs import Entry, final_task, resolve, switch_epochs, with_probes, with_seeds
@@ -126,7 +126,7 @@ def compare(
             progress(Analysing(len(main), len(chosen), grid is not None))
         runs: dict[str, RunData] = {j.label: data(j) for j in main}
         per_seed = {label: outcomes(run) for label, run in runs.items()}
-        analysis = analyze(per_seed, chosen, max(r.total_epochs for r in runs.values()))
+        analysis = analyze(per_seed, chosen, max(r.total_epochs for r in runs.values()), computable(runs.values()))
         sweeps = None
         if grid is not None:
             sweeps = {label: summarize(grid, [data(lrs[g]) for g in grid]) for label, lrs in sweep.items()}
@@ -217,6 +217,7 @@ def build_report(
         ),
         rep.Heading("Verdict"),
         rep.Bullets([analysis.verdicts[p] for p in pairs(labels)]),
+        *([rep.Paragraph(missing)] if (missing := not_computed(runs)) else []),
         rep.Heading("Per scenario"),
         rep.scenario_table(analysis),
         rep.Heading("Paired differences"),

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Discriminator, Field, ValidationError, create_model
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Discriminator, Field, ValidationError, create_model, model_validator
 
 from testbed.config.overrides import apply_overrides
 from testbed.config.validation_errors import ScenarioError, format_errors
@@ -45,6 +45,28 @@ class TrainingConfig(Strict):
 
     def batch_for(self, n_train: int) -> int:
         return n_train if self.batch_size == "full" else self.batch_size
+
+
+class WarmStart(Strict):
+    """Initial weights from another run's snapshot (testbed.rundir.warm_start): a run
+    directory, or a scenario whose run the store serves (trained once, on this run's seeds)."""
+
+    run: str | None = Field(None, description="the source run directory (relative: to the scenario file; in --set, to the working directory)")
+    scenario: str | None = Field(
+        None,
+        description="or the source's scenario file: its run on these seeds is served by the run store (trained if it lacks them), "
+        "so that every run fine-tuned from it shares one pre-training; testbed then records the run directory in `run`",
+    )
+    epoch: int | None = Field(None, ge=0, description="the source's snapshot epoch to start from; default its last")
+    keep_tokens: int | None = Field(
+        None, ge=0, description="token embeddings taken from the source; the others are drawn afresh; default all the source has"
+    )
+
+    @model_validator(mode="after")
+    def names_a_source(self) -> WarmStart:
+        if self.run is None and self.scenario is None:
+            raise ValueError("model.init needs a source: run (a run directory) or scenario (a scenario file)")
+        return self
 
 
 class OutputConfig(Strict):
@@ -169,8 +191,12 @@ def scenario_model(registry: Registry | None = None) -> type[BaseModel]:
             Field(True, description="false: no MLP biases (fc1 and fc2 as Linear(bias=False)); they stay exactly 0 and get no gradient"),
         ),
         init=(
-            Literal["default", "ideal"],
-            Field("default", description="default: PyTorch's initialisation per seed; ideal: the first paper's hand-set circuit (section 3.1)"),
+            Literal["default", "ideal"] | WarmStart,
+            Field(
+                "default",
+                description="default: PyTorch's initialisation per seed; ideal: the first paper's hand-set circuit (section 3.1); "
+                "{run: DIR, epoch: N, keep_tokens: K}: each seed's weights from that run's snapshot (a warm start)",
+            ),
         ),
     )
     return create_model(
@@ -247,13 +273,73 @@ def load(
     """Read, override (`--set` strings, or dotted keys to values) and validate a scenario file;
     `seeds` ('0-99', '0,3,7' or a list) replaces the file's."""
     path = Path(path)
-    data = apply_overrides(read_yaml(path), overrides)
+    data = anchored(read_yaml(path), path.parent)  # a source run named in the file: relative to the file
+    data = anchored(apply_overrides(data, overrides), Path.cwd())  # named by --set: relative to where the user is
     if seeds is not None:
         try:
             data["seeds"] = parse_seeds(seeds)
         except ValueError as exc:
             raise UserError(f"--seeds: {exc}") from None
     return validate(data, str(path), registry)
+
+
+def anchored(data: Any, base: Path) -> Any:
+    """`model.init.run` made absolute against `base` when relative (the folder of the file
+    that named it, or the working directory for --set), so that the resolved scenario names
+    the source run wherever it is read from."""
+    model = data.get("model") if isinstance(data, dict) else None
+    init = model.get("init") if isinstance(model, dict) else None
+    for field in ("run", "scenario"):
+        if isinstance(init, dict) and isinstance(init.get(field), str) and init[field] and not Path(init[field]).is_absolute():
+            init[field] = str((base / init[field]).resolve())
+    return data
+
+
+def _warm_start_problems(scenario, n_tokens: int) -> list[tuple[str, str]]:
+    """Whether the source run of `model.init: {run: ...}` can start this model on these seeds."""
+    from testbed.engine.model import Architecture
+    from testbed.rundir.warm_start import Source
+
+    init = scenario.model.init
+
+    def shapes(sc, tokens: int) -> dict[str, tuple[int, ...]]:
+        m = sc.model
+        return Architecture(m.d, m.hidden, tokens, sc.task.seq_len, None, None, None, m.mlp_bias).shapes()
+
+    try:
+        source = Source.read(init.run) if init.run is not None else _scenario_source(init.scenario, list(scenario.seeds), shapes)
+    except UserError as exc:
+        field, _, message = str(exc).partition(": ")
+        return [(field, message)]
+    return source.problems(shapes(scenario, n_tokens), list(scenario.seeds), init.epoch, init.keep_tokens)
+
+
+_SOURCES_BEING_CHECKED: list[str] = []  # the chain of source scenarios being validated, to refuse a cycle
+
+
+def _scenario_source(path: str, seeds: list[int], shapes):
+    """What the run of a source scenario will hold (parameter shapes, snapshot epochs), known
+    before it is trained."""
+    from testbed.rundir.warm_start import Source
+
+    if path in _SOURCES_BEING_CHECKED:
+        raise UserError(f"model.init.scenario: {path} starts from itself (through its own model.init)")
+    _SOURCES_BEING_CHECKED.append(path)
+    try:
+        source = load(path, seeds=seeds)
+    except ScenarioError as exc:
+        raise UserError(f"model.init.scenario: {exc.problems[0][0]}: {exc.problems[0][1]} (in {path})") from None
+    except UserError as exc:
+        raise UserError(f"model.init.scenario: {exc}") from None
+    finally:
+        _SOURCES_BEING_CHECKED.pop()
+    snapshots = next((p for p in source.probes if p.name == "snapshots"), None)
+    if snapshots is None:
+        raise UserError(f"model.init.scenario: {path} has no snapshots probe, so its runs keep no weights to start from")
+    epochs = source.training.epochs
+    kept = sorted({e for e in range(0, epochs + 1, snapshots.every)} | {epochs})
+    tokens = source.model.n_tokens or max(build_curriculum(source).vocab_sizes())
+    return Source(Path(path), shapes(source, tokens), kept, seeds)
 
 
 def check(scenario, registry: Registry) -> list[tuple[str, str]]:
@@ -295,6 +381,8 @@ def check(scenario, registry: Registry) -> list[tuple[str, str]]:
             problems.append(("model.init", "ideal is built for model.d = 2"))
         if model.hidden < patterns - 1:
             problems.append(("model.init", f"ideal needs model.hidden >= {patterns - 1} (one neuron per gap between the {patterns} prefix count patterns)"))
+    if isinstance(model.init, WarmStart):
+        problems.extend(_warm_start_problems(scenario, model.n_tokens or max(vocab)))
     names = [p.name for p in scenario.probes]
     for dup in sorted({n for n in names if names.count(n) > 1}):
         problems.append(("probes", f"probe '{dup}' is listed twice"))

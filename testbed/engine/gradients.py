@@ -14,13 +14,16 @@ import math
 
 import torch
 
-from testbed.engine.model import Architecture, attend
+from testbed.engine.model import Architecture, attend, scored_embeddings
 from testbed.plugin_api.differentiable import forward_and_backward
 
 
-def loss_and_grad(arch: Architecture, p: dict[str, torch.Tensor], index: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def loss_and_grad(
+    arch: Architecture, p: dict[str, torch.Tensor], index: torch.Tensor, labels: torch.Tensor, scored: int | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Mean cross-entropy per seed (S,) and the gradient of their sum as a flat (S, P) tensor,
-    in `ParamSpace` order. `index` is position-major (S, L, N), see `pair_index`."""
+    in `ParamSpace` order. `index` is position-major (S, L, N), see `pair_index`; `scored`:
+    only the first `scored` tokens get logits (see `forward`)."""
     S, L, N = index.shape
     d = arch.d
     E, P, q, V = p["tok_emb"], p["pos_emb"], p["query"], p["value"]
@@ -40,14 +43,15 @@ def loss_and_grad(arch: Architecture, p: dict[str, torch.Tensor], index: torch.T
     pre = torch.baddbmm(b1.unsqueeze(1), m, W1.transpose(1, 2))  # (S, N, h)
     hid, act_back = forward_and_backward(arch.activation, pre)
     zeta = torch.baddbmm(b2.unsqueeze(1), hid, W2.transpose(1, 2)).add_(xi)  # (S, N, d)
-    logp = torch.log_softmax(torch.matmul(zeta, E.transpose(1, 2)), -1)  # (S, N, V)
+    Eo = scored_embeddings(E, scored)  # the unembedding: all of E, or its first rows
+    logp = torch.log_softmax(torch.matmul(zeta, Eo.transpose(1, 2)), -1)  # (S, N, V)
     target = labels.unsqueeze(-1)
     losses = logp.gather(-1, target).squeeze(-1).mean(1).neg_()
 
     # Backward of sum over seeds of the mean loss.
     dlogits = logp.exp_().scatter_add_(-1, target, torch.full_like(target, -1.0, dtype=logp.dtype)).mul_(1.0 / N)
-    dE = torch.matmul(dlogits.transpose(1, 2), zeta)  # (S, V, d)
-    dzeta = torch.matmul(dlogits, E)  # (S, N, d)
+    dE_out = torch.matmul(dlogits.transpose(1, 2), zeta)  # (S, V, d)
+    dzeta = torch.matmul(dlogits, Eo)  # (S, N, d)
     db2 = dzeta.sum(1)
     dW2 = torch.matmul(dzeta.transpose(1, 2), hid)  # (S, d, h)
     dpre = act_back(torch.matmul(dzeta, W2))  # (S, N, h)
@@ -65,7 +69,11 @@ def loss_and_grad(arch: Architecture, p: dict[str, torch.Tensor], index: torch.T
     dscore_t = zt.new_zeros(S, VL).scatter_add_(1, flat, dscore.view(S, L * N)).unsqueeze(-1)  # (S, VL, 1)
     dq = (dscore_t * zt).sum(1).mul_(c)  # (S, d)
     dx = norm1_back((dzt + dscore_t * qs.unsqueeze(1)).view(S, n_tok, L, d))
-    dE = dE + dx.sum(2)
+    if Eo is E:
+        dE = dE_out + dx.sum(2)
+    else:  # the rows without logits get the gradient through the attention only
+        dE = dx.sum(2)
+        dE[:, : Eo.shape[1]] += dE_out
     dP = dx.sum(1)
     grad = torch.cat([t.reshape(S, -1) for t in (dE, dP, dq, dV, dW1, db1, dW2, db2)], 1)
     return losses, grad

@@ -141,6 +141,25 @@ def _reset(c: Components, flat: torch.Tensor, seeds: list[int], epoch: int) -> N
             emb[i, old_p:new_p] = fresh
 
 
+def _initial_weights(init, c: Components, task, seeds: list[int]) -> torch.Tensor:
+    """(S, P): PyTorch's default initialisation, the ideal circuit, or a warm start from a
+    source run's snapshot (the token rows it does not provide keep this model's own draws)."""
+    if init == "ideal":
+        from testbed.engine.ideal_circuit import flat_weights
+
+        return flat_weights(c.arch, c.space, task.sparsity, c.curriculum.p_at(1), len(seeds))
+    flat = c.space.init(seeds)
+    if init == "default":
+        return flat
+    from testbed.rundir.warm_start import Source, start_from
+
+    views = c.space.views(flat)
+    fresh = {name: v.numpy() for name, v in views.items()}
+    for name, values in start_from(Source.read(init.run), init.epoch, init.keep_tokens, fresh, seeds).items():
+        views[name].copy_(torch.from_numpy(values))
+    return flat
+
+
 def _train(
     scenario,
     c: Components,
@@ -157,12 +176,7 @@ def _train(
     n = task.n_train
     steps_per_epoch = -(-n // B)
 
-    if scenario.model.init == "ideal":
-        from testbed.engine.ideal_circuit import flat_weights
-
-        flat = flat_weights(arch, space, task.sparsity, c.curriculum.p_at(1), len(seeds))
-    else:
-        flat = space.init(seeds)
+    flat = _initial_weights(scenario.model.init, c, task, seeds)
     absent = [space.slices[name] for name in arch.absent()]
     for sl in absent:
         flat[:, sl] = 0.0
@@ -181,7 +195,7 @@ def _train(
         if current is not None and current.dataset.p == p:
             return current
         ds = make_dataset(seeds, p, task.seq_len, task.sparsity, task.n_train, task.n_test, task.test_split)
-        return Stage.prepare(ds, arch)
+        return Stage.prepare(ds, arch, c.curriculum.restricts_logits())
 
     live = checkpoint.Live(flat, c.optimizer, order_gens, info, c.probes)
     done, step, seconds_before = 0, 0, 0.0  # epochs, steps and seconds of training before this session
@@ -207,7 +221,7 @@ def _train(
         perm = torch.stack([torch.randperm(n, generator=g) for g in order_gens])  # (S, n)
         for xb, yb in batches(data, perm, B):
             at.step = step + 1
-            losses, grad = loss_and_grad(arch, views, xb, yb)
+            losses, grad = loss_and_grad(arch, views, xb, yb, data.scored)
             info.step_losses[step].copy_(losses)
             step += 1
             for sl in absent:  # before the optimizer, so that clipping and the update never see them

@@ -161,8 +161,11 @@ def forward(
     p: dict[str, torch.Tensor],
     index: torch.Tensor,
     trace: dict[str, torch.Tensor] | None = None,
+    scored: int | None = None,
 ) -> torch.Tensor:
-    """Logits (S, N, n_tokens) for sequences given position-major as `pair_index` rows (S, L, N).
+    """Logits (S, N, n_tokens) for sequences given position-major as `pair_index` rows (S, L, N);
+    with `scored`, only the first `scored` tokens' logits (S, N, scored) (a curriculum that
+    restricts the logits to the active vocabulary).
 
     z_t depends only on the pair (x_t, t), so the embedding norm and the attention scores are
     computed once on each seed's table of its n_tokens * L pairs (see `attend`). With `trace`,
@@ -179,7 +182,7 @@ def forward(
     pre = torch.baddbmm(p["mlp.fc1.bias"].unsqueeze(1), m, p["mlp.fc1.weight"].transpose(1, 2))
     hid = arch.activation(pre)
     zeta = torch.baddbmm(p["mlp.fc2.bias"].unsqueeze(1), hid, p["mlp.fc2.weight"].transpose(1, 2)) + xi
-    logits = torch.matmul(zeta, E.transpose(1, 2))
+    logits = torch.matmul(zeta, scored_embeddings(E, scored).transpose(1, 2))
     if trace is not None:
         z = z_table.gather(1, index.reshape(S, L * N, 1).expand(S, L * N, d)).view(S, L, N, d)
         trace.update(
@@ -187,6 +190,11 @@ def forward(
             mlp_in=m, pre=pre, hidden=hid, zeta=zeta, logits=logits,
         )
     return logits
+
+
+def scored_embeddings(E: torch.Tensor, scored: int | None) -> torch.Tensor:
+    """The unembedding rows (S, V', d) whose logits are computed: all, or the first `scored`."""
+    return E if scored is None or scored >= E.shape[1] else E[:, :scored]
 
 
 def attend(z_table: torch.Tensor, q: torch.Tensor, index: torch.Tensor):

@@ -32,9 +32,10 @@ class Stage:
     train_weight: torch.Tensor  # (S, U) float64: multiplicity in the training sample / n_train
     test_weight: torch.Tensor  # (S, U) float64: multiplicity in the test sample / n_test
     last: torch.Tensor  # (S,) index of each seed's last distinct sequence
+    scored: int | None = None  # tokens the output layer scores: None all, else the first `scored` (= p)
 
     @classmethod
-    def prepare(cls, dataset: Dataset, arch: Architecture) -> Stage:
+    def prepare(cls, dataset: Dataset, arch: Architecture, restrict_logits: bool = False) -> Stage:
         train, test = dataset.train.tokens, dataset.test.tokens
         S, n_train, L = train.shape
         n_test = test.shape[1]
@@ -62,6 +63,7 @@ class Stage:
             train_weight=w[:, 0].double(),
             test_weight=w[:, 1].double(),
             last=torch.tensor([r.shape[0] - 1 for r in per_seed]),
+            scored=dataset.p if restrict_logits else None,
         )
 
 
@@ -71,7 +73,7 @@ def evaluate(arch: Architecture, views: dict, data: Stage, epoch: int) -> Evalua
     losses, correct = [], []
     with torch.inference_mode():
         for index, y in data.eval_chunks:
-            logits = forward(arch, views, index)
+            logits = forward(arch, views, index, scored=data.scored)
             losses.append(F.cross_entropy(logits.transpose(1, 2), y, reduction="none"))
             correct.append((logits.argmax(-1) == y).float())
         loss, acc = torch.cat(losses, 1), torch.cat(correct, 1)

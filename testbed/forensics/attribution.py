@@ -51,7 +51,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from testbed.engine.model import Architecture, ParamSpace, forward
+from testbed.engine.model import Architecture, ParamSpace, forward, scored_embeddings
 
 GROUPS: dict[str, tuple[str, ...]] = {
     "tok_emb": ("tok_emb",),
@@ -98,23 +98,24 @@ def _turn_degrees(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return torch.rad2deg(torch.atan2(cross, dot))
 
 
-def head_logits(arch: Architecture, p: dict[str, torch.Tensor], xi: torch.Tensor) -> torch.Tensor:
+def head_logits(arch: Architecture, p: dict[str, torch.Tensor], xi: torch.Tensor, scored: int | None = None) -> torch.Tensor:
     """Logits (K, N, V) from sequence embeddings xi (K, N, d): the MLP norm, the MLP, the
     residual and the tied unembedding of `forward` (tests check the two agree)."""
     m = arch.mlp_norm(xi)
     pre = torch.baddbmm(p["mlp.fc1.bias"].unsqueeze(1), m, p["mlp.fc1.weight"].transpose(1, 2))
     zeta = torch.baddbmm(p["mlp.fc2.bias"].unsqueeze(1), arch.activation(pre), p["mlp.fc2.weight"].transpose(1, 2)) + xi
-    return torch.matmul(zeta, p["tok_emb"].transpose(1, 2))
+    return torch.matmul(zeta, scored_embeddings(p["tok_emb"], scored).transpose(1, 2))
 
 
 def _per_sequence_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     return F.cross_entropy(logits.transpose(1, 2), labels, reduction="none")  # (K, N)
 
 
-def boundary_distance(arch: Architecture, p: dict[str, torch.Tensor], xi: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def boundary_distance(arch: Architecture, p: dict[str, torch.Tensor], xi: torch.Tensor, labels: torch.Tensor,
+                      scored: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """(margin mu (K, N), relative first-order distance of xi to mu = 0 (K, N))."""
     x = xi.detach().double().requires_grad_(True)
-    logits = head_logits(arch, {k: v.double() for k, v in p.items()}, x)
+    logits = head_logits(arch, {k: v.double() for k, v in p.items()}, x, scored)
     true = logits.gather(-1, labels.unsqueeze(-1)).squeeze(-1)
     other = logits.scatter(-1, labels.unsqueeze(-1), float("-inf")).amax(-1)
     mu = true - other
@@ -146,10 +147,12 @@ def attribute(
     labels: torch.Tensor,
     rule: Rule = Rule(),
     baseline: np.ndarray | None = None,
+    scored: int | None = None,
 ) -> dict[str, np.ndarray]:
     """The forensics of K steps: weights `before` and `after` (K, P), the batch of the step
     whose loss jumped as pair rows `index` (K, L, B) and `labels` (K, B), and the loss level
-    before each spike `baseline` (K,) (without it, every step counts as the spike's maker).
+    before each spike `baseline` (K,) (without it, every step counts as the spike's maker);
+    `scored`: the tokens the output layer scores, as in `forward`.
     Returns columns, each (K,) (module docstring)."""
     K, d = before.shape[0], arch.d
     before, after = before.float(), after.float()
@@ -162,7 +165,7 @@ def attribute(
                 v[:, space.slices[name]] = after[:, space.slices[name]]
             variants.append(v)
         n = len(variants)
-        logits = forward(arch, space.views(torch.cat(variants)), index.repeat(n, 1, 1))
+        logits = forward(arch, space.views(torch.cat(variants)), index.repeat(n, 1, 1), scored=scored)
         seq_loss = _per_sequence_loss(logits, labels.repeat(n, 1)).view(n, K, -1)
         loss = seq_loss.double().mean(-1)  # (n, K)
         cols["loss_before"] = loss[0].numpy()
@@ -186,8 +189,8 @@ def attribute(
 
         tb: dict[str, torch.Tensor] = {}
         ta: dict[str, torch.Tensor] = {}
-        forward(arch, space.views(before), index, trace=tb)
-        forward(arch, space.views(after), index, trace=ta)
+        forward(arch, space.views(before), index, trace=tb, scored=scored)
+        forward(arch, space.views(after), index, trace=ta, scored=scored)
         # Site 1: the embedding norm on the (token, position) pairs the batch uses.
         xb, xa = tb["x_table"].reshape(K, -1, d), ta["x_table"].reshape(K, -1, d)
         zb, za = tb["z_table"].reshape(K, -1, d), ta["z_table"].reshape(K, -1, d)
@@ -211,7 +214,7 @@ def attribute(
         cols["culprit_norm_site"] = np.where((c_move1 >= c_move2).numpy(), "embedding", "mlp")
 
     p_before = space.views(before)
-    _, rel = boundary_distance(arch, p_before, tb["xi"], labels)
+    _, rel = boundary_distance(arch, p_before, tb["xi"], labels, scored)
     cols["boundary_min_distance"] = rel.amin(1).numpy()
     cols["culprit_boundary_distance"] = rel.gather(1, culprit.unsqueeze(1)).squeeze(1).numpy()
     for name, value in assembler_stats(p_before["mlp.fc2.weight"]).items():

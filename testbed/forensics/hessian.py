@@ -33,11 +33,13 @@ from testbed.engine.seeding import generator
 MatVec = Callable[[torch.Tensor], torch.Tensor]
 
 
-def loss_function(arch: Architecture, space: ParamSpace, index: torch.Tensor, labels: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
-    """flat (S, P) -> mean cross-entropy per seed (S,) on sequences `index` (S, L, N), `labels` (S, N)."""
+def loss_function(arch: Architecture, space: ParamSpace, index: torch.Tensor, labels: torch.Tensor,
+                  scored: int | None = None) -> Callable[[torch.Tensor], torch.Tensor]:
+    """flat (S, P) -> mean cross-entropy per seed (S,) on sequences `index` (S, L, N), `labels`
+    (S, N), the output layer scoring the first `scored` tokens (None: all), as in `forward`."""
 
     def loss(flat: torch.Tensor) -> torch.Tensor:
-        return per_seed_loss(forward(arch, space.views(flat), index), labels)
+        return per_seed_loss(forward(arch, space.views(flat), index, scored=scored), labels)
 
     return loss
 
@@ -116,12 +118,13 @@ def sharpness(
     preconditioner: torch.Tensor | None = None,
     iterations: int = 20,
     dtype: torch.dtype = torch.float32,
+    scored: int | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """(lambda_max(H) (S,), lambda_max(P^-1 H) (S,) or None) at weights `flat` (S, P) for the
     loss on `index` (S, L, N), `labels` (S, N). `preconditioner` is P's diagonal (S, P) (see the
     module docstring); parameters the architecture leaves out are not counted. Lanczos works in
     float64 whatever `dtype` the Hessian-vector products use."""
-    hvp = hessian_operator(loss_function(arch, space, index, labels), flat, dtype)
+    hvp = hessian_operator(loss_function(arch, space, index, labels, scored), flat, dtype)
     mask = torch.ones(space.size, dtype=torch.bool)
     for name in arch.absent():
         mask[space.slices[name]] = False

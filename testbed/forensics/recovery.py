@@ -48,8 +48,12 @@ class StepData:
         if key not in self._stages:
             t = self.scenario.task
             ds = make_dataset([seed], p, t.seq_len, t.sparsity, t.n_train, t.n_test, t.test_split)
-            self._stages[key] = Stage.prepare(ds, self.arch)
+            self._stages[key] = Stage.prepare(ds, self.arch, self.components.curriculum.restricts_logits())
         return self._stages[key]
+
+    def scored(self, step: int) -> int | None:
+        """The tokens the output layer scored at a step (None: all; see `Curriculum.restricts_logits`)."""
+        return self.stage(self.scenario.seeds[0], self.p_at_step(step)).scored
 
     def training_set(self, seed: int, p: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Every training sequence of a seed as pair rows (L, n) and labels (n,)."""

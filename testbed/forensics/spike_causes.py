@@ -143,9 +143,18 @@ def _spike_causes(run: Run, out, rule: Rule, replay: bool, use_kept: bool, with_
         for width in sorted({x.shape[1] for x, _ in found}):  # batches of one width at a time (a short last batch apart)
             ks = [k for k, (x, _) in enumerate(found) if x.shape[1] == width]
             at = [rows[k] for k in ks]
-            index = torch.stack([found[k][0] for k in ks])
-            labels = torch.stack([found[k][1] for k in ks])
-            cols = attribute(arch, space, before[ks], after[ks], index, labels, rule, baseline=baseline[at])
+            # One curriculum stage scores one set of tokens; spikes of stages that score differently go apart.
+            cols = {}
+            for scored in sorted({data.scored(wanted[i][1]) or 0 for i in at}):
+                sub = [k for k, i in zip(ks, at) if (data.scored(wanted[i][1]) or 0) == scored]
+                got = attribute(arch, space, before[sub], after[sub], torch.stack([found[k][0] for k in sub]),
+                                torch.stack([found[k][1] for k in sub]), rule, baseline=baseline[[rows[k] for k in sub]],
+                                scored=scored or None)
+                order = [ks.index(k) for k in sub]
+                for name, values in got.items():
+                    if name not in cols:
+                        cols[name] = np.empty(len(ks), dtype=values.dtype if values.dtype.kind != "U" else object)
+                    cols[name][order] = values
             for name, values in cols.items():
                 if name not in table:
                     table[name] = np.full(len(table), np.nan, dtype=object if values.dtype == object or values.dtype.kind == "U" else float)
@@ -161,8 +170,11 @@ def _spike_causes(run: Run, out, rule: Rule, replay: bool, use_kept: bool, with_
                 sets = [data.training_set(wanted[i][0], data.p_at_step(wanted[i][1] - 1)) for i in part]
                 idx = torch.stack([s[0] for s in sets])
                 lab = torch.stack([s[1] for s in sets])
-                top, _ = sharpness(arch, space, before[lo : lo + CHUNK], idx, lab, [wanted[i][0] for i in part], iterations=iterations)
-                table.loc[part, "sharpness_before"] = top.double().numpy()
+                for scored in sorted({data.scored(wanted[i][1] - 1) or 0 for i in part}):
+                    sub = [k for k, i in enumerate(part) if (data.scored(wanted[i][1] - 1) or 0) == scored]
+                    top, _ = sharpness(arch, space, before[lo : lo + CHUNK][sub], idx[sub], lab[sub], [wanted[part[k]][0] for k in sub],
+                                       iterations=iterations, scored=scored or None)
+                    table.loc[[part[k] for k in sub], "sharpness_before"] = top.double().numpy()
             timings["sharpness"] = time.perf_counter() - clock
     else:
         table["cause"] = pd.Series([None] * len(table), dtype=object)

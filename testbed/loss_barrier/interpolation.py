@@ -14,6 +14,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 import torch
 
+from testbed.config.scenario import build_curriculum
 from testbed.engine.stage import EVAL_CHUNK_ELEMENTS, Stage, eval_width, evaluate
 from testbed.engine.task import make_dataset
 from testbed.errors import UserError
@@ -91,8 +92,6 @@ def _short(value) -> str:
 
 def final_p(run: SnapshotRun) -> int:
     """The vocabulary the run ends on (its curriculum's p at the last epoch)."""
-    from testbed.config.scenario import build_curriculum
-
     return int(build_curriculum(run.scenario).p_at(run.scenario.training.epochs))
 
 
@@ -112,7 +111,7 @@ def evaluate_rows(end: SnapshotRun, p: int, flat: torch.Tensor, data_seeds: list
     task = end.scenario.task
     unique = sorted(set(data_seeds))
     dataset = make_dataset(unique, p, task.seq_len, task.sparsity, task.n_train, task.n_test, task.test_split)
-    stage = Stage.prepare(dataset, end.arch)
+    stage = Stage.prepare(dataset, end.arch, build_curriculum(end.scenario).restricts_logits())  # scored as the run was
     index = torch.cat([c[0] for c in stage.eval_chunks], 2)  # (seeds, L, U)
     labels = torch.cat([c[1] for c in stage.eval_chunks], 1)  # (seeds, U)
     column = torch.tensor([unique.index(s) for s in data_seeds])

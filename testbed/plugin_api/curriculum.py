@@ -32,5 +32,12 @@ class Curriculum(ABC):
         each seed's own stream). Default: nothing."""
         return frozenset()
 
+    def restricts_logits(self) -> bool:
+        """True: the output layer scores only the tokens of the p in force (logits E[:p] zeta),
+        so the embeddings of tokens not yet in use get no gradient from it; False (default):
+        every token embedding the model has is scored, as in the papers' code, where a p = 2
+        stage pushes the extra embeddings away as wrong answers."""
+        return False
+
 
 RESETS = frozenset({"optimizer", "new_tokens"})

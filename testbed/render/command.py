@@ -32,7 +32,7 @@ def _out_path(out: Path | None, default: Path, allowed: tuple[str, ...], flag: s
 def render(run_dir: Path, *, epoch: int | None = None, seed: int | None = None, out: Path | None = None,
            video: bool = False, spikes: bool = False, top: int | None = None, panels: str | None = None,
            grid: str | None = None, dpi: float | None = None, workers: int = 0, console: Console | None = None,
-           quiet: bool = False, sparsity: bool = False, grad_norms: bool = False) -> list[Path]:
+           quiet: bool = False, sparsity: bool = False, grad_norms: bool = False, attention: bool = False) -> list[Path]:
     """Draw a run: one frame (the default), a video (`video`), the spike figures (`spikes`), or
     the figure of a probe's file (`sparsity`: sparsity.npz, `grad_norms`: grad_norms.npz and
     metrics.csv), with the meaning of the command's options of the same names; returns the
@@ -44,6 +44,9 @@ def render(run_dir: Path, *, epoch: int | None = None, seed: int | None = None, 
         return [_probe_figure(run_dir, "sparsity" if sparsity else "grad_norms", out, dpi, sparsity and grad_norms,
                               {"--epoch": epoch, "--seed": seed, "--video": video or None, "--spikes": spikes or None,
                                "--top": top, "--panels": panels, "--grid": grid})]
+    if attention:
+        return [_attention(run_dir, seed, epoch, out, dpi, {"--video": video or None, "--spikes": spikes or None, "--top": top,
+                                                            "--panels": panels, "--grid": grid})]
     if video and spikes:
         raise UserError("--video and --spikes: choose one")
     if top is not None and not spikes:
@@ -93,6 +96,21 @@ def _probe_figure(run_dir: Path, kind: str, out: Path | None, dpi: float | None,
     run.require(*probe_figures.NEEDS[kind], needed_by=flag)
     path = _out_path(out, run.path / "render" / f"{kind}.png", STILL_FORMATS, flag)
     return probe_figures.DRAW[kind](run, path, dpi or STILL_DPI)
+
+
+def _attention(run_dir: Path, seed: int | None, epoch: int | None, out: Path | None, dpi: float | None, others: dict) -> Path:
+    """The first paper's Figure 8 for one seed: attention maps at the first snapshot and at
+    `epoch` (default: the last), side by side (`testbed.render.attention_figure`)."""
+    from testbed.render import attention_figure
+
+    given = [name for name, value in others.items() if value is not None]
+    if given:
+        raise UserError(f"--attention draws one figure; it takes --seed, --epoch, --out and --dpi, not {', '.join(given)}")
+    run = rundata.load(run_dir)
+    s = run.seed_index(seed)
+    end, _ = run.snapshot_index(epoch)
+    path = _out_path(out, run.path / "render" / f"attention-seed{run.seeds[s]}.png", STILL_FORMATS, "--attention")
+    return attention_figure.draw(run, s, end, path, dpi or STILL_DPI)
 
 
 def _video(run, s, names, shape, out, dpi, workers, console, quiet) -> Path:

@@ -25,7 +25,6 @@ from testbed.errors import UserError
 from testbed.rundir.reader import Run, by_epoch
 from testbed.rundir.summary import SUCCESS_ACC
 
-KINDS = ("sparsity", "grad_norms")
 MAX_POINTS = 400  # per-step gradient norms are averaged into at most this many bins per seed (raw steps are noise)
 SUCCESS_COLOR, FAILURE_COLOR = "tab:green", "tab:red"
 PARAM_COLORS = colormaps["tab10"].colors
@@ -81,7 +80,7 @@ def sparsity(run: Run, path: Path, dpi: float = 110) -> Path:
         a.set_ylabel("fraction of hidden activations with |a| < eps")
         a.grid(alpha=0.3)
     fig.suptitle(f"{run.scenario.name}: sparsity of the MLP hidden activations at epoch {last} (training sequences)")
-    return _save(fig, path, dpi)
+    return save(fig, path, dpi)
 
 
 def _binned(values: np.ndarray, bins: int) -> tuple[np.ndarray, np.ndarray]:
@@ -145,10 +144,11 @@ def grad_norms(run: Run, path: Path, dpi: float = 110) -> Path:
         a.set_xlabel("epoch")
         a.grid(alpha=0.3)
     fig.suptitle(f"{run.scenario.name}: training curves and gradient norms (median over seeds, band: quartiles)")
-    return _save(fig, path, dpi)
+    return save(fig, path, dpi)
 
 
-def _save(fig: Figure, path: Path, dpi: float) -> Path:
+def save(fig: Figure, path: Path, dpi: float) -> Path:
+    """Written whole or not at all (a staged file renamed into place)."""
     partial = path.with_name(f".{path.stem}.partial{path.suffix}")
     try:
         fig.savefig(partial, dpi=dpi)

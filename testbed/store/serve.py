@@ -2,7 +2,12 @@
 `sweep` ask for. Only the seeds the store lacks are trained (into the store, where they stay
 whatever happens next); the run directory asked for is then made from the store's runs.
 A scenario with a probe that cannot combine its files across seed sets (the tracking probes,
-a third-party probe without `combine`) is trained straight into its run directory instead."""
+a third-party probe without `combine`) is trained straight into its run directory instead.
+
+A run that starts from a source scenario (`model.init: {scenario: FILE}`) gets the source's run
+on the same seeds, served the same way into a run directory kept inside the source's store
+entry (`bound`), so that every run fine-tuned from it, in any study cell, shares one
+pre-training."""
 
 from __future__ import annotations
 
@@ -10,10 +15,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from testbed.config import scenario as scenario_mod
 from testbed.rundir import writer as rundir
 from testbed.rundir.reader import Run
+from testbed.store import store_key
 from testbed.store.materialize import materialize
-from testbed.store.run_store import Plan, RunStore
+from testbed.store.run_store import Plan, RunStore, finished_seeds, shard_name
 from testbed.trainer import run_scenario
 
 
@@ -35,12 +42,15 @@ def serve(scenario, out: str | Path | None, *, store: RunStore | str | Path | bo
     path = Path(out) if out is not None else rundir.default_path(scenario.output.root, scenario.name)
     rundir.check_target(path, force)  # a bad --out is refused before anything trains
     rundir.check_creatable(path)
-    plan = open_store(store).plan(scenario)
+    the_store = open_store(store)
+    plan = the_store.plan(scenario)
+    if plan.missing:  # it trains: a source scenario it starts from is served first
+        plan.scenario = bound(plan.scenario, the_store, **train)
     if not plan.combinable:
         # A probe that cannot combine its files (tracking probes log to a server, under the run
         # directory's name) would tie the store to exact seed sets and log under the store's
         # folder names: such a run trains straight into its directory, as with store=False.
-        return Served(run_scenario(scenario, path, force=force, **train), list(scenario.seeds), [])
+        return Served(run_scenario(plan.scenario, path, force=force, **train), list(scenario.seeds), [])
     plan.store.fill(plan, **train)
     return Served(write_run(plan, path, force), list(plan.missing), [s for _, taken in plan.parts for s in taken])
 
@@ -50,3 +60,25 @@ def write_run(plan: Plan, path: Path, force: bool = False) -> Run:
     with rundir.staged(path, force) as stage:
         materialize(plan, stage)
     return Run(path)
+
+
+SERVED = ".served"  # inside a store entry: run directories of its seed sets, made for warm starts
+
+
+def bound(scenario, store: RunStore | None = None, **train: Any):
+    """`scenario` with `model.init.run` naming its source scenario's run on its seeds (served
+    by `store`, default the default store; `train` options as for `serve`), or `scenario`
+    itself when it names no source scenario to serve."""
+    init = scenario.model.init
+    if not isinstance(init, scenario_mod.WarmStart) or init.scenario is None or init.run is not None:
+        return scenario
+    store = store or RunStore()
+    seeds = list(scenario.seeds)
+    source = scenario_mod.load(init.scenario, seeds=seeds)
+    train = {k: v for k, v in train.items() if k != "label"} | {"label": f"{source.name} (source, {len(seeds)} seeds)"}
+    folder = store.entry(store_key.digest(store_key.identity(source))).path / SERVED / shard_name(seeds)
+    if finished_seeds(folder) != tuple(seeds):
+        serve(source, folder, store=store, force=True, **train)  # a source of a source is served there in turn
+    model = scenario.model.model_dump(mode="json")
+    model["init"]["run"] = str(folder.resolve())
+    return scenario_mod.revised(scenario, model=model)

@@ -124,7 +124,7 @@ def _base(study: Path, label: str, file: str) -> dict:
     if not where.is_absolute():
         where = study.parent / where
     try:
-        return scenario_mod.read_yaml(where)
+        return scenario_mod.anchored(scenario_mod.read_yaml(where), where.parent)
     except UserError as exc:
         raise UserError(f"{study}: scenarios.{label}: {exc}") from None
 
@@ -147,9 +147,10 @@ def _seeds(study: Path, spec, seeds, bases: dict[str, dict]) -> list[int]:
 def _cell_scenario(study: Path, index: int, label: str, raw: dict, fixed: dict, overrides, fields: dict, seeds: list[int]):
     where = f"{study}: cell {index} ({label})"
     try:
-        data = apply_overrides(copy.deepcopy(raw), fixed)
-        data = apply_overrides(data, overrides)
-        data = apply_overrides(data, fields)
+        anchored = scenario_mod.anchored  # a source run's path: relative to the file or command line that names it
+        data = anchored(apply_overrides(copy.deepcopy(raw), fixed), study.parent)
+        data = anchored(apply_overrides(data, overrides), Path.cwd())
+        data = anchored(apply_overrides(data, fields), study.parent)
         data["seeds"] = seeds
         scenario = scenario_mod.validate(data, where)
     except ScenarioError:

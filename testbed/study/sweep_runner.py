@@ -28,7 +28,7 @@ from testbed.errors import Interrupted, RunFailure, UserError
 from testbed.rundir import writer as rundir
 from testbed.rundir.reader import Run
 from testbed.store.materialize import materialize
-from testbed.store.serve import open_store
+from testbed.store.serve import bound, open_store
 from testbed.study import cells as cells_mod
 from testbed.study.executors import Job, executor
 
@@ -75,6 +75,9 @@ def sweep(
     runner = executor(executor_name, address, cpus_per_cell, threads)
     the_store = open_store(store)
     plans = [the_store.plan(cell.scenario) for cell in study.cells]
+    for plan in plans:  # a run to train that starts from a source scenario: that source first
+        if plan.missing:
+            plan.scenario = bound(plan.scenario, the_store, progress=progress, threads=threads)
     jobs, shared = _jobs(study, plans)
     try:
         failures = runner.train(jobs, progress)
