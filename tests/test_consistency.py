@@ -99,9 +99,9 @@ def visited(batch_size, monkeypatch) -> tuple[list[torch.Tensor], list[torch.Ten
     steps: list[tuple[torch.Tensor, torch.Tensor]] = []
     real = loop.loss_and_grad
 
-    def spy(arch, views, index, labels):
+    def spy(arch, views, index, labels, *rest):  # rest: the tokens scored (logits: active), since main's 8eac208
         steps.append((index.clone(), labels.clone()))
-        return real(arch, views, index, labels)
+        return real(arch, views, index, labels, *rest)
 
     monkeypatch.setattr(loop, "loss_and_grad", spy)
     result = loop.train(validate({**ORDER, "training": {**ORDER["training"], "batch_size": batch_size}}))
