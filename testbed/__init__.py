@@ -1,7 +1,7 @@
 """testbed: a plugin-based optimizer and normalization testbed on a d=2 one-layer transformer.
 
 The Python API (`testbed.api`): `load_scenario`, `run`, `load_run`, `compare`, `sweep`, `barrier`,
-`trajectories`, `figure`, and the objects they return, `Run`, `Comparison`, `StudyResult`,
+`trajectories`, `spike_causes`, `figure`, and the objects they return, `Run`, `Comparison`, `StudyResult`,
 `BarrierResult` and `TrajectoryMap`. Its names are imported on first use (PEP 562), so that
 `import testbed` stays quick for the command line, loads neither torch nor matplotlib, and
 changes no global state.
@@ -25,6 +25,8 @@ _API = {
     "figure": "testbed.api",
     "BarrierResult": "testbed.loss_barrier.barrier_command",
     "trajectories": "testbed.api",
+    "spike_causes": "testbed.api",
+    "SpikeForensics": "testbed.forensics.spike_causes",
     "TrajectoryMap": "testbed.trajectory.trajectory_map",
     "StudyResult": "testbed.study.sweep_report",
     "Run": "testbed.rundir.reader",
@@ -35,14 +37,15 @@ _API = {
     "UserError": "testbed.errors",
 }
 __all__ = [
-    "load_scenario", "run", "load_run", "compare", "sweep", "barrier", "trajectories", "figure",
-    "Run", "BarrierResult", "TrajectoryMap", "Snapshots", "Progress", "Comparison", "Analysing", "StudyResult", "UserError", "__version__",
+    "load_scenario", "run", "load_run", "compare", "sweep", "barrier", "trajectories", "spike_causes", "figure",
+    "Run", "SpikeForensics", "BarrierResult", "TrajectoryMap", "Snapshots", "Progress", "Comparison", "Analysing", "StudyResult", "UserError", "__version__",
 ]  # fmt: skip
 
 if TYPE_CHECKING:
-    from testbed.api import barrier, compare, figure, load_run, load_scenario, run, sweep, trajectories
+    from testbed.api import barrier, compare, figure, load_run, load_scenario, run, spike_causes, sweep, trajectories
     from testbed.comparison.result import Analysing, Comparison
     from testbed.errors import UserError
+    from testbed.forensics.spike_causes import SpikeForensics
     from testbed.loss_barrier.barrier_command import BarrierResult
     from testbed.rundir.reader import Run, Snapshots
     from testbed.study.sweep_report import StudyResult

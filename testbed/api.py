@@ -32,7 +32,7 @@ from testbed.errors import UserError
 from testbed.rundir.reader import Run, Snapshots
 from testbed.trainer import Progress, run_scenario
 
-__all__ = ["load_scenario", "run", "load_run", "compare", "sweep", "barrier", "trajectories", "Run", "Snapshots", "Progress", "UserError"]
+__all__ = ["load_scenario", "run", "load_run", "compare", "sweep", "barrier", "trajectories", "spike_causes", "Run", "Snapshots", "Progress", "UserError"]
 
 PathLike = str | os.PathLike
 ProgressOption = bool | Callable[[Any], None] | None
@@ -240,6 +240,23 @@ def trajectories(
     if isinstance(seeds, range):
         seeds = list(seeds)
     return map_trajectories(list(runs), method=method, seeds=seeds, color=color, perplexity=perplexity, out=out, force=force)
+
+
+def spike_causes(run: PathLike | Run, *, out: PathLike | None = None, replay: bool = True, sharpness: bool = True, threads: int | None = None):
+    """The forensics of every detected spike of a finished run (rows of spikes.csv), as
+    `testbed spikes` does, never training the run again but, where spike_steps.npz lacks the
+    weights of a spike's step, replaying its seed deterministically up to that step (`replay`;
+    without it, such spikes get `weights` = missing and cause `unknown`): the loss jump each
+    parameter group's update explains, the norm sites' smallest input radius and largest turn,
+    the distance of the batch's sequences to the MLP's decision boundary, the assemblers, a
+    cause label (norm_curvature, mlp_boundary or other; rule in
+    `testbed.forensics.attribution`) and, with `sharpness`, the loss Hessian's largest
+    eigenvalue before the step. Written to spike_causes.csv in the run (or to `out`). Returns
+    a `SpikeForensics`: `.table`, `.path`, `.seconds`, `.kept`, `.replayed`, `.missing`,
+    `.per_cause()`, `.timings`. `threads`: intra-op threads, as for `run`."""
+    from testbed.forensics.spike_causes import spike_causes as forensics
+
+    return forensics(run, out=out, replay=replay, with_sharpness=sharpness, threads=threads)
 
 
 FIGURE_KINDS = ("sparsity", "grad_norms", "attention")

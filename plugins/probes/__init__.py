@@ -5,6 +5,7 @@ from testbed.plugin_api.hookspecs import hookimpl
 from .grad_norms import grad_norms
 from .metrics import metrics
 from .mlflow_tracking import mlflow_probe
+from .sharpness import sharpness
 from .snapshots import snapshots
 from .sparsity import sparsity
 from .spikes import spikes
@@ -14,4 +15,4 @@ from .tensorboard_tracking import tensorboard_probe
 
 @hookimpl
 def testbed_probes():
-    return [metrics, step_loss, grad_norms, snapshots, sparsity, spikes, tensorboard_probe, mlflow_probe]
+    return [metrics, step_loss, grad_norms, snapshots, sparsity, sharpness, spikes, tensorboard_probe, mlflow_probe]

@@ -1,4 +1,4 @@
-"""The commands of `testbed`: run, compare, sweep, store, render, barrier, trajectories, validate, schema, plugins. Each is a thin
+"""The commands of `testbed`: run, compare, sweep, store, render, barrier, trajectories, spikes, validate, schema, plugins. Each is a thin
 layer over the Python API (`testbed.api`) that owns the printing."""
 
 from __future__ import annotations
@@ -371,6 +371,36 @@ def trajectories(
     _load_plugins()
     with _user_paths(out):
         result = api.trajectories(runs, method=method, seeds=seeds, color=color, perplexity=perplexity, out=out, force=force)
+    print(result.path)
+
+
+@app.command()
+def spikes(
+    run_dir: Path = typer.Argument(..., help="run directory with spikes.csv and step_loss.npz (spike_steps.npz saves replaying)"),
+    out: Path | None = typer.Option(None, "--out", help="output CSV (default: RUN/spike_causes.csv)"),
+    no_replay: bool = typer.Option(False, "--no-replay", help="do not replay seeds whose spike weights were not kept (cause: unknown)"),
+    no_sharpness: bool = typer.Option(False, "--no-sharpness", help="skip the Hessian's largest eigenvalue before each spike"),
+    threads: int | None = THREADS,
+) -> None:
+    """Spike forensics: for every detected spike, the loss jump each parameter group's update
+    explains, the norm sites' radii and turns (norm curvature), the distance to the MLP's
+    decision boundary and the assemblers, a cause label and the sharpness before the step;
+    writes spike_causes.csv. Weights the run did not keep are replayed deterministically."""
+    from testbed import api
+
+    _load_plugins()
+    with _user_paths(run_dir, out):
+        result = api.spike_causes(run_dir, out=out, replay=not no_replay, sharpness=not no_sharpness, threads=threads)
+    counts = result.per_cause()
+    shown = ", ".join(f"{r.cause} {r.count}" for r in counts.itertuples())
+    n = len(result.table)
+    parts = ", ".join(f"{k} {v:.1f} s" for k, v in (result.timings or {}).items())
+    print(f"{n} spike{'s' if n != 1 else ''}: {shown}; weights kept {result.kept}, replayed {result.replayed}, missing {result.missing}; "
+          f"{result.seconds:.1f} s ({parts})")
+    if "check" in result.table and (result.table["check"] == "MISMATCH").any():
+        bad = int((result.table["check"] == "MISMATCH").sum())
+        Console(stderr=True).print(f"warning: {bad} spike(s) whose recomputed loss is not the run's step loss (column check): "
+                                   "this version of testbed does not reproduce the run's steps", style="bold red", highlight=False, soft_wrap=True)
     print(result.path)
 
 

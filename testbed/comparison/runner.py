@@ -224,6 +224,9 @@ def build_report(
     )
     for a, b in pairs(labels):
         r.add(rep.pair_table(analysis, a, b))
+    from testbed.forensics.by_cause import section  # spikes per cause, where the runs kept spike_steps.npz
+
+    r.add(*section({label: run.path for label, run in runs.items()}, analysis.seeds, stage / "spike_causes"))
     switches = {e.label: switch_epochs(e.scenario) for e in entries}
     switches = {label: epochs for label, epochs in switches.items() if epochs}
     if switches:
@@ -250,6 +253,9 @@ def build_report(
         rep.Figure(rel(figures.spike_raster(runs, fig_dir / "spike_raster.png")), "Loss spikes by seed and step, one panel per scenario"),
         rep.Figure(rel(figures.distributions(per_seed, fig_dir / "distributions.png")), "Distributions over seeds of final test accuracy and spike counts"),
     )
+    from testbed.forensics.forensics_figures import compare_figures  # where the runs have sharpness.npz
+
+    r.add(*compare_figures({label: run.path for label, run in runs.items()}, analysis.seeds, stage))
     for i, (a, b) in enumerate(pairs(labels)):
         name = f"paired_{i + 1}_{slug(b)}_vs_{slug(a)}.png"
         r.add(rep.Figure(rel(figures.paired_differences(a, b, per_seed, fig_dir / name)), f"Paired differences per seed: {b} vs {a}"))

@@ -48,6 +48,7 @@ def render_spikes(run: rundata.SnapshotRun, seed: int | None, names: list[str], 
     out_dir.mkdir(parents=True, exist_ok=True)
     spe = run.steps_per_epoch
     written = []
+    causes = SpikeCauses(run.path)
     for sp in track(spikes, description="spike figures", console=console, disable=quiet or len(spikes) < 2, transient=True):
         sd, start, peak, end = int(sp["seed"]), int(sp["start"]), int(sp["peak"]), int(sp["end"])
         s = run.seeds.index(sd)
@@ -74,7 +75,8 @@ def render_spikes(run: rundata.SnapshotRun, seed: int | None, names: list[str], 
         built = figure.build_panels(names) + figure.build_panels(names)
         extents = [p.extent(q) for p in built]
         caption = (f"{run.scenario.name} - seed {sd} - spike at step {peak} (epoch {peak // spe + 1}), "
-                   f"loss {sp['baseline']:.3g} -> {sp['peak_loss']:.3g}.  Top row {labels[0]}; bottom row {labels[1]}")
+                   f"loss {sp['baseline']:.3g} -> {sp['peak_loss']:.3g}.  Top row {labels[0]}; bottom row {labels[1]}"
+                   + causes.caption(sd, start))
         g = figure.Grid(built, (2, len(names)), q, extents, dpi, slots=[0] * len(names) + [1] * len(names))
         path = out_dir / f"spike-seed{sd}-step{peak}.png"
         partial = path.with_name(f".{path.name}.partial.png")
@@ -84,8 +86,33 @@ def render_spikes(run: rundata.SnapshotRun, seed: int | None, names: list[str], 
         finally:
             partial.unlink(missing_ok=True)
         written.append(path)
+    if causes.table is not None or (run.path / "sharpness.npz").is_file():  # the spikes by cause beside the sharpness
+        from testbed.forensics.forensics_figures import run_overview
+        from testbed.rundir.reader import Run
+
+        written.append(run_overview(Run(run.path), out_dir / "overview.png", seeds=None if seed is None else [seed]))
     console.print(f"{len(written)} spike figure{'s' if len(written) != 1 else ''} in {out_dir}", highlight=False, soft_wrap=True)
     return written
+
+
+class SpikeCauses:
+    """spike_causes.csv of a run (written by `testbed spikes`), if it has one: a caption line per spike."""
+
+    def __init__(self, folder: Path):
+        import pandas as pd
+
+        file = Path(folder) / "spike_causes.csv"
+        self.table = pd.read_csv(file).set_index(["seed", "start"]) if file.is_file() else None
+
+    def caption(self, seed: int, start: int) -> str:
+        if self.table is None or (seed, start) not in self.table.index:
+            return ""
+        r = self.table.loc[(seed, start)]
+        groups = [c for c in self.table.columns if c.startswith("jump_") and c != "jump_interaction"]
+        top = max(groups, key=lambda c: r[c])
+        sharp = f"; sharpness {r['sharpness_before']:.3g} (2/lr {r['sharpness_threshold']:.3g})" if "sharpness_before" in r else ""
+        return (f"  |  cause: {r['cause']} ({r['weights']}): norm output moved {r['culprit_norm_move']:.2f} at {r['culprit_norm_site']} norm, "
+                f"boundary distance {r['culprit_boundary_distance']:.2g}; {top[5:]} step alone: {r[top]:+.3g} of {r['jump']:+.3g}{sharp}")
 
 
 def _step_pair(steps: dict | None, run: rundata.SnapshotRun, seed: int, start: int, end: int):

@@ -40,6 +40,8 @@ WRITERS = {
     "snapshots.npz": "the snapshots probe",
     "spike_steps.npz": "the snapshots probe with spike_steps: true",
     "sparsity.npz": "the sparsity probe",
+    "sharpness.npz": "the sharpness probe",
+    "spike_causes.csv": "`testbed spikes`",
 }
 
 METRIC_COLUMNS = {"seed": "int64", "epoch": "int64", "p": "int64", "train_loss": "float64", "train_acc": "float64",
@@ -248,6 +250,18 @@ class Run:
         epochs (n,), seeds (S,) and thresholds eps (E,)."""
         z = _npz(self.file("sparsity.npz"), ("epochs", "eps", "seeds", "fraction"))
         return Sparsity(z["epochs"], z["eps"], [int(s) for s in z["seeds"]], z["fraction"])
+
+    @cached_property
+    def sharpness(self) -> dict[str, np.ndarray]:
+        """sharpness.npz: `steps` (n,), `seeds` (S,), `sharpness` (n, S) (lambda_max of the loss
+        Hessian), with Adam `preconditioned` (n, S), and the stability thresholds `threshold`
+        (2 / lr) and `preconditioned_threshold` (see `testbed.forensics.hessian`)."""
+        return _npz(self.file("sharpness.npz"), ("steps", "seeds", "sharpness"))
+
+    @cached_property
+    def spike_causes(self) -> pd.DataFrame:
+        """spike_causes.csv, written by `testbed spikes`: one row per spike of spikes.csv with its forensics."""
+        return _parsed(self.file("spike_causes.csv"), lambda f: _csv(f, {**SPIKE_COLUMNS, "cause": "object"}))
 
     @cached_property
     def provenance(self) -> dict[str, Any]:

@@ -68,6 +68,10 @@ def analyse(
     drawn = sweep_figures.draw(cells, axes, summary, len(seeds), out / "figures")
     drawn = [sweep_figures.Drawn(d.path.relative_to(out), d.caption) for d in drawn]
     report = build_report(cells, axes, seeds, summary, drawn, title=title, intro=list(intro))
+    from testbed.forensics.by_cause import sweep_section  # where the cells' runs kept spike_steps.npz
+
+    method = next(i for i, b in enumerate(report.blocks) if isinstance(b, rep.Heading) and b.text == "Method")
+    report.blocks[method:method] = sweep_section({c.label: c.run.path for c in cells}, seeds, out / "spike_causes")
     (out / "report.md").write_text(rep.to_markdown(report))
     (out / "report.html").write_text(rep.to_html(report, out))
     return StudyResult(out, report, [d.path for d in drawn], tidy, summary)
