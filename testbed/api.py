@@ -120,6 +120,7 @@ def compare(
     progress: ProgressOption = None,
     threads: int | None = None,
     store: str | os.PathLike | bool | None = None,
+    spike_causes: bool = False,
 ):
     """Compare two or more scenarios seed by seed, as `testbed compare` does, and write its
     report directory `out` (default: reports/<a>-vs-<b>-<time>).
@@ -130,6 +131,9 @@ def compare(
     fields set in every scenario that is trained ({"training.epochs": 50}, or `--set` strings).
     `lr_grid`: also train every scenario at these learning rates (Wortsman's sensitivity).
     Scenarios are trained through the run store (`store`, as in `run`): what it holds is reused.
+    `spike_causes`: label every spike by its cause (`spike_causes`) where a run has no
+    spike_causes.csv yet, replaying the spike steps (about the cost of another training);
+    without it the report's "Spikes by cause" uses the runs' own spike_causes.csv only.
     Returns a `Comparison`: `.table()`, `.outcomes()`, `.verdicts`, `.runs`, `.path`."""
     from testbed.comparison.runner import compare as run_comparison
 
@@ -140,7 +144,8 @@ def compare(
         seeds = list(seeds)
     with _progress(progress) as callback:
         return run_comparison(
-            items, seeds=seeds, overrides=overrides, out=out, force=force, lr_grid=lr_grid, progress=callback, threads=threads, store=store
+            items, seeds=seeds, overrides=overrides, out=out, force=force, lr_grid=lr_grid, progress=callback, threads=threads, store=store,
+            spike_causes=spike_causes,
         )
 
 

@@ -367,7 +367,11 @@ def test_compare_reports_spikes_per_cause_and_the_sharpness_figure(spiky_run, tm
     smooth = copy.deepcopy(SPIKY) | {"name": "spiky_smooth"}
     smooth["model"] = {**smooth["model"], "norm": {"name": "smooth"}}
     (tmp_path / "smooth.yaml").write_text(yaml.safe_dump(smooth))
-    result = testbed.compare([spiky_run.path, tmp_path / "smooth.yaml"], out=tmp_path / "cmp")
+    plain = testbed.compare([spiky_run.path, tmp_path / "smooth.yaml"], out=tmp_path / "plain")
+    said = (plain.path / "report.md").read_text()
+    assert "Not computed: spiky has no spike_causes.csv" in said and "--spike-causes" in said  # costly: only when asked
+    assert not (plain.path / "spike_causes").exists()
+    result = testbed.compare([spiky_run.path, tmp_path / "smooth.yaml"], out=tmp_path / "cmp", spike_causes=True)
     report = (tmp_path / "cmp" / "report.md").read_text()
     assert "## Spikes by cause" in report and "Paired differences per cause, spiky_smooth − spiky" in report
     for cause in attribution.CAUSES:

@@ -157,6 +157,7 @@ def compare(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bars"),
     threads: int | None = THREADS,
     store: Path | None = STORE,
+    spike_causes: bool = typer.Option(False, "--spike-causes", help="label every spike by cause where a run lacks spike_causes.csv (replays the spike steps)"),
 ) -> None:
     """Train scenarios on the same seeds (or reuse run directories) and report, with paired
     statistics and figures, which trains better and more stably."""
@@ -168,7 +169,7 @@ def compare(
     with ProgressDisplay(Console(stderr=True)) as display:
         result = api.compare(
             inputs, seeds=seeds, overrides=set_ or [], out=out, force=force, lr_grid=lr_grid, progress=None if quiet else display, threads=threads,
-            store=store,
+            store=store, spike_causes=spike_causes,
         )
     show_comparison(result, Console(width=max(140, Console().width)))
 

@@ -91,6 +91,7 @@ def compare(
     progress: Callable[[Progress | Analysing], None] | None = None,
     threads: int | None = None,
     store=None,
+    spike_causes: bool = False,
 ) -> Comparison:
     """Compare `inputs` (scenario files or objects to train, run or report directories to
     reuse) on shared seeds into the report directory `out`; `progress` hears of every epoch
@@ -132,7 +133,7 @@ def compare(
             sweeps = {label: summarize(grid, [data(lrs[g]) for g in grid]) for label, lrs in sweep.items()}
         seconds = time.perf_counter() - started
         sweep_tables = rep.sweep_tables(sweeps) if sweeps is not None else []
-        report = build_report(stage, entries, main, runs, per_seed, analysis, sweeps, sweep_tables, seconds)
+        report = build_report(stage, entries, main, runs, per_seed, analysis, sweeps, sweep_tables, seconds, spike_causes)
         (stage / "report.md").write_text(rep.to_markdown(report))
         (stage / "report.html").write_text(rep.to_html(report, stage))
         rep.write_comparison_csv(stage / "comparison.csv", analysis, per_seed)
@@ -188,7 +189,8 @@ def _kept_runs(finished: list[Path], stage: Path) -> str:
 
 
 def build_report(
-    stage: Path, entries, main: list[Job], runs, per_seed, analysis: Analysis, sweeps, sweep_tables: list[rep.Table], seconds: float
+    stage: Path, entries, main: list[Job], runs, per_seed, analysis: Analysis, sweeps, sweep_tables: list[rep.Table], seconds: float,
+    spike_causes: bool = False,
 ) -> rep.Report:
     fig_dir = stage / "figures"
     fig_dir.mkdir()
@@ -224,9 +226,9 @@ def build_report(
     )
     for a, b in pairs(labels):
         r.add(rep.pair_table(analysis, a, b))
-    from testbed.forensics.by_cause import section  # spikes per cause, where the runs kept spike_steps.npz
+    from testbed.forensics.by_cause import section  # spikes per cause: the runs' spike_causes.csv, or computed when asked
 
-    r.add(*section({label: run.path for label, run in runs.items()}, analysis.seeds, stage / "spike_causes"))
+    r.add(*section({label: run.path for label, run in runs.items()}, analysis.seeds, stage / "spike_causes", compute=spike_causes))
     switches = {e.label: switch_epochs(e.scenario) for e in entries}
     switches = {label: epochs for label, epochs in switches.items() if epochs}
     if switches:

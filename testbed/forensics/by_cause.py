@@ -83,18 +83,21 @@ def forensics_of(run_path: Path, write_to: Path, compute: bool = True) -> tuple[
     return result.table, f"computed here ({result.kept} kept, {result.replayed} replayed, {result.seconds:.0f} s)"
 
 
-def section(runs: dict[str, Path | None], seeds: list[int], folder: Path) -> list:
-    """The report blocks "Spikes by cause" for runs {label: run directory}; forensics computed
-    here are written to `folder`/<label>.csv. Empty where a run has no forensics to give."""
+def section(runs: dict[str, Path | None], seeds: list[int], folder: Path, compute: bool = False) -> list:
+    """The report blocks "Spikes by cause" for runs {label: run directory}, from their
+    spike_causes.csv; with `compute`, forensics a run lacks are computed here (replaying what
+    spike_steps.npz does not hold costs about another training, hence opt-in: `testbed compare
+    --spike-causes`) and written to `folder`/<label>.csv."""
     from testbed.comparison.report import Heading, Paragraph
 
     found, said = {}, []
     for label, path in runs.items():
         if path is None:
             return []
-        table, where = forensics_of(Path(path), folder / f"{''.join(c if c.isalnum() else '_' for c in label)}.csv")
+        table, where = forensics_of(Path(path), folder / f"{''.join(c if c.isalnum() else '_' for c in label)}.csv", compute=compute)
         if table is None:
-            return [Heading("Spikes by cause"), Paragraph(f"Not computed: {label} has {where}.")]
+            hint = "" if compute else "; `testbed compare --spike-causes` computes them (replaying the spike steps), or `testbed spikes RUN` once per run"
+            return [Heading("Spikes by cause"), Paragraph(f"Not computed: {label} has {where}{hint}.")]
         found[label] = table
         said.append(f"{label}: {where}")
     text = ("Each spike of each run's spikes.csv (the compared seeds only) labelled by the forensics of its step "
