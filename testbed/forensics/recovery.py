@@ -58,7 +58,7 @@ class StepData:
     def training_set(self, seed: int, p: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Every training sequence of a seed as pair rows (L, n) and labels (n,)."""
         st = self.stage(seed, p)
-        return st.train_rows.t().contiguous(), st.train_labels
+        return st.train_rows[0].long(), st.train_labels[0].long()  # the stage of one seed: (1, L, n), (1, n)
 
     def batch(self, seed: int, step: int) -> tuple[torch.Tensor, torch.Tensor]:
         """The batch of one (seed, step): pair rows (L, B) and labels (B,)."""
