@@ -159,3 +159,20 @@ def test_a_source_scenario_that_cannot_serve_is_one_line(tmp_path, source_data, 
     proc = cli_here("validate", str(_write(tmp_path / "ft.yaml", ft)))
     assert proc.returncode == 2 and message in proc.stderr, proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_a_source_another_process_is_serving_is_waited_for_and_shared(tmp_path, monkeypatch):
+    """Two sweeps fine-tuning from one source on the same seeds: the second waits for the
+    first's lock on the served run instead of failing, then uses that run."""
+    from testbed.rundir import writer
+    from testbed.store import serve as serve_mod
+
+    _write(tmp_path / "pretrain.yaml", SOURCE)
+    ft = dict(TINY, model={"hidden": 8, "init": {"scenario": "pretrain.yaml"}}, seeds="0-1", training={"epochs": 1, "batch_size": 16})
+    scenario = testbed.load_scenario(_write(tmp_path / "ft.yaml", ft))
+    first = serve_mod.bound(scenario)  # serves the source
+    answers = iter([True, True, False])  # the lock is held twice more, then released
+    monkeypatch.setattr(writer, "is_locked", lambda path: next(answers))
+    monkeypatch.setattr(serve_mod, "LOCK_POLL_SECONDS", 0.0)
+    second = serve_mod.bound(scenario)
+    assert second.model.init.run == first.model.init.run and next(answers, "done") == "done"

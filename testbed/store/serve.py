@@ -11,6 +11,7 @@ pre-training."""
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -63,6 +64,7 @@ def write_run(plan: Plan, path: Path, force: bool = False) -> Run:
 
 
 SERVED = ".served"  # inside a store entry: run directories of its seed sets, made for warm starts
+LOCK_POLL_SECONDS = 1.0
 
 
 def bound(scenario, store: RunStore | None = None, **train: Any):
@@ -77,6 +79,8 @@ def bound(scenario, store: RunStore | None = None, **train: Any):
     source = scenario_mod.load(init.scenario, seeds=seeds)
     train = {k: v for k, v in train.items() if k != "label"} | {"label": f"{source.name} (source, {len(seeds)} seeds)"}
     folder = store.entry(store_key.digest(store_key.identity(source))).path / SERVED / shard_name(seeds)
+    while rundir.is_locked(folder):  # another process serves this source on these seeds (a sweep beside this one): wait, then share it
+        time.sleep(LOCK_POLL_SECONDS)
     if finished_seeds(folder) != tuple(seeds):
         serve(source, folder, store=store, force=True, **train)  # a source of a source is served there in turn
     model = scenario.model.model_dump(mode="json")
