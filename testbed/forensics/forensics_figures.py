@@ -12,7 +12,6 @@ Figures are matplotlib `Figure`s on their own Agg canvas, never pyplot's."""
 
 from __future__ import annotations
 
-import os
 import warnings
 from pathlib import Path
 
@@ -21,6 +20,7 @@ from matplotlib import colormaps
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from testbed.render.probe_figures import save
 from testbed.rundir.reader import Run
 
 CAUSE_STYLE = {"norm_curvature": ("crimson", "v"), "mlp_boundary": ("navy", "o"), "other": ("gold", "s"), "unknown": ("black", "x")}
@@ -31,13 +31,7 @@ MAX_POINTS = 1500  # step losses are drawn as at most this many bins (max per bi
 
 def _save(fig: Figure, path: Path, dpi: float = 110) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.name}.partial{path.suffix}")
-    try:
-        fig.savefig(partial, dpi=dpi)
-        os.replace(partial, path)
-    finally:
-        partial.unlink(missing_ok=True)
-    return path
+    return save(fig, path, dpi)
 
 
 def _binned_max(values: np.ndarray, bins: int) -> tuple[np.ndarray, np.ndarray]:
