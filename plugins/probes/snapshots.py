@@ -21,15 +21,19 @@ class SnapshotParams(Params):
     every: int = Field(10, ge=1, description="snapshot every this many epochs (and at 0 and the last)")
     spike_steps: bool = Field(False, description="also keep the weights before and after every step whose loss jumps (spike_steps.npz)")
 
+    def keeps(self, epoch: int, last: int) -> bool:
+        """Whether a run of `last` epochs snapshots epoch `epoch` (what a warm start may start from)."""
+        return epoch % self.every == 0 or epoch == last
+
 
 class Snapshots(Probe):
     def __init__(self, params: SnapshotParams):
-        self.every = params.every
+        self.params = params
         self.epochs: list[int] = []
         self.flats: list[torch.Tensor] = []
 
     def after_epoch(self, epoch: int, flat: torch.Tensor, evaluation: Evaluation | None) -> None:
-        if epoch % self.every == 0 or epoch == self.info.epochs:
+        if self.params.keeps(epoch, self.info.epochs):
             self.epochs.append(epoch)
             self.flats.append(flat.detach().clone())
 

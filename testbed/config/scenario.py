@@ -350,7 +350,7 @@ def _scenario_source(path: str, seeds: list[int], shapes):
     if snapshots is None:
         raise UserError(f"model.init.scenario: {path} has no snapshots probe, so its runs keep no weights to start from")
     epochs = source.training.epochs
-    kept = sorted({e for e in range(0, epochs + 1, snapshots.every)} | {epochs})
+    kept = [e for e in range(epochs + 1) if snapshots.keeps(e, epochs)]  # the probe's own rule
     tokens = source.model.n_tokens or max(build_curriculum(source).vocab_sizes())
     return Source(Path(path), shapes(source, tokens), kept, seeds)
 

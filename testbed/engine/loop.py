@@ -178,7 +178,7 @@ def _train(
     steps_per_epoch = -(-n // B)
     device = _device(scenario)
     remote = device.type != HOST  # the training state is not in the memory probes read
-    compiled = compiled_loss_and_grad() if getattr(scenario.training, "compile", False) else None
+    compiled = compiled_loss_and_grad() if scenario.training.compile else None
 
     flat = _initial_weights(scenario.model.init, c, task, seeds)
     absent = [space.slices[name] for name in arch.absent()]
