@@ -71,7 +71,7 @@ def losses(runs: dict[str, RunData], out: Path, switches: dict[str, list[int]] |
             _median_band(axes[2], steps, binned, label, col[label])
     lacking = [label for label, run in runs.items() if run.step_loss is None]
     if len(lacking) == len(runs):
-        _no_data(axes[2], "no step-level losses kept (step_loss probe)")
+        _no_data(axes[2], NO_STEP_LOSSES)
     elif lacking:
         axes[2].text(0.98, 0.97, f"no step losses kept: {', '.join(lacking)}", transform=axes[2].transAxes, ha="right", va="top", fontsize=8, color="grey")
     for ax, title, xlabel in zip(
@@ -88,6 +88,9 @@ def losses(runs: dict[str, RunData], out: Path, switches: dict[str, list[int]] |
     axes[2].xaxis.set_major_formatter(matplotlib.ticker.EngFormatter(sep=""))
     axes[0].legend(fontsize=8, title="median, IQR band", title_fontsize=8)
     return _save(fig, out)
+
+
+NO_STEP_LOSSES = "no step-level losses kept (step_loss probe)"
 
 
 def _no_data(ax, text: str) -> None:
@@ -134,7 +137,7 @@ def spike_raster(runs: dict[str, RunData], out: Path) -> Path:
         run = runs[label]
         row = {seed: i for i, seed in enumerate(run.seeds)}
         if run.step_loss is None:
-            _no_data(ax, "no step-level losses kept (step_loss probe)")
+            _no_data(ax, NO_STEP_LOSSES)
             ax.set_title(f"{label}: spikes not measured", fontsize=10)
             ax.set_xlabel("step")
             continue
@@ -201,7 +204,7 @@ def paired_differences(a: str, b: str, outcomes: dict[str, dict[str, np.ndarray]
     ax = axes[1]
     d = np.sort(outcomes[b]["spikes"] - outcomes[a]["spikes"])
     if not np.isfinite(d).any():
-        _no_data(ax, "spikes not measured: no step-level losses kept (step_loss probe)")
+        _no_data(ax, f"spikes not measured: {NO_STEP_LOSSES}")
         ax.set_yticks([])
         ax.set_title("Loss spikes, seed by seed")
         fig.suptitle(f"Paired differences: {b} vs {a}")
