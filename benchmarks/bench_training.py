@@ -77,7 +77,7 @@ def measure_naive(epochs: int) -> dict:
     }
 
 
-def measure_testbed(n_seeds: int, epochs: int, threads: int | None) -> dict:
+def measure_testbed(n_seeds: int, epochs: int, threads: int | None, device: str = "cpu") -> dict:
     import torch
 
     from testbed.config.scenario import validate
@@ -85,7 +85,7 @@ def measure_testbed(n_seeds: int, epochs: int, threads: int | None) -> dict:
     from testbed.engine.loop import train
 
     scenario = validate(
-        {"name": "bench", "seeds": "0" if n_seeds == 1 else f"0-{n_seeds - 1}", "training": {"epochs": epochs + 1}, "probes": PROBES}
+        {"name": "bench", "seeds": "0" if n_seeds == 1 else f"0-{n_seeds - 1}", "training": {"epochs": epochs + 1, "device": device}, "probes": PROBES}
     )
     stamps: list[float] = []
     cpu_stamps: list[float] = []
@@ -112,12 +112,14 @@ def measure_testbed(n_seeds: int, epochs: int, threads: int | None) -> dict:
         "cpu_s_per_epoch": statistics.median(cpu_durations),
         "peak_rss_mb": peak_rss_mb(),
         "torch": torch.__version__,
+        "device": device,
+        **({"gpu": torch.cuda.get_device_name(), "peak_gpu_mb": torch.cuda.max_memory_allocated() / 2**20} if device.startswith("cuda") else {}),
     }
 
 
-def one(kind: str, seeds: int, epochs: int, threads: int | None, code: Path) -> dict:
+def one(kind: str, seeds: int, epochs: int, threads: int | None, code: Path, device: str = "cpu") -> dict:
     """One measurement in a fresh process running the code of checkout `code`."""
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--one", kind, str(seeds), str(epochs)]
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--one", kind, str(seeds), str(epochs), "--device", device]
     if threads is not None:
         cmd += ["--threads", str(threads)]
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(code)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]))
@@ -150,6 +152,7 @@ def main(argv: list[str] | None = None) -> dict:
         help="what the rates and ratios use: wall-clock seconds, or the process's CPU seconds (steadier on a shared machine; "
         "equal to wall time with one thread on an idle machine)",
     )
+    ap.add_argument("--device", default="cpu", help="training.device of the testbed measurements (cuda: the GPU path; the naive loop stays on the CPU)")
     ap.add_argument("--json", type=Path, default=None, help="write the results as JSON to this path")
     ap.add_argument("--one", nargs=3, metavar=("KIND", "SEEDS", "EPOCHS"), help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
@@ -160,14 +163,17 @@ def main(argv: list[str] | None = None) -> dict:
             import torch
 
             torch.set_num_threads(args.threads)
-        result = measure_naive(epochs) if kind == "naive" else measure_testbed(seeds, epochs, args.threads)
+        result = measure_naive(epochs) if kind == "naive" else measure_testbed(seeds, epochs, args.threads, args.device)
         print(json.dumps(result))
         return result
 
     import torch
 
-    meta = {"torch": torch.__version__, "cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()}
-    print(f"torch {meta['torch']}  cpus {meta['cpus']}  python {meta['python']}  {meta['platform']}", flush=True)
+    meta = {"torch": torch.__version__, "cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform(),
+            "device": args.device}
+    if args.device.startswith("cuda"):
+        meta["gpu"] = torch.cuda.get_device_name(torch.device(args.device))
+    print(f"torch {meta['torch']}  cpus {meta['cpus']}  python {meta['python']}  {meta['platform']}  device {args.device} {meta.get('gpu', '')}", flush=True)
     codes = {"after": ROOT} | ({"before": args.baseline.resolve()} if args.baseline else {})
     rounds: dict[tuple, list[dict]] = {}
     wall = time.perf_counter()
@@ -177,10 +183,11 @@ def main(argv: list[str] | None = None) -> dict:
         for seeds in args.seeds:
             epochs = args.epochs or EPOCHS.get(seeds, 1)
             for label, code in codes.items():
-                got = one("testbed", seeds, epochs, args.threads, code)
+                got = one("testbed", seeds, epochs, args.threads, code, args.device)
                 rounds.setdefault((label, seeds, "testbed"), []).append(got)
+                gpu = f", GPU peak {got['peak_gpu_mb']:.0f} MB" if "peak_gpu_mb" in got else ""
                 print(f"  {label:6s} {seeds:6d} seeds: {got['s_per_epoch']:.4f} s/epoch ({got['cpu_s_per_epoch']:.4f} CPU), "
-                      f"{seeds / got['s_per_epoch']:.0f} seed-epochs/s, peak {got['peak_rss_mb']:.0f} MB", flush=True)
+                      f"{seeds / got['s_per_epoch']:.0f} seed-epochs/s, peak {got['peak_rss_mb']:.0f} MB{gpu}", flush=True)
 
     key = "s_per_epoch" if args.clock == "wall" else "cpu_s_per_epoch"
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 
+import numpy as np
 import pytest
 import torch
 from conftest import TINY, assert_npz_equal, cli
@@ -24,7 +25,9 @@ from testbed.plugin_api.registry import default_registry
 from testbed.store import store_key
 from testbed.study.executors import gpus_for
 
-STEP_PROBES = TINY["probes"] + [{"name": "grad_norms", "per": "step"}]
+STEP_PROBES = TINY["probes"] + [{"name": "grad_norms", "per": "step"}]  # grad_norms reads steps on the CPU
+SPIKE_STEPS = TINY["probes"][:-1] + [{"name": "snapshots", "every": 2, "spike_steps": True}]  # reads steps on the device
+SPIKY = {"optimizer": {"name": "sgd", "lr": 0.5, "momentum": 0.9, "nesterov": True}}  # loss jumps that spike_steps keeps
 
 
 def tiny(**training):
@@ -33,16 +36,23 @@ def tiny(**training):
     return data
 
 
-@pytest.mark.parametrize("probes", [TINY["probes"], STEP_PROBES], ids=["epoch-probes", "step-probes"])
+@pytest.mark.parametrize(
+    "probes", [TINY["probes"], STEP_PROBES, SPIKE_STEPS, STEP_PROBES[:-2] + SPIKE_STEPS[-1:] + STEP_PROBES[-1:]],
+    ids=["epoch-probes", "host-step-probes", "device-step-probes", "both"],
+)
 def test_the_device_path_gives_the_results_of_the_plain_path(probes, tmp_path, monkeypatch, one_and_two_threads):
-    scenario = validate({**tiny(), "probes": probes})
+    scenario = validate({**tiny(), **SPIKY, "probes": probes})
     plain = loop.train(scenario, tmp_path / "plain")
     monkeypatch.setattr(loop, "HOST", "elsewhere")  # the CPU treated as a device: parameters copied for probes
     moved = loop.train(scenario, tmp_path / "moved")
     for name in ("train_loss", "test_loss", "train_acc", "test_acc"):
         assert torch.equal(getattr(plain.final, name), getattr(moved.final, name))
-    for name in ("step_loss.npz", "snapshots.npz") + (("grad_norms.npz",) if probes is STEP_PROBES else ()):
+    written = sorted(f.name for f in (tmp_path / "plain").glob("*.npz"))
+    assert written == sorted(f.name for f in (tmp_path / "moved").glob("*.npz"))
+    for name in written:
         assert_npz_equal(tmp_path / "plain" / name, tmp_path / "moved" / name)
+    if "spike_steps.npz" in written:  # the steps examined an epoch late found the very jumps
+        assert len(np.load(tmp_path / "plain" / "spike_steps.npz")["step"]) > 0
     assert (tmp_path / "plain" / "metrics.csv").read_bytes() == (tmp_path / "moved" / "metrics.csv").read_bytes()
 
 
@@ -111,7 +121,7 @@ def test_the_device_path_resumes_from_its_checkpoints_bit_for_bit(tmp_path, monk
     import testbed
     from testbed.errors import RunFailure
 
-    sc = validate(tiny())
+    sc = validate({**tiny(), **SPIKY, "probes": SPIKE_STEPS})
     reference = testbed.run(sc, out=tmp_path / "reference", checkpoint_every="off", store=False)
     monkeypatch.setattr(loop, "HOST", "elsewhere")
     out = tmp_path / "stopped"
@@ -127,6 +137,7 @@ def test_the_device_path_resumes_from_its_checkpoints_bit_for_bit(tmp_path, monk
         with pytest.raises(RunFailure):
             testbed.run(sc, out=out, checkpoint_every=1, progress=stop_after(epoch), store=False)
     run = testbed.run(sc, out=out, checkpoint_every=1, store=False)
-    for name in ("step_loss.npz", "snapshots.npz"):
+    for name in ("step_loss.npz", "snapshots.npz", "spike_steps.npz"):
         assert_npz_equal(reference.path / name, run.path / name)
+    assert len(np.load(run.path / "spike_steps.npz")["step"]) > 0
     assert (reference.path / "metrics.csv").read_bytes() == (run.path / "metrics.csv").read_bytes()

@@ -15,7 +15,7 @@ class StepLoss(Probe):
     """Writes the step losses the trainer keeps for every run (RunInfo.step_losses)."""
 
     def finish(self, out: Path) -> dict[str, list]:
-        np.savez_compressed(
+        np.savez(  # not compressed: float losses shrink by a sixth, at 25 MB/s (110 s at 10,000 seeds x 64,000 steps)
             out / "step_loss.npz",
             loss=self.info.step_losses.numpy(),
             epoch=self.info.epoch_of_steps().numpy(),

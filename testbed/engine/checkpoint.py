@@ -10,7 +10,8 @@ numbers, strings, lists, dicts and `Evaluation`s only, no code), holding:
 - `epoch` (the last one completed), `step` (optimizer steps so far), `seconds` of training so far;
 - `params`: the flat (S, P) parameters; `optimizer`: the wrapper's step count and the update
   rule's `state_dict()` (Adam's moments, SGD's buffer);
-- `generators`: the state of each seed's batch-order generator;
+- `generators`: the state of each seed's batch-order generator, and `next_order` the orders
+  already drawn for the next epoch where they were drawn ahead (`testbed.engine.batch_order`);
 - `step_losses`: the step losses so far (RunInfo.step_losses up to `step`);
 - `evaluation`: the evaluation of `epoch` if there was one (the final one, for a run stopped
   between its last epoch and its files);
@@ -35,6 +36,7 @@ import torch
 import yaml
 
 from testbed.engine import device
+from testbed.engine.batch_order import BatchOrders
 from testbed.engine.optimizer import Optimizer
 from testbed.errors import UserError
 from testbed.plugin_api.probe import Evaluation, Probe, RunInfo
@@ -126,7 +128,7 @@ class Live:
 
     flat: torch.Tensor
     optimizer: Optimizer
-    generators: list[torch.Generator]
+    orders: BatchOrders
     info: RunInfo
     probes: list[Probe]
 
@@ -146,7 +148,7 @@ class Live:
             "seconds": seconds,
             "params": self.flat.cpu(),  # the CPU's tensors wherever the run trains: a checkpoint opens anywhere
             "optimizer": {"step_count": self.optimizer.step_count, "rule": device.to(self.optimizer.rule.state_dict(), "cpu")},
-            "generators": [g.get_state() for g in self.generators],
+            **_orders_state(self.orders),
             "step_losses": self.info.step_losses[:step].clone(),  # the steps run so far, not the NaN rest
             "evaluation": evaluation,
             "probes": [probe.state_dict() for probe in self.probes],
@@ -155,18 +157,22 @@ class Live:
     def restore(self, saved: dict[str, Any]) -> Position:
         if saved.get("format") != FORMAT:
             raise ValueError(f"checkpoint format {saved.get('format')!r}, expected {FORMAT}")
-        if len(saved["generators"]) != len(self.generators) or len(saved["probes"]) != len(self.probes):
+        if len(saved["generators"]) != len(self.orders.generators) or len(saved["probes"]) != len(self.probes):
             raise ValueError("checkpoint of another set of seeds or probes")
         self.flat.copy_(saved["params"])
         self.optimizer.step_count = saved["optimizer"]["step_count"]
         self.optimizer.rule.load_state_dict(device.to(saved["optimizer"]["rule"], self.flat.device))
-        for g, state in zip(self.generators, saved["generators"]):
-            g.set_state(state)
+        self.orders.load_state_dict({"generators": saved["generators"], "next": saved.get("next_order")})
         step = saved["step"]
         self.info.step_losses[:step].copy_(saved["step_losses"])
         for probe, state in zip(self.probes, saved["probes"]):
             probe.load_state_dict(state)
         return Position(saved["epoch"], step, saved["evaluation"], saved["seconds"])
+
+
+def _orders_state(orders: BatchOrders) -> dict[str, Any]:
+    state = orders.state_dict()
+    return {"generators": state["generators"], **({"next_order": state["next"]} if state["next"] is not None else {})}
 
 
 def write(file: Path, state: dict[str, Any]) -> None:

@@ -19,13 +19,15 @@ import torch
 
 from testbed.analysis.spike_detector import first_nonfinite
 from testbed.engine import blame, checkpoint
+from testbed.engine.batch_order import BatchOrders
 from testbed.engine.device import available, resolve
 from testbed.engine.gradients import compiled_loss_and_grad, loss_and_grad
 from testbed.engine.model import Architecture, ParamSpace
 from testbed.engine.optimizer import Optimizer
 from testbed.engine.seeding import generator
-from testbed.engine.stage import Stage, batches, evaluate
+from testbed.engine.stage import DEVICE_EVAL_ELEMENTS, Stage, batches, compact, evaluate
 from testbed.engine.task import make_dataset
+from testbed.engine.threads import available_cores
 from testbed.errors import RunFailure, UserError
 from testbed.plugin_api.base import Plugin
 from testbed.plugin_api.curriculum import RESETS, Curriculum
@@ -190,20 +192,25 @@ def _train(
         c.optimizer.to(device)
     views = space.views(flat)
 
-    info = RunInfo(seeds, epochs, steps_per_epoch, space, scenario, params=host)
+    info = RunInfo(seeds, epochs, steps_per_epoch, space, scenario, params=host, live=flat)
     for probe in c.probes:
         probe.start(info)
     step_probes = [p for p in c.probes if p.observes_steps()]
+    on_device = [p for p in step_probes if p.steps_on_device] if remote else step_probes  # given the step's tensors where they are
+    on_host = [p for p in step_probes if p not in on_device]  # given CPU copies, every step
     eval_epochs = {epochs}.union(*(p.eval_epochs(epochs) for p in c.probes))
 
-    order_gens = [generator(seed, "batches") for seed in seeds]
+    # Off the CPU, the next epoch's orders are drawn while the device trains (`batch_order`).
+    orders = BatchOrders(seeds, n, ahead=remote, workers=available_cores() if remote else 1)
+    cache_sized = device.type == "cpu"  # pieces of work that fit a CPU's cache; a GPU takes each whole
+    step_block = STEP_BLOCK if cache_sized else None
 
     def stage_for(p: int, current: Stage | None) -> Stage:
         """The stage in force: kept while p stays, sampled anew when the curriculum changes p."""
         if current is not None and current.p == p:
             return current
         ds = make_dataset(seeds, p, task.seq_len, task.sparsity, task.n_train, task.n_test, task.test_split)
-        return Stage.prepare(ds, arch, c.curriculum.restricts_logits()).to(device)
+        return Stage.prepare(ds, arch, c.curriculum.restricts_logits(), None if cache_sized else DEVICE_EVAL_ELEMENTS).to(device)
 
     def evaluation_at(epoch: int) -> Evaluation:
         """The evaluation of the stage in force, its (S,) tensors on the CPU."""
@@ -215,7 +222,7 @@ def _train(
             host.copy_(flat)
         return host
 
-    live = checkpoint.Live(flat, c.optimizer, order_gens, info, c.probes)
+    live = checkpoint.Live(flat, c.optimizer, orders, info, c.probes)
     done, step, seconds_before = 0, 0, 0.0  # epochs, steps and seconds of training before this session
     at.epoch, at.step = 0, 0
     if checkpoints is not None and checkpoints.resume:
@@ -237,12 +244,14 @@ def _train(
         if epoch > 1:
             _reset(c, flat, seeds, epoch)
         data = stage_for(c.curriculum.p_at(epoch), data)
-        perm = torch.stack([torch.randperm(n, generator=g) for g in order_gens])  # (S, n)
-        pending: list[torch.Tensor] = []  # off the CPU without step probes: the epoch's losses, copied back at its end
-        for xb, yb in batches(data, perm.to(device) if remote else perm, B):
+        perm = orders.take()  # (S, n)
+        if remote:  # sent compact (a quarter of the bytes at n < 32768), widened there
+            perm = perm.to(compact(n)).to(device).long()
+        pending: list[torch.Tensor] = []  # off the CPU: the epoch's losses, copied back at its end
+        for xb, yb in batches(data, perm, B):
             at.step = step + 1
-            losses, grad = _step(compiled or loss_and_grad, arch, views, xb, yb, data.scored)
-            if remote and not step_probes:
+            losses, grad = _step(compiled or loss_and_grad, arch, views, xb, yb, data.scored, step_block)
+            if remote and not on_host:
                 pending.append(losses)
             else:
                 info.step_losses[step].copy_(losses)
@@ -252,12 +261,13 @@ def _train(
             c.optimizer.step(flat, grad)
             for sl in absent:  # the built-in rules leave 0 at 0; a plugin rule may not (noise, a decay target)
                 flat[:, sl] = 0.0
-            if step_probes:
-                if remote:
-                    losses, grad = losses.cpu(), grad.cpu()
-                    to_host()
-                for probe in step_probes:
-                    probe.after_step(step, epoch, losses, grad)
+            for probe in on_device:
+                probe.after_step(step, epoch, losses, grad)
+            if on_host:
+                host_losses, host_grad = losses.cpu(), grad.cpu()
+                to_host()
+                for probe in on_host:
+                    probe.after_step(step, epoch, host_losses, host_grad)
         if pending:
             info.step_losses[step - len(pending) : step].copy_(torch.stack(pending))
         evaluation = evaluation_at(epoch) if epoch in eval_epochs else None
@@ -282,6 +292,7 @@ def _train(
                     columns.update(probe.finish(Path(out_dir)))
             except Exception as exc:  # the other probes' outputs and the trained run stay
                 failures.append(blame.failure(exc, c.made, at))
+    orders.close()
     diverged = first_nonfinite(info.step_losses.numpy()).tolist()
     seconds = seconds_before + time.perf_counter() - started
     return RunResult(seeds, evaluation, columns, seconds, step, diverged, steps_per_epoch, failures)
@@ -290,17 +301,19 @@ def _train(
 STEP_BLOCK = 512  # seeds per piece of a step: beyond, a step runs block by block (see `_step`)
 
 
-def _step(fn, arch: Architecture, views: dict, xb: torch.Tensor, yb: torch.Tensor, scored: int | None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Losses (S,) and gradient (S, P) of one step, computed STEP_BLOCK seeds at a time: a step's
-    intermediates for thousands of seeds (40 MB each at 10,000) do not stay in cache, those of a
-    block do (1.35x per step at 4096 seeds). Seeds are independent in every operation, so a block
-    computes exactly what the whole would."""
+def _step(
+    fn, arch: Architecture, views: dict, xb: torch.Tensor, yb: torch.Tensor, scored: int | None, block: int | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Losses (S,) and gradient (S, P) of one step, computed `block` seeds at a time (None: all
+    at once, as on a GPU): on a CPU a step's intermediates for thousands of seeds (40 MB each
+    at 10,000) do not stay in cache, those of a block do (1.35x per step at 4096 seeds). Seeds
+    are independent in every operation, so a block computes exactly what the whole would."""
     S = xb.shape[0]
-    if S <= STEP_BLOCK:
+    if block is None or S <= block:
         return fn(arch, views, xb, yb, scored)
     parts = [
-        fn(arch, {name: v[lo : lo + STEP_BLOCK] for name, v in views.items()}, xb[lo : lo + STEP_BLOCK], yb[lo : lo + STEP_BLOCK], scored)
-        for lo in range(0, S, STEP_BLOCK)
+        fn(arch, {name: v[lo : lo + block] for name, v in views.items()}, xb[lo : lo + block], yb[lo : lo + block], scored)
+        for lo in range(0, S, block)
     ]
     return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
 

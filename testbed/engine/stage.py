@@ -17,7 +17,8 @@ from testbed.engine.model import Architecture, forward, pair_index
 from testbed.engine.task import Dataset, decode, distinct, encode
 from testbed.plugin_api.probe import Evaluation
 
-EVAL_CHUNK_ELEMENTS = 1 << 20  # S * N * (widest activation) floats per evaluation piece
+EVAL_CHUNK_ELEMENTS = 1 << 20  # S * N * (widest activation) floats per evaluation piece on a CPU (its cache)
+DEVICE_EVAL_ELEMENTS = 1 << 27  # the same on a GPU: few large launches (at 10,000 seeds 7 pieces, not 900)
 MIN_PIECE = 128  # sequences per seed in an evaluation piece, at the least (see `_chunks`)
 
 
@@ -40,7 +41,9 @@ class Stage:
     scored: int | None = None  # tokens the output layer scores: None all, else the first `scored` (= p)
 
     @classmethod
-    def prepare(cls, dataset: Dataset, arch: Architecture, restrict_logits: bool = False) -> Stage:
+    def prepare(cls, dataset: Dataset, arch: Architecture, restrict_logits: bool = False, piece_elements: int | None = None) -> Stage:
+        """`piece_elements`: the size of an evaluation piece (`_chunks`), EVAL_CHUNK_ELEMENTS
+        unless given."""
         train = dataset.train.tokens
         S, _, L = train.shape
         kind = compact(arch.n_tokens * L)
@@ -52,7 +55,7 @@ class Stage:
             dataset.p,
             train_rows=torch.cat([pair_index(train[lo : lo + 256], arch.n_tokens).to(kind) for lo in range(0, S, 256)]),
             train_labels=dataset.train.labels.to(kind),
-            eval_chunks=_chunks(index, labels, eval_width(arch)),
+            eval_chunks=_chunks(index, labels, eval_width(arch), piece_elements or EVAL_CHUNK_ELEMENTS),
             train_weight=w[:, 0].double(),
             test_weight=w[:, 1].double(),
             last=last,
@@ -180,16 +183,16 @@ def _rows(views: dict, seeds: slice) -> dict:
     return views if seeds == slice(None) else {name: v[seeds] for name, v in views.items()}
 
 
-def _chunks(index: torch.Tensor, labels: torch.Tensor, width: int) -> list[tuple[slice, torch.Tensor, torch.Tensor]]:
-    """Split (S, L, U) rows and (S, U) labels into contiguous pieces of about
-    EVAL_CHUNK_ELEMENTS * width floats of activations, so evaluation stays in cache: along U,
+def _chunks(index: torch.Tensor, labels: torch.Tensor, width: int, elements: int) -> list[tuple[slice, torch.Tensor, torch.Tensor]]:
+    """Split (S, L, U) rows and (S, U) labels into contiguous pieces of about `elements` floats
+    of the widest activation (`width` per sequence), so evaluation stays in cache: along U,
     every seed at once, while a piece keeps at least MIN_PIECE sequences; beyond that many seeds
     (228 at the default widths) in groups of seeds, each cut along U in pieces of MIN_PIECE.
     (Cut finer, every operation of a piece runs on thousands of tiny matrices: at 10,000 seeds a
     piece would hold 2 sequences per seed.)"""
     S, L, U = index.shape
-    group = S if S * width * MIN_PIECE <= EVAL_CHUNK_ELEMENTS else max(1, EVAL_CHUNK_ELEMENTS // (width * MIN_PIECE))
-    size = max(1, EVAL_CHUNK_ELEMENTS // (group * width))
+    group = S if S * width * MIN_PIECE <= elements else max(1, elements // (width * MIN_PIECE))
+    size = max(1, elements // (group * width))
     return [
         (
             slice(None) if group == S else slice(g, g + group),

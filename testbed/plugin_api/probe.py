@@ -6,7 +6,7 @@ from __future__ import annotations
 from abc import ABC
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 
@@ -26,7 +26,11 @@ class RunInfo:
     (S, P) parameters, the tensor the optimizer updates in place and `after_epoch` receives
     (None only where a test builds a RunInfo by hand). `step_losses` (total_steps, S) is filled
     by the trainer as it goes (NaN until a step has run): the loss of every step is where spikes
-    show, so every run keeps it, once, for whichever probes read it (and checkpoints it)."""
+    show, so every run keeps it, once, for whichever probes read it (and checkpoints it). For a
+    run off the CPU (`training.device`), `params` is a CPU copy brought up to date before each
+    `after_epoch`, `live` the parameters on the device (elsewhere `live` is `params`), and
+    `step_losses` is filled an epoch at a time, before that epoch's `after_epoch`, unless a
+    probe that reads steps on the CPU asks for every step."""
 
     seeds: list[int]
     epochs: int
@@ -34,10 +38,18 @@ class RunInfo:
     space: ParamSpace
     scenario: Any
     params: torch.Tensor | None = None
+    live: torch.Tensor | None = None
     step_losses: torch.Tensor = field(init=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "step_losses", torch.full((self.total_steps, len(self.seeds)), float("nan")))
+        if self.live is None:
+            object.__setattr__(self, "live", self.params)
+
+    @property
+    def off_host(self) -> bool:
+        """Whether training runs apart from `params` (on a device: see `live`)."""
+        return self.live is not self.params
 
     @property
     def total_steps(self) -> int:
@@ -92,6 +104,12 @@ class Probe(ABC):
     """
 
     info: RunInfo
+    steps_on_device: ClassVar[bool] = False
+    """True where `after_step` works on the device a run trains on: it then gets the step's loss
+    and gradient there, reads parameters from `info.live`, and must not bring a tensor back to
+    the CPU each step (that waits for the device; gather on the device, read at `after_epoch`).
+    False (the default): a run off the CPU copies loss, gradient and parameters to the CPU for
+    it after every step, which is correct and slow."""
 
     def eval_epochs(self, epochs: int) -> set[int]:
         """Epochs (0 = initialisation) at which this probe needs an `Evaluation`; evaluating
@@ -105,8 +123,9 @@ class Probe(ABC):
 
     def after_step(self, step: int, epoch: int, loss: torch.Tensor, grad: torch.Tensor) -> None:
         """After each optimizer step (`step` from 1, `epoch` from 1): the step's loss (S,),
-        computed before the update, and the gradient (S, P) as applied (after clipping). Read,
-        do not modify. Called only for probes that override it: it runs every step."""
+        computed before the update, and the gradient (S, P) as applied (after clipping), on
+        the CPU (see `steps_on_device`). Read, do not modify. Called only for probes that
+        override it: it runs every step."""
 
     def after_epoch(self, epoch: int, flat: torch.Tensor, evaluation: Evaluation | None) -> None:
         """After each epoch, and once with epoch 0 before training: the parameters (S, P) (the
@@ -125,20 +144,26 @@ class Probe(ABC):
         tensors, numbers, strings, `Evaluation`s, lists and dicts of them. The default holds
         every attribute that is such data (and the state of each torch.Generator attribute),
         but `info` (given again by `start`) and references to the live parameters
-        (`info.params`, linked again on load); it leaves callables and parameter models out
-        and refuses, with a TypeError naming it, any other value (a numpy array, an object of
-        your own): override both methods then."""
-        live = getattr(getattr(self, "info", None), "params", None)
-        linked = [name for name, value in vars(self).items() if live is not None and value is live]
-        return {**attribute_state(self, skip=("info", *linked), records=(Evaluation,), configuration=(RunInfo,)), "live_params": linked}
+        (`info.params` and `info.live`, linked again on load); it leaves callables and parameter
+        models out and refuses, with a TypeError naming it, any other value (a numpy array, an
+        object of your own): override both methods then."""
+        info = getattr(self, "info", None)
+        params, live = getattr(info, "params", None), getattr(info, "live", None)
+        linked = [name for name, value in vars(self).items() if params is not None and value is params]
+        on_device = [name for name, value in vars(self).items() if live is not None and value is live and value is not params]
+        skip = ("info", *linked, *on_device)
+        return {**attribute_state(self, skip=skip, records=(Evaluation,), configuration=(RunInfo,)), "live_params": linked, "device_params": on_device}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Continue from `state`, what `state_dict` returned, after `start`: the files `finish`
         writes must come out as if the run had never stopped. The default sets the saved
-        attributes back and points those that referred to the live parameters at `info.params`."""
+        attributes back and points those that referred to the live parameters at `info.params`
+        (or `info.live`)."""
         restore_attributes(self, state)
         for name in state["live_params"]:
             setattr(self, name, self.info.params)
+        for name in state.get("device_params", []):
+            setattr(self, name, self.info.live)
 
     def combine(self, parts: list[tuple[Path, list[int]]], seeds: list[int], out: Path) -> bool:
         """Write into `out` the files `finish` would have written for a run of `seeds`, from

@@ -88,7 +88,7 @@ def seed_npz(parts: Parts, seeds: Sequence[int], name: str, out: Path, *, seed_a
             order.extend(pos[s] for s in taken)
         joined = np.concatenate(pieces, axis=axis)
         combined[key] = np.take(joined, np.argsort(order, kind="stable"), axis=axis)
-    np.savez_compressed(out / name, **combined)
+    np.savez(out / name, **combined)  # as the probes write them: per-seed float arrays barely compress
 
 
 def seed_rows_npz(parts: Parts, seeds: Sequence[int], name: str, out: Path, *, seed_key: str = "seed", major: str | None = None) -> None:
