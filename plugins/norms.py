@@ -12,7 +12,7 @@ from typing import Literal
 import torch
 from pydantic import Field
 
-from testbed.plugin_api import Norm, Params, hookimpl, plugin
+from testbed.plugin_api import Norm, Params, arithmetic, hookimpl, plugin
 
 
 class EpsParams(Params):
@@ -26,7 +26,7 @@ class RadialNorm(Norm):
         self.eps, self.rms = eps, rms
 
     def _radius(self, x: torch.Tensor) -> torch.Tensor:
-        r = torch.linalg.vector_norm(x, dim=-1, keepdim=True)
+        r = arithmetic.of(x).norm(x, dim=-1, keepdim=True)  # seed-invariant on a GPU too
         return r * (1.0 / math.sqrt(x.shape[-1])) if self.rms else r
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
@@ -46,7 +46,7 @@ class RadialNorm(Norm):
     def _back(self, y: torch.Tensor, r: torch.Tensor, den: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
         # y = x k with k = 1/(r + eps): dx = k g - y (g . y) / (r * n), n = d for rms, 1 for l2
         n = y.shape[-1] if self.rms else 1
-        dot = (grad * y).sum(-1, keepdim=True)
+        dot = arithmetic.of(y).sum(grad * y, -1, keepdim=True)
         return grad / den - y * (dot / (r * n))
 
 
@@ -98,16 +98,17 @@ class SmoothNorm(Norm):
         return w, dw
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        s = x.pow(2).mean(-1, keepdim=True)
+        s = arithmetic.of(x).mean(x.pow(2), -1, keepdim=True)
         inner = self.poly(s / self.R2) / (self.R + self.eps)  # sigma(r)/r, matched to rms at r = R
         outer = 1.0 / (torch.clamp(s, min=self.R2).sqrt() + self.eps)  # clamped: no sqrt(0) in the graph
         return x * torch.where(s < self.R2, inner, outer)
 
     def vjp(self, x: torch.Tensor, y: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
         # dx = w g + x w'(s) (2/d) (g . x)
-        s = x.pow(2).mean(-1, keepdim=True)
+        ops = arithmetic.of(x)
+        s = ops.mean(x.pow(2), -1, keepdim=True)
         w, dw = self._weight(s)
-        dot = (grad * x).sum(-1, keepdim=True)
+        dot = ops.sum(grad * x, -1, keepdim=True)
         return grad * w + x * (dw * dot * (2.0 / x.shape[-1]))
 
 

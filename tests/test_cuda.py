@@ -57,3 +57,13 @@ def test_the_gpu_computes_what_the_cpu_does(tmp_path):
     _, gpu = run("default", [0, 1, 2], tmp_path / "gpu", training=on("cuda", "default"))
     first = cpu["epoch"] == 1
     np.testing.assert_allclose(gpu["loss"][first], cpu["loss"][first], rtol=1e-4)
+
+
+def test_the_step_replayed_from_a_cuda_graph_is_the_step_launched_op_by_op(tmp_path, monkeypatch):
+    scenario = validate({**SPIKY, "training": {**SPIKY["training"], "device": "cuda"}, "seeds": "0-63"})
+    loop.train(scenario, tmp_path / "graphs")
+    monkeypatch.setenv("TESTBED_CUDA_GRAPHS", "0")
+    loop.train(scenario, tmp_path / "eager")
+    for name in sorted(f.name for f in (tmp_path / "graphs").glob("*.npz")):
+        assert_npz_equal(tmp_path / "graphs" / name, tmp_path / "eager" / name)
+    assert (tmp_path / "graphs" / "metrics.csv").read_bytes() == (tmp_path / "eager" / "metrics.csv").read_bytes()

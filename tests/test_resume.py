@@ -294,6 +294,27 @@ def test_checkpoint_intervals_by_epochs_and_by_training_time():
     assert not any(off.due(e, 10) for e in range(1, 11))
 
 
+def test_timed_checkpoints_space_out_when_writing_them_takes_long():
+    """A checkpoint that took 10 s to write (gigabytes at 10,000 seeds) comes again after 20 x
+    10 s of training, not after the policy's 60 s; a quick one keeps the policy's interval."""
+    now = [0.0]
+    schedule = checkpoint.Schedule(checkpoint.Policy(seconds=60.0), clock=lambda: now[0])
+    now[0] = 61.0
+    assert schedule.due(5, 1000)
+    now[0] = 71.0
+    schedule.written(began=61.0)
+    now[0] = 71.0 + 199.0
+    assert not schedule.due(20, 1000)
+    now[0] = 71.0 + 201.0
+    assert schedule.due(21, 1000)
+    schedule.written(began=now[0] - 0.5)
+    now[0] += 61.0
+    assert schedule.due(30, 1000)
+    by_epochs = checkpoint.Schedule(checkpoint.Policy(epochs=3), clock=lambda: now[0])
+    by_epochs.written(began=now[0] - 100.0)  # an epoch policy is kept, however long writing takes
+    assert by_epochs.due(3, 10)
+
+
 # ---- the default state of plugins: their data attributes ----
 
 

@@ -62,6 +62,8 @@ class BatchOrders:
         none was): what continues the sequence of orders exactly."""
         drawn = self._next.result() if isinstance(self._next, Future) else self._next
         self._next = drawn
+        if drawn is not None and self.n <= torch.iinfo(torch.int16).max:
+            drawn = drawn.to(torch.int16)  # a quarter of the bytes (82 MB at 10,000 seeds)
         return {"generators": [g.get_state() for g in self.generators], "next": drawn}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -69,7 +71,8 @@ class BatchOrders:
             self._next.result()  # a draw in flight would move the generators after they are set
         for g, saved in zip(self.generators, state["generators"]):
             g.set_state(saved)
-        self._next = state.get("next")
+        drawn = state.get("next")
+        self._next = drawn.long() if drawn is not None else None
 
     def close(self) -> None:
         self._finalizer()

@@ -49,9 +49,11 @@ UNITS = {"s": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0}
 @dataclass(frozen=True)
 class Policy:
     """When to write a checkpoint: after every `epochs`-th epoch, and after the first epoch that
-    ends `seconds` or more of training after the previous checkpoint; always after the last
-    epoch (before the probes write their files, where a failure would lose the trained state)
-    unless both are None (checkpoints off)."""
+    ends `seconds` or more of training after the previous checkpoint (or `TIME_SHARE_LIMIT`
+    times as long as writing it took, where that is longer: a checkpoint of 10,000 seeds holds
+    gigabytes of step losses and snapshots); always after the last epoch (before the probes
+    write their files, where a failure would lose the trained state) unless both are None
+    (checkpoints off)."""
 
     epochs: int | None = None
     seconds: float | None = None
@@ -82,12 +84,16 @@ class Policy:
         raise UserError(f"--checkpoint-every: expected epochs (50), a time (30s, 5m, 1h) or off, not {spec!r}")
 
 
+TIME_SHARE_LIMIT = 20  # a timed policy trains at least this many times as long as it spends writing
+
+
 class Schedule:
     """A policy at work in one training session: says after which epochs to checkpoint."""
 
     def __init__(self, policy: Policy, clock: Callable[[], float] = time.monotonic):
         self.policy, self.clock = policy, clock
         self.last = clock()
+        self.gap = policy.seconds
 
     def due(self, epoch: int, last_epoch: int) -> bool:
         p = self.policy
@@ -95,10 +101,14 @@ class Schedule:
             return False
         if epoch == last_epoch or (p.epochs is not None and epoch % p.epochs == 0):
             return True
-        return p.seconds is not None and self.clock() - self.last >= p.seconds
+        return self.gap is not None and self.clock() - self.last >= self.gap
 
-    def written(self) -> None:
-        self.last = self.clock()
+    def written(self, began: float | None = None) -> None:
+        """A checkpoint was written (begun at `began` on the clock, if known)."""
+        now = self.clock()
+        if began is not None and self.policy.seconds is not None:
+            self.gap = max(self.policy.seconds, TIME_SHARE_LIMIT * (now - began))
+        self.last = now
 
 
 @dataclass(frozen=True)

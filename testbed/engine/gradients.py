@@ -14,6 +14,7 @@ import math
 
 import torch
 
+from testbed.engine import arithmetic
 from testbed.engine.model import Architecture, attend, scored_embeddings
 from testbed.plugin_api.differentiable import forward_and_backward
 
@@ -31,6 +32,7 @@ def loss_and_grad(
     n_tok = E.shape[1]
     VL = n_tok * L
     c = 1.0 / math.sqrt(d)
+    ops = arithmetic.of(E)  # torch's kernels on the CPU, pairwise sums elsewhere
 
     # Forward, keeping what the backward needs.
     x_table = E.unsqueeze(2) + P.unsqueeze(1)  # (S, V, L, d)
@@ -38,43 +40,42 @@ def loss_and_grad(
     zt = z_table.reshape(S, VL, d)
     qs = q * c
     _, a, mass, zbar = attend(zt, qs, index)  # a (S, L, N), mass (S, VL, N)
-    xi = torch.bmm(zbar, V.transpose(1, 2))
+    xi = ops.bmm(zbar, V.transpose(1, 2))
     m, norm2_back = forward_and_backward(arch.mlp_norm, xi)
-    pre = torch.baddbmm(b1.unsqueeze(1), m, W1.transpose(1, 2))  # (S, N, h)
+    pre = ops.baddbmm(b1.unsqueeze(1), m, W1.transpose(1, 2))  # (S, N, h)
     hid, act_back = forward_and_backward(arch.activation, pre)
-    zeta = torch.baddbmm(b2.unsqueeze(1), hid, W2.transpose(1, 2)).add_(xi)  # (S, N, d)
+    zeta = ops.baddbmm(b2.unsqueeze(1), hid, W2.transpose(1, 2)).add_(xi)  # (S, N, d)
     Eo = scored_embeddings(E, scored)  # the unembedding: all of E, or its first rows
-    logp = torch.log_softmax(torch.bmm(zeta, Eo.transpose(1, 2)), -1)  # (S, N, V)
+    logp = ops.log_softmax(ops.bmm(zeta, Eo.transpose(1, 2)))  # (S, N, V)
     target = labels.unsqueeze(-1)
-    losses = logp.gather(-1, target).squeeze(-1).mean(1).neg_()
+    losses = ops.mean(logp.gather(-1, target).squeeze(-1), 1).neg_()
 
     # Backward of sum over seeds of the mean loss.
     dlogits = logp.exp_().scatter_add_(-1, target, torch.full_like(target, -1.0, dtype=logp.dtype)).mul_(1.0 / N)
-    dE_out = torch.bmm(dlogits.transpose(1, 2), zeta)  # (S, V, d)
-    dzeta = torch.bmm(dlogits, Eo)  # (S, N, d)
-    db2 = dzeta.sum(1)
-    dW2 = torch.bmm(dzeta.transpose(1, 2), hid)  # (S, d, h)
-    dpre = act_back(torch.bmm(dzeta, W2))  # (S, N, h)
-    db1 = dpre.sum(1)
-    dW1 = torch.bmm(dpre.transpose(1, 2), m)  # (S, h, d)
-    dxi = norm2_back(torch.bmm(dpre, W1)).add_(dzeta)  # (S, N, d)
-    dV = torch.bmm(dxi.transpose(1, 2), zbar)  # (S, d, d)
-    dzbar = torch.bmm(dxi, V)  # (S, N, d)
+    dE_out = ops.bmm(dlogits.transpose(1, 2), zeta)  # (S, V, d)
+    dzeta = ops.bmm(dlogits, Eo)  # (S, N, d)
+    db2 = ops.sum(dzeta, 1)
+    dW2 = ops.bmm(dzeta.transpose(1, 2), hid)  # (S, d, h)
+    dpre = act_back(ops.bmm(dzeta, W2))  # (S, N, h)
+    db1 = ops.sum(dpre, 1)
+    dW1 = ops.bmm(dpre.transpose(1, 2), m)  # (S, h, d)
+    dxi = norm2_back(ops.bmm(dpre, W1)).add_(dzeta)  # (S, N, d)
+    dV = ops.bmm(dxi.transpose(1, 2), zbar)  # (S, d, d)
+    dzbar = ops.bmm(dxi, V)  # (S, N, d)
     # Through zbar = mass^T z_table: to the table directly, and to each position's weight.
-    dzt = torch.bmm(mass, dzbar)  # (S, VL, d)
-    flat = index.reshape(S, L * N)
-    da = torch.bmm(zt, dzbar.transpose(1, 2)).gather(1, index)  # (S, L, N)
-    dscore = a * (da - (a * da).sum(1, keepdim=True))
+    dzt = ops.bmm(mass, dzbar)  # (S, VL, d)
+    da = ops.bmm(zt, dzbar.transpose(1, 2)).gather(1, index)  # (S, L, N)
+    dscore = a * (da - ops.sum(a * da, 1, keepdim=True))
     # Through the softmax and the score table (each seed's row summed in order).
-    dscore_t = zt.new_zeros(S, VL).scatter_add_(1, flat, dscore.view(S, L * N)).unsqueeze(-1)  # (S, VL, 1)
-    dq = (dscore_t * zt).sum(1).mul_(c)  # (S, d)
+    dscore_t = ops.scatter_sum(VL, index, dscore).unsqueeze(-1)  # (S, VL, 1)
+    dq = ops.sum(dscore_t * zt, 1).mul_(c)  # (S, d)
     dx = norm1_back((dzt + dscore_t * qs.unsqueeze(1)).view(S, n_tok, L, d))
     if Eo is E:
-        dE = dE_out.add_(dx.sum(2))
+        dE = dE_out.add_(ops.sum(dx, 2))
     else:  # the rows without logits get the gradient through the attention only
-        dE = dx.sum(2)
+        dE = ops.sum(dx, 2)
         dE[:, : Eo.shape[1]] += dE_out
-    dP = dx.sum(1)
+    dP = ops.sum(dx, 1)
     grad = torch.cat([t.reshape(S, -1) for t in (dE, dP, dq, dV, dW1, db1, dW2, db2)], 1)
     return losses, grad
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 from testbed.analysis.spike_detector import first_nonfinite
-from testbed.engine import blame, checkpoint
+from testbed.engine import blame, checkpoint, step_graphs
 from testbed.engine.batch_order import BatchOrders
 from testbed.engine.device import available, resolve
 from testbed.engine.gradients import compiled_loss_and_grad, loss_and_grad
@@ -180,7 +180,9 @@ def _train(
     steps_per_epoch = -(-n // B)
     device = _device(scenario)
     remote = device.type != HOST  # the training state is not in the memory probes read
-    compiled = compiled_loss_and_grad() if scenario.training.compile else None
+    step_fn = compiled_loss_and_grad() if scenario.training.compile else loss_and_grad
+    if not scenario.training.compile and step_graphs.wanted(device):
+        step_fn = step_graphs.StepGraphs(loss_and_grad)  # the same kernels, launched by one replay
 
     flat = _initial_weights(scenario.model.init, c, task, seeds)
     absent = [space.slices[name] for name in arch.absent()]
@@ -250,7 +252,7 @@ def _train(
         pending: list[torch.Tensor] = []  # off the CPU: the epoch's losses, copied back at its end
         for xb, yb in batches(data, perm, B):
             at.step = step + 1
-            losses, grad = _step(compiled or loss_and_grad, arch, views, xb, yb, data.scored, step_block)
+            losses, grad = _step(step_fn, arch, views, xb, yb, data.scored, step_block)
             if remote and not on_host:
                 pending.append(losses)
             else:
@@ -275,9 +277,10 @@ def _train(
         for probe in c.probes:
             probe.after_epoch(epoch, host, evaluation)
         if schedule is not None and schedule.due(epoch, epochs):
+            began = schedule.clock()
             seconds = seconds_before + time.perf_counter() - started
             checkpoint.write(checkpoints.file, live.capture(epoch, step, evaluation, seconds, checkpoints.identity))
-            schedule.written()
+            schedule.written(began)
         if progress is not None:
             progress(epoch, evaluation)
 

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from testbed.engine import arithmetic
 from testbed.engine.seeding import generator
 
 Fn = Callable[[torch.Tensor], torch.Tensor]
@@ -173,16 +174,17 @@ def forward(
     S, L, N = index.shape
     d = arch.d
     E = p["tok_emb"]
+    ops = arithmetic.of(E)
     x_table = E.unsqueeze(2) + p["pos_emb"].unsqueeze(1)  # (S, V, L, d)
     z_table = arch.embedding_norm(x_table).reshape(S, -1, d)
     q = p["query"] * (1.0 / math.sqrt(d))
     scores, attn, mass, zbar = attend(z_table, q, index)
-    xi = torch.matmul(zbar, p["value"].transpose(1, 2))
+    xi = ops.matmul(zbar, p["value"].transpose(1, 2))
     m = arch.mlp_norm(xi)
-    pre = torch.baddbmm(p["mlp.fc1.bias"].unsqueeze(1), m, p["mlp.fc1.weight"].transpose(1, 2))
+    pre = ops.baddbmm(p["mlp.fc1.bias"].unsqueeze(1), m, p["mlp.fc1.weight"].transpose(1, 2))
     hid = arch.activation(pre)
-    zeta = torch.baddbmm(p["mlp.fc2.bias"].unsqueeze(1), hid, p["mlp.fc2.weight"].transpose(1, 2)) + xi
-    logits = torch.matmul(zeta, scored_embeddings(E, scored).transpose(1, 2))
+    zeta = ops.baddbmm(p["mlp.fc2.bias"].unsqueeze(1), hid, p["mlp.fc2.weight"].transpose(1, 2)) + xi
+    logits = ops.matmul(zeta, scored_embeddings(E, scored).transpose(1, 2))
     if trace is not None:
         z = z_table.gather(1, index.reshape(S, L * N, 1).expand(S, L * N, d)).view(S, L, N, d)
         trace.update(
@@ -205,12 +207,13 @@ def attend(z_table: torch.Tensor, q: torch.Tensor, index: torch.Tensor):
     Summing through `mass` (a matrix product) instead of gathering z for every position keeps
     both directions to small matrix products; its backward needs no scatter for z."""
     S, L, N = index.shape
+    ops = arithmetic.of(z_table)
     flat = index.reshape(S, L * N)
-    scores = torch.bmm(z_table, q.unsqueeze(-1)).squeeze(-1).gather(1, flat).view(S, L, N)
+    scores = ops.bmm(z_table, q.unsqueeze(-1)).squeeze(-1).gather(1, flat).view(S, L, N)
     attn = softmax_positions(scores)
     # A sequence's positions are distinct table rows, so no two weights land on one entry.
     mass = z_table.new_zeros(S, z_table.shape[1], N).scatter_(1, index, attn)
-    zbar = torch.bmm(z_table.transpose(1, 2), mass).transpose(1, 2)  # (S, N, d)
+    zbar = ops.bmm(z_table.transpose(1, 2), mass).transpose(1, 2)  # (S, N, d)
     return scores, attn, mass, zbar
 
 
@@ -220,7 +223,7 @@ def softmax_positions(scores: torch.Tensor) -> torch.Tensor:
     in the last bits with the number of seeds beside it; these elementwise operations and
     reductions over the outer axis do not."""
     e = (scores - scores.amax(1, keepdim=True)).exp_()
-    return e / e.sum(1, keepdim=True)
+    return e / arithmetic.of(e).sum(e, 1, keepdim=True)
 
 
 def pair_index(tokens: torch.Tensor, n_tokens: int) -> torch.Tensor:
@@ -233,4 +236,7 @@ def pair_index(tokens: torch.Tensor, n_tokens: int) -> torch.Tensor:
 def per_seed_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """Mean cross-entropy per seed: (S, N, V), (S, N) -> (S,)."""
     S, N, V = logits.shape
+    ops = arithmetic.of(logits)
+    if ops.pairwise:
+        return ops.mean(ops.cross_entropy(logits, labels), 1)
     return F.cross_entropy(logits.reshape(S * N, V), labels.reshape(S * N), reduction="none").view(S, N).mean(1)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import torch
 
+from testbed.engine import arithmetic
 from testbed.engine.model import ParamSpace
 from testbed.plugin_api.update_rule import OptimizerParams, UpdateRule
 
@@ -56,7 +57,7 @@ class Optimizer:
 
 def clip_per_seed(grad: torch.Tensor, max_norm: float) -> torch.Tensor:
     """Scale each seed's gradient (a row of `grad`) in place so its norm is at most max_norm."""
-    norms = torch.linalg.vector_norm(grad, dim=1, keepdim=True)
+    norms = arithmetic.of(grad).norm(grad, dim=1, keepdim=True)
     factor = torch.clamp(max_norm / (norms + 1e-6), max=1.0)
     grad.mul_(factor)
     return norms.squeeze(1)

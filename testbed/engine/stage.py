@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from testbed.engine import arithmetic
 from testbed.engine.model import Architecture, forward, pair_index
 from testbed.engine.task import Dataset, decode, distinct, encode
 from testbed.plugin_api.probe import Evaluation
@@ -152,21 +153,20 @@ def evaluate(arch: Architecture, views: dict, data: Stage, epoch: int) -> Evalua
     """Loss and accuracy per seed on the training and test samples (one chunked forward pass
     over the distinct sequences of both)."""
     groups: dict[tuple, tuple[list, list]] = {}
+    ops = arithmetic.of(data.train_rows)
     with torch.inference_mode():
         for seeds, index, y in data.eval_chunks:
             y = y.long()
             logits = forward(arch, _rows(views, seeds), index.long(), scored=data.scored)
             losses, correct = groups.setdefault((seeds.start, seeds.stop), ([], []))
-            losses.append(F.cross_entropy(logits.transpose(1, 2), y, reduction="none"))
+            losses.append(ops.cross_entropy(logits, y))
             correct.append((logits.argmax(-1) == y).float())
         loss = torch.cat([torch.cat(part[0], 1) for part in groups.values()])
         acc = torch.cat([torch.cat(part[1], 1) for part in groups.values()])
 
         def mean(values: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-            # A running sum up to each seed's last distinct sequence: unlike sum(), its rounding
-            # does not depend on the padding, hence not on the other seeds.
-            running = (values.to(weight.device).double() * weight).cumsum(1)
-            return running.gather(1, data.last.unsqueeze(1)).squeeze(1).float()
+            # over each seed's own distinct sequences, whatever the padding the other seeds impose
+            return ops.weighted_total(values, weight, data.last).float()
 
         return Evaluation(
             epoch=epoch,

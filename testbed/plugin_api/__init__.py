@@ -7,6 +7,7 @@ parameters (`base`), and the base class of each of the six kinds.
 
 from typing import TYPE_CHECKING, Any
 
+from testbed.engine import arithmetic
 from testbed.plugin_api.activation import Activation
 from testbed.plugin_api.base import Params, Plugin, plugin
 from testbed.plugin_api.curriculum import Curriculum
@@ -30,6 +31,7 @@ __all__ = [
     "Quantities",
     "RunInfo",
     "UpdateRule",
+    "arithmetic",
     "hookimpl",
     "plugin",
 ]

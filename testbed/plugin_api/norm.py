@@ -19,7 +19,10 @@ class Norm(Differentiable):
     the table of every token and position embedding sum E[v] + P[t], (S, n_tokens, L, d), and
     `mlp_norm` on the attention output xi before the MLP, (S, N, d); `testbed render` applies
     it to other shapes (frames instead of seeds, grids of points). A row's result must not
-    depend on other rows, or seeds would influence one another.
+    depend on other rows, or seeds would influence one another. Nor may its last bits: on a GPU
+    torch's reductions round a row's sum differently with the number of rows, so sum over the
+    embedding axis with `arithmetic.of(x).sum` / `.mean` / `.norm` (from testbed.plugin_api),
+    which is torch's own reduction on the CPU and a fixed pairwise tree elsewhere.
     """
 
     @abstractmethod
