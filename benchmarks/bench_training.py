@@ -77,7 +77,7 @@ def measure_naive(epochs: int) -> dict:
     }
 
 
-def measure_testbed(n_seeds: int, epochs: int, threads: int | None, device: str = "cpu") -> dict:
+def measure_testbed(n_seeds: int, epochs: int, threads: int | None, device: str = "cpu", compile_step: bool = False) -> dict:
     import torch
 
     from testbed.config.scenario import validate
@@ -85,7 +85,8 @@ def measure_testbed(n_seeds: int, epochs: int, threads: int | None, device: str 
     from testbed.engine.loop import train
 
     scenario = validate(
-        {"name": "bench", "seeds": "0" if n_seeds == 1 else f"0-{n_seeds - 1}", "training": {"epochs": epochs + 1, "device": device}, "probes": PROBES}
+        {"name": "bench", "seeds": "0" if n_seeds == 1 else f"0-{n_seeds - 1}", "training": {"epochs": epochs + 1, **_if_set(device, compile_step)},
+         "probes": PROBES}
     )
     stamps: list[float] = []
     cpu_stamps: list[float] = []
@@ -113,20 +114,41 @@ def measure_testbed(n_seeds: int, epochs: int, threads: int | None, device: str 
         "peak_rss_mb": peak_rss_mb(),
         "torch": torch.__version__,
         "device": device,
+        "compile": compile_step,
         **({"gpu": torch.cuda.get_device_name(), "peak_gpu_mb": torch.cuda.max_memory_allocated() / 2**20} if device.startswith("cuda") else {}),
     }
 
 
-def one(kind: str, seeds: int, epochs: int, threads: int | None, code: Path, device: str = "cpu") -> dict:
+def _if_set(device: str, compile_step: bool) -> dict:
+    """The training fields a measurement sets beyond the defaults (a baseline checkout may
+    predate them)."""
+    return {**({"device": device} if device != "cpu" else {}), **({"compile": True} if compile_step else {})}
+
+
+def one(kind: str, seeds: int, epochs: int, threads: int | None, code: Path, device: str = "cpu", compile_step: bool = False) -> dict:
     """One measurement in a fresh process running the code of checkout `code`."""
     cmd = [sys.executable, str(Path(__file__).resolve()), "--one", kind, str(seeds), str(epochs), "--device", device]
+    if compile_step:
+        cmd.append("--compile")
     if threads is not None:
         cmd += ["--threads", str(threads)]
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(code)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]))
+    paths = [str(code), str(_plugins_of(code))] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(paths))
     proc = subprocess.run(cmd, env=env, cwd=str(code), capture_output=True, text=True)
     if proc.returncode != 0:
         raise RuntimeError(f"{kind} {seeds} seeds ({code}) failed:\n{proc.stderr[-3000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def _plugins_of(code: Path) -> Path:
+    """A folder where `testbed_plugins` is `code`'s plugins/ (the installed entry points name
+    `testbed_plugins`, which an editable install maps to this checkout's plugins/)."""
+    folder = Path(os.environ.get("TMPDIR", "/tmp")) / f"testbed-bench-plugins-{abs(hash(str(code.resolve())))}"
+    link = folder / "testbed_plugins"
+    if not link.exists():
+        folder.mkdir(parents=True, exist_ok=True)
+        link.symlink_to(code.resolve() / "plugins")
+    return folder
 
 
 def table(rows: list[tuple], headers: tuple) -> str:
@@ -153,6 +175,7 @@ def main(argv: list[str] | None = None) -> dict:
         "equal to wall time with one thread on an idle machine)",
     )
     ap.add_argument("--device", default="cpu", help="training.device of the testbed measurements (cuda: the GPU path; the naive loop stays on the CPU)")
+    ap.add_argument("--compile", action="store_true", help="training.compile in the testbed measurements (the fused step, opt-in, not bit-identical)")
     ap.add_argument("--json", type=Path, default=None, help="write the results as JSON to this path")
     ap.add_argument("--one", nargs=3, metavar=("KIND", "SEEDS", "EPOCHS"), help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
@@ -163,7 +186,7 @@ def main(argv: list[str] | None = None) -> dict:
             import torch
 
             torch.set_num_threads(args.threads)
-        result = measure_naive(epochs) if kind == "naive" else measure_testbed(seeds, epochs, args.threads, args.device)
+        result = measure_naive(epochs) if kind == "naive" else measure_testbed(seeds, epochs, args.threads, args.device, args.compile)
         print(json.dumps(result))
         return result
 
@@ -183,7 +206,7 @@ def main(argv: list[str] | None = None) -> dict:
         for seeds in args.seeds:
             epochs = args.epochs or EPOCHS.get(seeds, 1)
             for label, code in codes.items():
-                got = one("testbed", seeds, epochs, args.threads, code, args.device)
+                got = one("testbed", seeds, epochs, args.threads, code, args.device, args.compile)
                 rounds.setdefault((label, seeds, "testbed"), []).append(got)
                 gpu = f", GPU peak {got['peak_gpu_mb']:.0f} MB" if "peak_gpu_mb" in got else ""
                 print(f"  {label:6s} {seeds:6d} seeds: {got['s_per_epoch']:.4f} s/epoch ({got['cpu_s_per_epoch']:.4f} CPU), "

@@ -279,6 +279,48 @@ def test_spike_steps_keeps_the_weights_before_and_after_a_jump(tmp_path):
     assert z["loss"][0] == pytest.approx(3.0)
 
 
+def test_spike_steps_finds_the_jumps_of_the_median_rule(tmp_path):
+    """The probe tests only seeds whose loss beats the window's minimum for the median (a
+    median is at least the minimum): it keeps exactly the jumps of the rule written plainly,
+    a nanmedian of every seed's window every REFRESH steps, NaNs and divergence included."""
+    from testbed.analysis.spike_detector import SpikeParams
+    from testbed.plugin_api.probe import RunInfo
+    from testbed_plugins.probes.snapshots import SnapshotParams, SpikeSnapshots, snapshots
+
+    S, T = 40, 400
+    rng = np.random.default_rng(3)
+    losses = 0.6 * np.exp(rng.normal(0, 0.15, (T, S))) * np.linspace(1.0, 0.2, T)[:, None]
+    for _ in range(60):  # jumps of every size, some below the ratio or the margin
+        losses[rng.integers(15, T), rng.integers(S)] *= rng.uniform(1.2, 6.0)
+    losses[rng.integers(0, T, 30), rng.integers(0, S, 30)] = np.nan
+    losses[300:, 7] = np.inf  # a seed that diverges
+    losses = losses.astype(np.float32)
+    det, refresh = SpikeParams(), SpikeSnapshots.REFRESH
+    expected, base, until, last, kept = [], None, 0, [-(10**9)] * S, [0] * S
+    for s in range(max(det.min_history, 1), T):
+        if s >= until:
+            base = np.nanmedian(losses[max(0, s - det.window) : s], 0)
+            until = s + refresh
+        with np.errstate(invalid="ignore"):
+            jump = (losses[s] > det.ratio * base) & (losses[s] - base > det.min_delta) | ~np.isfinite(losses[s])
+        for j in np.flatnonzero(jump):
+            new, last[j] = s - last[j] > det.merge_gap, s
+            if new and kept[j] < SpikeSnapshots.MAX_EVENTS:
+                kept[j] += 1
+                expected.append((int(j), s))
+    assert len(expected) > 20
+    info = RunInfo(list(range(S)), epochs=1, steps_per_epoch=T, space=ParamSpace({"w": (1,)}), scenario=None)
+    probe = snapshots.build(SnapshotParams(spike_steps=True))
+    probe.start(info)
+    flat = torch.zeros(S, 1)
+    probe.after_epoch(0, flat, None)
+    for s in range(T):
+        info.step_losses[s].copy_(torch.from_numpy(losses[s]))
+        probe.after_step(s + 1, 1, info.step_losses[s], torch.zeros(S, 1))
+    found = sorted((e[0], e[1]) for e in probe.events)
+    assert found == sorted(expected)
+
+
 # ---- the idealized circuit ----
 
 
