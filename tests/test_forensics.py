@@ -14,7 +14,7 @@ import torch.nn.functional as F
 import yaml
 from conftest import TINY, cli
 
-from testbed.engine.model import Architecture, ParamSpace, forward, pair_index
+from testbed.engine.model import Architecture, ParamSpace, forward, head, pair_index
 from testbed.forensics import attribution, hessian
 from testbed.plugin_api.registry import default_registry
 
@@ -126,14 +126,14 @@ def test_adam_preconditioner_is_bias_corrected_root_of_v_plus_eps_over_multiplie
 # ---- attribution on constructed states ----
 
 
-def test_head_logits_match_the_reference_forward():
+def test_the_head_the_forensics_differentiate_gives_the_forward_logits():
     arch = tiny_arch()
     space = ParamSpace(arch.shapes())
     flat = space.init([0, 1])
     index, _ = tiny_batch(2, 9)
     trace: dict = {}
     logits = forward(arch, space.views(flat), index, trace=trace)
-    assert torch.allclose(attribution.head_logits(arch, space.views(flat), trace["xi"]), logits, atol=1e-6)
+    assert torch.allclose(head(arch, space.views(flat), trace["xi"]), logits, atol=1e-6)
 
 
 def _put(space: ParamSpace, flat: torch.Tensor, name: str, value: torch.Tensor) -> None:

@@ -31,7 +31,7 @@ from testbed.engine.threads import available_cores
 from testbed.errors import RunFailure, UserError
 from testbed.plugin_api.base import Plugin
 from testbed.plugin_api.curriculum import RESETS, Curriculum
-from testbed.plugin_api.probe import Evaluation, Probe, RunInfo
+from testbed.plugin_api.probe import METRIC_FIELDS, Evaluation, Probe, RunInfo
 from testbed.plugin_api.registry import Registry, default_registry
 
 
@@ -326,7 +326,7 @@ HOST = "cpu"  # the device whose tensors probes can read in place (tests set ano
 
 def _device(scenario) -> torch.device:
     """The device `training.device` names, checked to be usable here."""
-    name = resolve(getattr(scenario.training, "device", "cpu"))
+    name = resolve(scenario.training.device)
     why = available(name)
     if why is not None:
         raise UserError(f"training.device {name}: {why}")
@@ -334,7 +334,7 @@ def _device(scenario) -> torch.device:
 
 
 def _on_cpu(ev: Evaluation) -> Evaluation:
-    return Evaluation(ev.epoch, ev.p, *(getattr(ev, name).cpu() for name in ("train_loss", "train_acc", "test_loss", "test_acc")))
+    return Evaluation(ev.epoch, ev.p, *(getattr(ev, name).cpu() for name in METRIC_FIELDS))
 
 
 @contextmanager

@@ -180,18 +180,26 @@ def forward(
     q = p["query"] * (1.0 / math.sqrt(d))
     scores, attn, mass, zbar = attend(z_table, q, index)
     xi = ops.matmul(zbar, p["value"].transpose(1, 2))
+    logits = head(arch, p, xi, scored, trace)
+    if trace is not None:
+        z = z_table.gather(1, index.reshape(S, L * N, 1).expand(S, L * N, d)).view(S, L, N, d)
+        trace.update(x_table=x_table, z_table=z_table, z=z, scores=scores, attn=attn, xi=xi, logits=logits)
+    return logits
+
+
+def head(arch: Architecture, p: dict[str, torch.Tensor], xi: torch.Tensor, scored: int | None = None,
+         trace: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
+    """Logits (S, N, V) from the attention outputs xi (S, N, d): the MLP norm, the MLP, the
+    residual and the tied unembedding (the part of `forward` after attention; the forensics
+    differentiate it in xi). With `trace`, its intermediates are stored in it."""
+    ops = arithmetic.of(xi)
     m = arch.mlp_norm(xi)
     pre = ops.baddbmm(p["mlp.fc1.bias"].unsqueeze(1), m, p["mlp.fc1.weight"].transpose(1, 2))
     hid = arch.activation(pre)
     zeta = ops.baddbmm(p["mlp.fc2.bias"].unsqueeze(1), hid, p["mlp.fc2.weight"].transpose(1, 2)) + xi
-    logits = ops.matmul(zeta, scored_embeddings(E, scored).transpose(1, 2))
     if trace is not None:
-        z = z_table.gather(1, index.reshape(S, L * N, 1).expand(S, L * N, d)).view(S, L, N, d)
-        trace.update(
-            x_table=x_table, z_table=z_table, z=z, scores=scores, attn=attn, xi=xi,
-            mlp_in=m, pre=pre, hidden=hid, zeta=zeta, logits=logits,
-        )
-    return logits
+        trace.update(mlp_in=m, pre=pre, hidden=hid, zeta=zeta)
+    return ops.matmul(zeta, scored_embeddings(p["tok_emb"], scored).transpose(1, 2))
 
 
 def scored_embeddings(E: torch.Tensor, scored: int | None) -> torch.Tensor:

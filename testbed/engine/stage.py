@@ -63,7 +63,6 @@ class Stage:
             scored=dataset.p if restrict_logits else None,
         )
 
-
     def to(self, device: torch.device) -> Stage:
         """This stage with its tensors on `device` (itself where they are there already)."""
         if self.train_rows.device == device:
@@ -152,17 +151,15 @@ def compact(bound: int) -> torch.dtype:
 def evaluate(arch: Architecture, views: dict, data: Stage, epoch: int) -> Evaluation:
     """Loss and accuracy per seed on the training and test samples (one chunked forward pass
     over the distinct sequences of both)."""
-    groups: dict[tuple, tuple[list, list]] = {}
+    losses, correct = [], []
     ops = arithmetic.of(data.train_rows)
     with torch.inference_mode():
         for seeds, index, y in data.eval_chunks:
             y = y.long()
             logits = forward(arch, _rows(views, seeds), index.long(), scored=data.scored)
-            losses, correct = groups.setdefault((seeds.start, seeds.stop), ([], []))
-            losses.append(ops.cross_entropy(logits, y))
-            correct.append((logits.argmax(-1) == y).float())
-        loss = torch.cat([torch.cat(part[0], 1) for part in groups.values()])
-        acc = torch.cat([torch.cat(part[1], 1) for part in groups.values()])
+            losses.append((seeds, ops.cross_entropy(logits, y)))
+            correct.append((seeds, (logits.argmax(-1) == y).float()))
+        loss, acc = _joined(losses, 1), _joined(correct, 1)
 
         def mean(values: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
             # over each seed's own distinct sequences, whatever the padding the other seeds impose
@@ -206,13 +203,19 @@ def _chunks(index: torch.Tensor, labels: torch.Tensor, width: int, elements: int
 
 def eval_table(data: Stage) -> tuple[torch.Tensor, torch.Tensor]:
     """The evaluation pieces put back together: (S, L, U) pair rows and (S, U) labels."""
-    groups: dict[tuple, list] = {}
-    for seeds, index, y in data.eval_chunks:
-        groups.setdefault((seeds.start, seeds.stop), []).append((index, y))
     return (
-        torch.cat([torch.cat([i for i, _ in part], 2) for part in groups.values()]),
-        torch.cat([torch.cat([y for _, y in part], 1) for part in groups.values()]),
+        _joined([(seeds, index) for seeds, index, _ in data.eval_chunks], 2),
+        _joined([(seeds, y) for seeds, _, y in data.eval_chunks], 1),
     )
+
+
+def _joined(pieces: list[tuple[slice, torch.Tensor]], dim: int) -> torch.Tensor:
+    """Tensors of the evaluation pieces (in `eval_chunks` order) put back together: along
+    `dim` within a seed group, then the groups along the seed axis."""
+    groups: dict[tuple, list[torch.Tensor]] = {}
+    for seeds, t in pieces:
+        groups.setdefault((seeds.start, seeds.stop), []).append(t)
+    return torch.cat([torch.cat(part, dim) for part in groups.values()])
 
 
 def eval_width(arch: Architecture) -> int:

@@ -49,9 +49,9 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
-from testbed.engine.model import Architecture, ParamSpace, forward, scored_embeddings
+from testbed.engine import arithmetic
+from testbed.engine.model import Architecture, ParamSpace, forward, head
 
 GROUPS: dict[str, tuple[str, ...]] = {
     "tok_emb": ("tok_emb",),
@@ -98,24 +98,15 @@ def _turn_degrees(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return torch.rad2deg(torch.atan2(cross, dot))
 
 
-def head_logits(arch: Architecture, p: dict[str, torch.Tensor], xi: torch.Tensor, scored: int | None = None) -> torch.Tensor:
-    """Logits (K, N, V) from sequence embeddings xi (K, N, d): the MLP norm, the MLP, the
-    residual and the tied unembedding of `forward` (tests check the two agree)."""
-    m = arch.mlp_norm(xi)
-    pre = torch.baddbmm(p["mlp.fc1.bias"].unsqueeze(1), m, p["mlp.fc1.weight"].transpose(1, 2))
-    zeta = torch.baddbmm(p["mlp.fc2.bias"].unsqueeze(1), arch.activation(pre), p["mlp.fc2.weight"].transpose(1, 2)) + xi
-    return torch.matmul(zeta, scored_embeddings(p["tok_emb"], scored).transpose(1, 2))
-
-
 def _per_sequence_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    return F.cross_entropy(logits.transpose(1, 2), labels, reduction="none")  # (K, N)
+    return arithmetic.of(logits).cross_entropy(logits, labels)  # (K, N)
 
 
 def boundary_distance(arch: Architecture, p: dict[str, torch.Tensor], xi: torch.Tensor, labels: torch.Tensor,
                       scored: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """(margin mu (K, N), relative first-order distance of xi to mu = 0 (K, N))."""
     x = xi.detach().double().requires_grad_(True)
-    logits = head_logits(arch, {k: v.double() for k, v in p.items()}, x, scored)
+    logits = head(arch, {k: v.double() for k, v in p.items()}, x, scored)
     true = logits.gather(-1, labels.unsqueeze(-1)).squeeze(-1)
     other = logits.scatter(-1, labels.unsqueeze(-1), float("-inf")).amax(-1)
     mu = true - other

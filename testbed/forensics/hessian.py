@@ -78,16 +78,11 @@ def lanczos_top(matvec: MatVec, start: torch.Tensor, iterations: int, mask: torc
         alphas.append(a)
         if k == n - 1:
             break
-        for _ in range(2):  # full reorthogonalisation, twice is enough
-            for b in basis:
-                w = w - (w * b).sum(1, keepdim=True) * b
+        w = _orthogonalised(w, basis)  # full reorthogonalisation
         beta = w.norm(dim=1)
         dead = beta <= 1e-10 * (1.0 + a.abs())
         if bool(dead.any()):
-            r = torch.randn(S, P, generator=fresh, dtype=torch.float64) * w_mask
-            for _ in range(2):
-                for b in basis:
-                    r = r - (r * b).sum(1, keepdim=True) * b
+            r = _orthogonalised(torch.randn(S, P, generator=fresh, dtype=torch.float64) * w_mask, basis)
             w = torch.where(dead.unsqueeze(1), r, w)
             beta = torch.where(dead, torch.zeros_like(beta), beta)
         betas.append(beta)
@@ -100,6 +95,15 @@ def lanczos_top(matvec: MatVec, start: torch.Tensor, iterations: int, mask: torc
     bad = ~torch.isfinite(T).all(2).all(1)  # a seed whose weights or loss are not finite (diverged)
     top = torch.linalg.eigvalsh(torch.where(bad.view(-1, 1, 1), torch.zeros_like(T), T))[:, -1]
     return top.masked_fill(bad, float("nan"))
+
+
+def _orthogonalised(x: torch.Tensor, basis: list[torch.Tensor]) -> torch.Tensor:
+    """x (S, P) with its components along the orthonormal rows of `basis` removed, row by row
+    (Gram-Schmidt twice: once leaves rounding errors that grow over the iterations)."""
+    for _ in range(2):
+        for b in basis:
+            x = x - (x * b).sum(1, keepdim=True) * b
+    return x
 
 
 def start_vectors(seeds: list[int], P: int) -> torch.Tensor:
