@@ -19,6 +19,10 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+# The arithmetic's identity, part of the run store's key: results computed under another mode
+# are other numbers. (Bumped whenever the default CPU path's rounding changes.)
+DETERMINISM = "cpu-native-1"
+
 
 class Native:
     """torch's kernels: seed-invariant on the CPU, and what every CPU result was computed with."""
