@@ -1,15 +1,18 @@
-"""The pairwise arithmetic a GPU run uses (`testbed.engine.arithmetic`), checked on the CPU:
-the same functions as torch's kernels, sums unchanged by trailing zeros (the padding other
-seeds impose), and a seed's training and evaluation independent of the seeds beside it."""
+"""The two arithmetics of `testbed.engine.arithmetic`, checked on the CPU: the portable one
+(the CPU's) and the pairwise one (a GPU's) compute what torch's kernels compute, pairwise sums
+are unchanged by trailing zeros (the padding other seeds impose), and with either a seed's
+training and evaluation are independent of the seeds beside it."""
 
 from __future__ import annotations
+
+import itertools
 
 import pytest
 import torch
 from test_replicas import VARIANTS, assert_seed_matches, run
 
 from testbed.engine import arithmetic
-from testbed.engine.arithmetic import NATIVE, PAIRWISE
+from testbed.engine.arithmetic import PAIRWISE, PORTABLE
 
 
 @pytest.fixture
@@ -18,26 +21,36 @@ def pairwise_everywhere(monkeypatch):
     monkeypatch.setattr(arithmetic, "of", lambda x: PAIRWISE)
 
 
-def test_the_pairwise_operations_compute_what_torch_does():
+@pytest.mark.parametrize("ops", [PORTABLE, PAIRWISE], ids=["portable", "pairwise"])
+def test_the_operations_compute_what_torch_does(ops):
     g = torch.Generator().manual_seed(0)
     a, b, bias = torch.randn(5, 7, 13, generator=g), torch.randn(5, 13, 3, generator=g), torch.randn(5, 1, 3, generator=g)
     x = torch.randn(4, 9, 6, generator=g)
     for dim in (0, 1, 2, -1):
-        torch.testing.assert_close(PAIRWISE.sum(x, dim), x.sum(dim))
-        torch.testing.assert_close(PAIRWISE.sum(x, dim, keepdim=True), x.sum(dim, keepdim=True))
-        torch.testing.assert_close(PAIRWISE.mean(x, dim, keepdim=True), x.mean(dim, keepdim=True))
-    torch.testing.assert_close(PAIRWISE.norm(x, -1, keepdim=True), NATIVE.norm(x, -1, keepdim=True))
-    torch.testing.assert_close(PAIRWISE.bmm(a, b), torch.bmm(a, b))
-    torch.testing.assert_close(PAIRWISE.baddbmm(bias, a, b), torch.baddbmm(bias, a, b))
-    torch.testing.assert_close(PAIRWISE.log_softmax(x), torch.log_softmax(x, -1))
+        torch.testing.assert_close(ops.sum(x, dim), x.sum(dim))
+        torch.testing.assert_close(ops.sum(x, dim, keepdim=True), x.sum(dim, keepdim=True))
+        torch.testing.assert_close(ops.mean(x, dim, keepdim=True), x.mean(dim, keepdim=True))
+    torch.testing.assert_close(ops.norm(x, -1, keepdim=True), torch.linalg.vector_norm(x, dim=-1, keepdim=True))
+    # every layout the portable product chooses between: long or short sides, strided operands
+    for n, k, m in [(7, 13, 3), (40, 2, 3), (3, 2, 40), (2, 40, 3), (40, 40, 40), (1, 2, 1), (9, 3, 9)]:
+        a, b = torch.randn(5, n, k, generator=g), torch.randn(5, k, m, generator=g)
+        for left in (a, a.transpose(1, 2).contiguous().transpose(1, 2)):
+            for right in (b, b.transpose(1, 2).contiguous().transpose(1, 2)):
+                torch.testing.assert_close(ops.bmm(left, right), torch.bmm(a, b))
+    torch.testing.assert_close(ops.baddbmm(bias, a[..., :13, :13], b[..., :13, :3]), torch.baddbmm(bias, a[..., :13, :13], b[..., :13, :3]))
+    torch.testing.assert_close(ops.log_softmax(x), torch.log_softmax(x, -1))
     labels = torch.randint(6, (4, 9), generator=g)
-    torch.testing.assert_close(PAIRWISE.cross_entropy(x, labels), NATIVE.cross_entropy(x, labels))
+    torch.testing.assert_close(ops.cross_entropy(x, labels), torch.nn.functional.cross_entropy(x.transpose(1, 2), labels, reduction="none"))
     index = torch.stack([torch.stack([torch.randperm(20, generator=g)[:4] for _ in range(9)], 1) for _ in range(3)])  # (3, 4, 9)
     values = torch.randn(3, 4, 9, generator=g)
-    torch.testing.assert_close(PAIRWISE.scatter_sum(20, index, values), NATIVE.scatter_sum(20, index, values))
+    expected = torch.zeros(3, 20, dtype=torch.float64)
+    for s_, t, n in itertools.product(range(3), range(4), range(9)):
+        expected[s_, index[s_, t, n]] += values[s_, t, n].double()
+    torch.testing.assert_close(ops.scatter_sum(20, index, values), expected.float())
     w, last = torch.rand(3, 9, generator=g).double(), torch.tensor([8, 3, 0])
     v = torch.randn(3, 9, generator=g)
-    torch.testing.assert_close(PAIRWISE.weighted_total(v, w, last), NATIVE.weighted_total(v, w, last))
+    expected = torch.stack([(v[i, : last[i] + 1].double() * w[i, : last[i] + 1]).sum() for i in range(3)])
+    torch.testing.assert_close(ops.weighted_total(v, w, last), expected)
 
 
 def test_trailing_zeros_change_no_pairwise_sum():
@@ -85,7 +98,7 @@ def test_with_pairwise_sums_the_training_gradient_matches_autograd(norm, scored)
 
 def test_pairwise_training_is_the_same_function_with_other_rounding(tmp_path, monkeypatch):
     """Non-vacuity of the tests above: the pairwise step does run (the losses differ in their
-    last bits from torch's kernels') and computes the same training (they stay close)."""
+    last bits from the portable arithmetic's) and computes the same training (they stay close)."""
     _, native = run("default", [0, 1], tmp_path / "native")
     monkeypatch.setattr(arithmetic, "of", lambda x: PAIRWISE)
     _, pairwise = run("default", [0, 1], tmp_path / "pairwise")

@@ -24,14 +24,17 @@ class GradNorms(Probe):
 
     def start(self, info: RunInfo) -> None:
         super().start(info)
-        self.groups = info.space.group_matrix()  # (P, G)
+        self.slices = list(info.space.slices.values())
         self.names = list(info.space.slices) + ["total"]
         rows = info.total_steps if self.per == "step" else info.epochs
         self.norms = torch.zeros(rows, len(info.seeds), len(self.names))
 
     def after_step(self, step: int, epoch: int, loss: torch.Tensor, grad: torch.Tensor) -> None:
-        sq = (grad * grad) @ self.groups  # (S, G)
-        norms = torch.cat([sq, sq.sum(1, keepdim=True)], 1).sqrt_()
+        # each parameter's squares summed along the row (a contiguous inner sum rounds the same on
+        # every CPU and for any number of seeds; a product with an indicator matrix goes through BLAS)
+        sq = grad * grad
+        per_group = torch.stack([sq[:, sl].sum(-1) for sl in self.slices], 1)  # (S, G)
+        norms = torch.cat([per_group, per_group.sum(-1, keepdim=True)], 1).sqrt_()
         if self.per == "step":
             self.norms[step - 1] = norms
         else:

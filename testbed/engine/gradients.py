@@ -15,7 +15,7 @@ import math
 import torch
 
 from testbed.engine import arithmetic
-from testbed.engine.model import Architecture, attend, scored_embeddings
+from testbed.engine.model import Architecture, attend, attention_mass, scored_embeddings
 from testbed.plugin_api.differentiable import forward_and_backward
 
 
@@ -39,7 +39,8 @@ def loss_and_grad(
     z_table, norm1_back = forward_and_backward(arch.embedding_norm, x_table)
     zt = z_table.reshape(S, VL, d)
     qs = q * c
-    _, a, mass, zbar = attend(zt, qs, index)  # a (S, L, N), mass (S, VL, N)
+    _, a, zbar = attend(zt, qs, index)  # a (S, L, N)
+    mass = attention_mass(zt, index, a)  # (S, VL, N)
     xi = ops.bmm(zbar, V.transpose(1, 2))
     m, norm2_back = forward_and_backward(arch.mlp_norm, xi)
     pre = ops.baddbmm(b1.unsqueeze(1), m, W1.transpose(1, 2))  # (S, N, h)

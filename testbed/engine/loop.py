@@ -22,7 +22,7 @@ from testbed.engine import blame, checkpoint, step_graphs
 from testbed.engine.batch_order import BatchOrders
 from testbed.engine.device import available, resolve
 from testbed.engine.gradients import compiled_loss_and_grad, loss_and_grad
-from testbed.engine.model import Architecture, ParamSpace
+from testbed.engine.model import Architecture, ParamSpace, standard_normal
 from testbed.engine.optimizer import Optimizer
 from testbed.engine.seeding import generator
 from testbed.engine.stage import DEVICE_EVAL_ELEMENTS, Stage, batches, compact, evaluate
@@ -140,7 +140,7 @@ def _reset(c: Components, flat: torch.Tensor, seeds: list[int], epoch: int) -> N
     if "new_tokens" in resets and new_p > old_p:
         emb = c.space.views(flat)["tok_emb"]  # (S, n_tokens, d)
         for i, seed in enumerate(seeds):
-            fresh = torch.randn((new_p - old_p, emb.shape[-1]), generator=generator(seed, "init", "tok_emb", "epoch", epoch))
+            fresh = standard_normal((new_p - old_p, emb.shape[-1]), generator(seed, "init", "tok_emb", "epoch", epoch))
             emb[i, old_p:new_p] = fresh
 
 

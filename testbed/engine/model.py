@@ -18,7 +18,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 
 from testbed.engine import arithmetic
 from testbed.engine.seeding import generator
@@ -85,13 +84,6 @@ class ParamSpace:
         S = flat.shape[0]
         return {n: flat[:, sl].view(S, *self.shapes[n]) for n, sl in self.slices.items()}
 
-    def group_matrix(self) -> torch.Tensor:
-        """(P, G) indicator of which parameter each coordinate belongs to, G = number of parameters."""
-        m = torch.zeros(self.size, len(self.slices))
-        for j, sl in enumerate(self.slices.values()):
-            m[sl, j] = 1.0
-        return m
-
     def per_coordinate(self, values: dict[str, float], default: float = 1.0) -> torch.Tensor:
         """(P,) tensor giving each coordinate the value of the most specific matching key
         ('mlp' matches 'mlp.fc1.weight'; 'mlp.fc1.weight' beats 'mlp')."""
@@ -121,15 +113,33 @@ class ParamSpace:
                 shape = self.shapes[name]
                 g = generator(seed, "init", name)
                 if name in ("tok_emb", "pos_emb"):
-                    values = torch.randn(shape, generator=g)
+                    values = standard_normal(shape, g)
                 elif name in WIDTH_SCALED:
                     values = _width_scaled(name, shape, 1.0 / math.sqrt(_fan_in(name, self.shapes)), g)
                 else:
                     fan_in = _fan_in(name, self.shapes)
                     bound = 1.0 / math.sqrt(fan_in)
-                    values = torch.empty(shape).uniform_(-bound, bound, generator=g)
+                    values = symmetric_uniform(shape, bound, g)
                 flat[i, sl] = values.reshape(-1)
         return flat
+
+
+def standard_normal(shape: tuple[int, ...], g: torch.Generator) -> torch.Tensor:
+    """N(0, 1) draws computed in float64 and rounded once to float32. torch's float32 normal
+    sampler takes another code path on CPUs with AVX2 (vectorised log and cos) than on those
+    without and on ARM, so its bits depend on the machine; the float64 sampler is the same
+    scalar code everywhere, and a last-bit difference of the C library's log or cos in float64
+    survives the rounding to float32 only about once in 2^29 draws."""
+    return torch.randn(shape, generator=g, dtype=torch.float64).float()
+
+
+def symmetric_uniform(shape: tuple[int, ...], bound: float, g: torch.Generator) -> torch.Tensor:
+    """U(-bound, bound): unit draws in [-1, 1) times `bound`, the product rounded once to float32.
+    torch's uniform_(a, b) computes draw * (b - a) + a, which the AVX2 build of its kernels
+    fuses into one multiply-add (one rounding) and other builds do not (two); for [-1, 1) the
+    product draw * 2 is exact, so both give the same bits, and the scaling is ours."""
+    unit = torch.empty(shape).uniform_(-1.0, 1.0, generator=g)
+    return (unit.double() * bound).float()
 
 
 # Parameters whose initial bound depends on the hidden width h (fan_in h): drawn as unit-uniform
@@ -144,8 +154,7 @@ def _width_scaled(name: str, shape: tuple[int, ...], bound: float, g: torch.Gene
     fills a tensor one draw per element in order, so a shorter draw is a prefix of a longer
     one; tests/test_consistency.py checks this up to h = 4096.)"""
     drawn = shape[::-1] if name.endswith(".weight") else shape
-    unit = torch.empty(drawn).uniform_(-1.0, 1.0, generator=g)
-    values = (unit.double() * bound).float()
+    values = symmetric_uniform(drawn, bound, g)
     return values.t() if name.endswith(".weight") else values
 
 
@@ -178,7 +187,7 @@ def forward(
     x_table = E.unsqueeze(2) + p["pos_emb"].unsqueeze(1)  # (S, V, L, d)
     z_table = arch.embedding_norm(x_table).reshape(S, -1, d)
     q = p["query"] * (1.0 / math.sqrt(d))
-    scores, attn, mass, zbar = attend(z_table, q, index)
+    scores, attn, zbar = attend(z_table, q, index)
     xi = ops.matmul(zbar, p["value"].transpose(1, 2))
     logits = head(arch, p, xi, scored, trace)
     if trace is not None:
@@ -209,20 +218,21 @@ def scored_embeddings(E: torch.Tensor, scored: int | None) -> torch.Tensor:
 
 def attend(z_table: torch.Tensor, q: torch.Tensor, index: torch.Tensor):
     """Attention of sequences (S, L, N) over their rows of the pair table z_table (S, V*L, d)
-    with the scaled query q (S, d): scores and weights (S, L, N), the weight `mass` (S, V*L, N)
-    each sequence puts on each table row, and the attention output sum_t a_t z_t (S, N, d).
-
-    Summing through `mass` (a matrix product) instead of gathering z for every position keeps
-    both directions to small matrix products; its backward needs no scatter for z."""
+    with the scaled query q (S, d): scores and weights (S, L, N), and the attention output
+    sum_t a_t z_t (S, N, d)."""
     S, L, N = index.shape
     ops = arithmetic.of(z_table)
-    flat = index.reshape(S, L * N)
-    scores = ops.bmm(z_table, q.unsqueeze(-1)).squeeze(-1).gather(1, flat).view(S, L, N)
+    scores = ops.bmm(z_table, q.unsqueeze(-1)).squeeze(-1).gather(1, index.reshape(S, L * N)).view(S, L, N)
     attn = softmax_positions(scores)
-    # A sequence's positions are distinct table rows, so no two weights land on one entry.
-    mass = z_table.new_zeros(S, z_table.shape[1], N).scatter_(1, index, attn)
-    zbar = ops.bmm(z_table.transpose(1, 2), mass).transpose(1, 2)  # (S, N, d)
-    return scores, attn, mass, zbar
+    return scores, attn, ops.attention_sum(z_table, index, attn)
+
+
+def attention_mass(z_table: torch.Tensor, index: torch.Tensor, attn: torch.Tensor) -> torch.Tensor:
+    """The weight (S, V*L, N) each sequence puts on each row of the pair table: the attention
+    output is z_table^T mass, and the training step's backward runs through it (no scatter
+    for z). A sequence's positions are distinct table rows, so no two weights land on one entry."""
+    S, _, N = index.shape
+    return z_table.new_zeros(S, z_table.shape[1], N).scatter_(1, index, attn)
 
 
 def softmax_positions(scores: torch.Tensor) -> torch.Tensor:
@@ -243,8 +253,5 @@ def pair_index(tokens: torch.Tensor, n_tokens: int) -> torch.Tensor:
 
 def per_seed_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """Mean cross-entropy per seed: (S, N, V), (S, N) -> (S,)."""
-    S, N, V = logits.shape
     ops = arithmetic.of(logits)
-    if ops.pairwise:
-        return ops.mean(ops.cross_entropy(logits, labels), 1)
-    return F.cross_entropy(logits.reshape(S * N, V), labels.reshape(S * N), reduction="none").view(S, N).mean(1)
+    return ops.mean(ops.cross_entropy(logits, labels), 1)
