@@ -157,6 +157,7 @@ def compare(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bars"),
     threads: int | None = THREADS,
     store: Path | None = STORE,
+    no_store: bool = NO_STORE,
     spike_causes: bool = typer.Option(False, "--spike-causes", help="label every spike by cause where a run lacks spike_causes.csv (replays the spike steps)"),
 ) -> None:
     """Train scenarios on the same seeds (or reuse run directories) and report, with paired
@@ -169,7 +170,7 @@ def compare(
     with ProgressDisplay(Console(stderr=True)) as display:
         result = api.compare(
             inputs, seeds=seeds, overrides=set_ or [], out=out, force=force, lr_grid=lr_grid, progress=None if quiet else display, threads=threads,
-            store=store, spike_causes=spike_causes,
+            store=False if no_store else store, spike_causes=spike_causes,
         )
     show_comparison(result, Console(width=max(140, Console().width)))
 
@@ -190,6 +191,7 @@ def sweep(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bars"),
     threads: int | None = THREADS,
     store: Path | None = STORE,
+    no_store: bool = typer.Option(False, "--no-store", help="train every cell afresh in a temporary store removed afterwards, reusing nothing"),
 ) -> None:
     """Train every cell of a study (scenario fields x values x seeds) through the run store, then
     write sweep.csv, figures and a report. What the store holds is never trained again: after a
@@ -201,7 +203,7 @@ def sweep(
     with ProgressDisplay(Console(stderr=True)) as display:
         result = api.sweep(
             study, seeds=seeds, overrides=set_ or [], axes=axis or [], out=out, force=force, executor=executor, address=address,
-            cpus_per_cell=cpus_per_cell, progress=None if quiet else display, threads=threads, store=store,
+            cpus_per_cell=cpus_per_cell, progress=None if quiet else display, threads=threads, store=False if no_store else store,
         )
     from testbed.cli.tables import study_table
 

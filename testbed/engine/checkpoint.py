@@ -237,12 +237,31 @@ def difference(saved: dict[str, Any], current: dict[str, Any]) -> str | None:
     for key in ("testbed", "torch"):
         if saved.get(key) != current.get(key):
             return f"written with {key} {saved.get(key)}, this is {key} {current.get(key)}"
+    code = _code_difference(saved.get("code") or {}, current.get("code") or {})
+    if code:
+        return code
     if saved.get("commit") != current.get("commit"):
         return f"written at testbed commit {str(saved.get('commit'))[:12]}, this checkout is at {str(current.get('commit'))[:12]}"
     for old, new in zip(saved.get("plugins", []), current.get("plugins", [])):
         if old != new:
             was, now = (f"{r.get('distribution') or r.get('module')} {r.get('version') or ''}".strip() for r in (old, new))
             return f"written with {new['kind']} plugin '{new['name']}' of {was}, this is {now}"
+    return "written by other code"
+
+
+def _code_difference(saved: dict[str, Any], current: dict[str, Any]) -> str | None:
+    """The first difference of two `testbed.rundir.code_identity.identity`s in words."""
+    if saved == current:
+        return None
+    for key in ("torch", "numpy", "determinism"):
+        if saved.get(key) != current.get(key):
+            return f"written with {key} {saved.get(key)}, this is {key} {current.get(key)}"
+    if saved.get("testbed_files") != current.get("testbed_files"):
+        return "written by other testbed source files (a file was edited since)"
+    there, here = saved.get("plugin_files") or {}, current.get("plugin_files") or {}
+    for name in sorted(set(there) | set(here)):
+        if there.get(name) != here.get(name):
+            return f"written by other files of plugin package {name} (a file was edited since)"
     return "written by other code"
 
 

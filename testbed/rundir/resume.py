@@ -1,8 +1,9 @@
 """Continuing a stopped run: which staging folder's checkpoint a run may continue, and why not.
 
 A checkpoint may be continued by a run whose identity it shares: the same resolved scenario
-and the same code (testbed, torch, and each plugin's distribution and version, and the git
-commit of testbed's checkout when it is one; uncommitted edits cannot be told apart). Continuing
+and the same code (testbed, torch, and each plugin's distribution and version, the content of
+their files (`testbed.rundir.code_identity`: uncommitted edits included), and the git commit of
+testbed's checkout when it is one). Continuing
 is then safe by construction: the run directory comes out as an uninterrupted run's would."""
 
 from __future__ import annotations
@@ -17,17 +18,19 @@ import testbed
 from testbed.config import scenario as scenario_mod
 from testbed.engine import checkpoint
 from testbed.errors import UserError
-from testbed.rundir import provenance
+from testbed.rundir import code_identity, provenance
 from testbed.rundir import writer as rundir
 
 
 def identity(scenario) -> dict[str, Any]:
     """What a checkpoint records of its run and must share with a run that continues it."""
+    plugins = provenance.plugin_records(scenario)
     return {
         "scenario": scenario_mod.to_yaml(scenario),
         "testbed": str(testbed.__version__),
         "torch": str(torch.__version__),  # a str subclass that weights-only loading refuses
-        "plugins": provenance.plugin_records(scenario),
+        "plugins": plugins,
+        "code": code_identity.identity(plugins),
         "commit": (provenance.git_state() or {}).get("commit"),  # in a git checkout, versions stay put from commit to commit
     }
 

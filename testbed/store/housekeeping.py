@@ -12,7 +12,7 @@ import torch
 import testbed
 from testbed.config.scenario import format_seeds
 from testbed.plugin_api.registry import default_registry
-from testbed.rundir import provenance
+from testbed.rundir import code_identity, provenance
 from testbed.rundir import writer as rundir
 from testbed.store.run_store import Entry, RunStore, finished_seeds, stray_stages
 
@@ -24,11 +24,13 @@ def _size(path: Path) -> int:
 
 
 def servable(entry: Entry) -> bool:
-    """Whether the installed code has the key of this entry: same testbed, torch and plugin versions."""
+    """Whether the installed code has the key of this entry: the same testbed, torch and plugin
+    versions, and the same files (`testbed.rundir.code_identity`)."""
     ident = entry.info().get("identity")
     if not ident or ident.get("testbed") != testbed.__version__ or ident.get("torch") != str(torch.__version__):
         return False
     registry = default_registry()
+    records = []
     for record in ident.get("plugins", []):
         try:
             now = provenance.plugin_record(record["kind"], record["name"], registry)
@@ -36,7 +38,8 @@ def servable(entry: Entry) -> bool:
             return False
         if now != record:
             return False
-    return True
+        records.append(now)
+    return ident.get("code") == code_identity.identity(records)
 
 
 def listing(root: str | Path | None = None) -> list[dict[str, Any]]:

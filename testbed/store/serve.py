@@ -43,6 +43,8 @@ def serve(scenario, out: str | Path | None, *, store: RunStore | str | Path | bo
     path = Path(out) if out is not None else rundir.default_path(scenario.output.root, scenario.name)
     rundir.check_target(path, force)  # a bad --out is refused before anything trains
     rundir.check_creatable(path)
+    if store is False:  # --no-store: every seed straight into the run directory (a source scenario is still served by the default store)
+        return Served(run_scenario(bound(scenario, **train), path, force=force, **train), list(scenario.seeds), [])
     the_store = open_store(store)
     plan = the_store.plan(scenario)
     if plan.missing:  # it trains: a source scenario it starts from is served first

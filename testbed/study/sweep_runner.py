@@ -68,6 +68,12 @@ def sweep(
         if seeds is not None or overrides or axes:
             raise UserError(f"{source}: a finished study is analysed as it is; --seeds and --set apply to study files")
         return reanalyse(source, out, force)
+    if store is False:  # --no-store: a store of this study's own, removed afterwards (nothing reused, nothing kept)
+        import tempfile
+
+        with tempfile.TemporaryDirectory(prefix="testbed-no-store-") as own:
+            return sweep(source, seeds=seeds, overrides=overrides, axes=axes, out=out, force=force, executor_name=executor_name,
+                         address=address, cpus_per_cell=cpus_per_cell, progress=progress, threads=threads, store=own)
     started = time.perf_counter()
     study = cells_mod.load(source, seeds, overrides, axes)
     path = Path(out) if out is not None else rundir.default_path(STUDY_ROOT, study.name)
