@@ -21,7 +21,7 @@ from testbed.engine.threads import choose as choose_threads
 from testbed.engine.threads import intra_op_threads
 from testbed.errors import RunFailure, describe
 from testbed.plugin_api.probe import Evaluation
-from testbed.rundir import provenance
+from testbed.rundir import checksums, provenance
 from testbed.rundir import resume as resume_mod
 from testbed.rundir import summary as summary_mod
 from testbed.rundir import writer as rundir
@@ -53,6 +53,7 @@ def run_scenario(
     threads: int | None = None,
     resume: bool | None = None,
     checkpoint_every: int | str | None = None,
+    seal: bool = False,
 ) -> Run:
     """Train `scenario` into `out` (default: a fresh folder under the scenario's output root),
     written in a staging folder and renamed into place when complete; `label` names the run in
@@ -76,7 +77,7 @@ def run_scenario(
     label = label or f"{scenario.name} ({len(scenario.seeds)} seeds)"
     continuation = resume_mod.Continuation(path, ident, resume, force)
     continuation.refuse_early()
-    with rundir.staged(path, force, continuation) as stage:
+    with rundir.staged(path, force, continuation, finish=checksums.seal if seal else None) as stage:
         (stage / "scenario.yaml").write_text(scenario_mod.to_yaml(scenario))
         advance = None
         if progress is not None:

@@ -17,7 +17,7 @@ import sys
 import time
 import traceback
 
-from testbed.errors import RunFailure, UserError, describe
+from testbed.errors import RunFailure, StoreWarning, UserError, describe
 
 
 def busy_cores(interval: float = 0.1) -> float:
@@ -70,9 +70,29 @@ def _choose_openmp_wait_policy(argv: list[str]) -> None:
         os.environ["OMP_WAIT_POLICY"] = policy
 
 
+def _show_store_warnings() -> None:
+    """A StoreWarning (a corrupt stored file set aside) is one `warning:` line, every time."""
+    import warnings
+
+    shown = warnings.showwarning
+    if getattr(shown, "testbed", False):  # installed by an earlier main() of this process
+        return
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        if issubclass(category, StoreWarning):
+            print(f"warning: {message}", file=sys.stderr)
+        else:
+            shown(message, category, filename, lineno, file, line)
+
+    show.testbed = True
+    warnings.showwarning = show
+    warnings.simplefilter("always", StoreWarning)
+
+
 def main() -> None:
     """Entry point: the exit status and one-line errors above."""
     _choose_openmp_wait_policy(sys.argv[1:])
+    _show_store_warnings()
     from testbed.cli.commands import app
 
     options: dict = {"debug": False}  # `testbed --debug` (or TESTBED_DEBUG), and an interrupt, set by testbed.cli.commands

@@ -242,6 +242,25 @@ def store_gc(
     print(f"{verb} {len(removed)} item{'s' if len(removed) != 1 else ''}, {freed / 1e6:.1f} MB")
 
 
+@store_app.command("verify")
+def store_verify(store: Path | None = STORE) -> None:
+    """Check every stored file against the checksum written when its run landed; a run that
+    differs is set aside (its seeds train again when asked for). Exit status 1 if any did."""
+    import time
+
+    from testbed.store.housekeeping import verify
+
+    began = time.perf_counter()
+    runs, hashed, problems = verify(store)
+    for line in problems:
+        print(f"corrupt: {line}")
+    seconds = time.perf_counter() - began
+    print(f"verified {runs} run{'s' if runs != 1 else ''} ({hashed / 1e6:.1f} MB) in {seconds:.1f} s: "
+          + (f"{len(problems)} set aside" if problems else "every file matches its checksum"))
+    if problems:
+        raise typer.Exit(1)
+
+
 @app.command()
 def validate(
     scenario: Path = typer.Argument(..., help="scenario YAML file"),

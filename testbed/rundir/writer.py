@@ -136,12 +136,15 @@ def is_locked(path: Path) -> bool:
 
 
 @contextmanager
-def staged(path: Path, force: bool = False, carry_on: Callable[[Path], bool] | None = None) -> Iterator[Path]:
+def staged(
+    path: Path, force: bool = False, carry_on: Callable[[Path], bool] | None = None, finish: Callable[[Path], None] | None = None
+) -> Iterator[Path]:
     """Yield a staging directory that becomes `path` when the block succeeds, holding the lock
     of `path` throughout. `carry_on(stage)`, asked under the lock, says whether to continue in
     the staging folder left by a run that stopped (it holds a checkpoint of the same run; every
     other file in it is removed), instead of starting a fresh one; it may refuse with a
-    UserError. A checkpoint is removed once the run is in place.
+    UserError. `finish(stage)` runs on the complete staging folder just before it is renamed
+    (the run store's checksums). A checkpoint is removed once the run is in place.
 
     When the block fails, the staging directory is removed, with the folders made for it that
     are left empty, unless it holds a checkpoint to continue from, or the exception keeps it
@@ -176,6 +179,8 @@ def staged(path: Path, force: bool = False, carry_on: Callable[[Path], bool] | N
                     shutil.rmtree(stage, ignore_errors=True)
                 raise
             try:
+                if finish is not None:
+                    finish(stage)
                 if path.exists():
                     shutil.rmtree(path)
                 stage.rename(path)

@@ -1,5 +1,6 @@
-"""`testbed store ls` and `testbed store gc`: what the run store holds, and pruning what it can
-no longer serve (runs of other code versions, trainings stopped or failed, incomplete runs)."""
+"""`testbed store ls`, `gc` and `verify`: what the run store holds, pruning what it can no
+longer serve (runs of other code, trainings stopped or failed, incomplete runs, runs set aside
+as corrupt), and checking every stored file against its checksum."""
 
 from __future__ import annotations
 
@@ -12,9 +13,9 @@ import torch
 import testbed
 from testbed.config.scenario import format_seeds
 from testbed.plugin_api.registry import default_registry
-from testbed.rundir import code_identity, provenance
+from testbed.rundir import checksums, code_identity, provenance
 from testbed.rundir import writer as rundir
-from testbed.store.run_store import Entry, RunStore, finished_seeds, stray_stages
+from testbed.store.run_store import ENTRY_FILE, QUARANTINE, Entry, RunStore, finished_seeds, stray_stages
 
 
 def _size(path: Path) -> int:
@@ -82,9 +83,33 @@ def collect(root: str | Path | None = None, *, dry_run: bool = False, everything
         for folder in entry.path.iterdir():
             if folder.is_dir() and not folder.name.startswith(".") and finished_seeds(folder) is None:
                 doomed.append((folder, f"{folder} (a run written without some outputs)"))
+    aside = store.root / QUARANTINE
+    if aside.is_dir():
+        doomed += [(folder, f"{folder} (a run set aside as corrupt)") for folder in sorted(aside.iterdir())]
     freed = 0
     for path, _ in doomed:
         freed += _size(path)
         if not dry_run:
             shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
     return [what for _, what in doomed], freed
+
+
+def verify(root: str | Path | None = None) -> tuple[int, int, list[str]]:
+    """Hash every file of every stored run against its checksum; set aside what differs.
+    -> (runs verified, bytes hashed, one line per run set aside)."""
+    store = RunStore(root)
+    runs, hashed, problems = 0, 0, []
+    for entry in store.entries():
+        if (entry.path / ENTRY_FILE).exists() and entry.info().get("key") != entry.key:
+            aside = store.quarantine(entry.path, "", warn=False)
+            problems.append(f"{entry.path / ENTRY_FILE}: unreadable or of another key; the entry is set aside in {aside}")
+            continue
+        for shard in entry.shards():
+            runs += 1
+            found = checksums.verify(shard.path)
+            if found is None:
+                hashed += _size(shard.path)
+                continue
+            aside = store.quarantine(shard.path, "", warn=False)
+            problems.append(f"{found.file}: {found.why}; its run is set aside in {aside}")
+    return runs, hashed, problems

@@ -1,7 +1,7 @@
 """Make the run directory of a scenario on its seeds from the store's shards.
 
-A shard of exactly those seeds is linked file by file (hard links: nothing in a finished run
-is changed in place); otherwise every probe combines its files from the parts
+A shard of exactly those seeds is copied file by file (a reflink where the file system has one:
+never a hard link, so that editing the run directory cannot reach the store); otherwise every probe combines its files from the parts
 (`Probe.combine`), the summary is combined seed by seed, and curves.png is drawn again. The
 run's scenario.yaml is the scenario asked for (its name and seeds), and run.json adds which
 shards of which store entry gave which seeds. Per-seed files come out as a run of exactly
@@ -17,7 +17,8 @@ from testbed.config import scenario as scenario_mod
 from testbed.config.scenario import format_seeds
 from testbed.plugin_api.registry import default_registry
 from testbed.rundir import summary as summary_mod
-from testbed.store.run_store import Plan, Shard, link_or_copy
+from testbed.rundir.checksums import NOT_LISTED, copy_file
+from testbed.store.run_store import Plan, Shard
 
 RUN_FILES = ("scenario.yaml", "summary.json", "run.json", "curves.png")  # written by the run, not a probe
 
@@ -30,7 +31,7 @@ def materialize(plan: Plan, stage: Path) -> None:
     whole = len(sources) == 1 and list(sources[0][0].seeds) == seeds
     first = sources[0][0]
     if whole:
-        shutil.copytree(first.path, stage, copy_function=link_or_copy, dirs_exist_ok=True, ignore=shutil.ignore_patterns(*RUN_FILES))
+        shutil.copytree(first.path, stage, copy_function=copy_file, dirs_exist_ok=True, ignore=shutil.ignore_patterns(*RUN_FILES, *NOT_LISTED))
     else:
         parts = [(shard.path, taken) for shard, taken in sources]
         registry = default_registry()
@@ -43,7 +44,7 @@ def materialize(plan: Plan, stage: Path) -> None:
     (stage / "run.json").write_text(json.dumps(_provenance(plan, sources), indent=1) + "\n")
     same_name = summaries[0][0].get("scenario") == scenario.name
     if whole and same_name and (first.path / "curves.png").exists():
-        link_or_copy(str(first.path / "curves.png"), str(stage / "curves.png"))
+        copy_file(first.path / "curves.png", stage / "curves.png")
     elif (stage / "metrics.csv").exists():
         from testbed.rundir import curves  # matplotlib only when a figure is drawn
 

@@ -8,16 +8,20 @@ run directories ("shards") of that scenario on disjoint or overlapping seed sets
 Asking for a scenario on some seeds plans which shards give which seeds and which seeds are
 missing; only those are trained, as one run (`fill`), and the run directory asked for is made
 from the shards (`testbed.store.materialize`). A shard lands whole or not at all (renamed into
-place when complete); one stopped midway keeps its checkpoint in its staging folder, and the
-same request continues it. Finished shards are never touched again, so a failure or an
-interrupt of the command that asked loses only the run in flight."""
+place when complete), with every file's checksum (`testbed.rundir.checksums`); one stopped
+midway keeps its checkpoint in its staging folder, and the same request continues it. Finished
+shards are never touched again, so a failure or an interrupt of the command that asked loses
+only the run in flight. A shard is verified against its checksums before it is planned from:
+one that differs (or an entry whose entry.json does not hold its key) is named in a warning,
+set aside under `<root>/.quarantine/`, and its seeds train again."""
 
 from __future__ import annotations
 
 import hashlib
 import json
 import os
-import shutil
+import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,13 +29,15 @@ from typing import Any
 
 from testbed.config import scenario as scenario_mod
 from testbed.config.scenario import format_seeds
-from testbed.errors import UserError
+from testbed.errors import StoreWarning, UserError
+from testbed.rundir import checksums
 from testbed.rundir import writer as rundir
 from testbed.store import store_key
 
 DEFAULT_ROOT = Path("runs") / "store"
 ENVIRONMENT = "TESTBED_STORE"
 ENTRY_FILE = "entry.json"
+QUARANTINE = ".quarantine"  # under the root: shards and entries that failed their checks, kept for inspection
 
 
 def default_root() -> Path:
@@ -74,11 +80,12 @@ class Entry:
         self.path = root / key
 
     def shards(self) -> list[Shard]:
+        """The finished, sealed shards (not yet verified: `RunStore.plan` verifies those it uses)."""
         if not self.path.is_dir():
             return []
         found = []
         for folder in sorted(self.path.iterdir()):
-            if folder.is_dir() and not folder.name.startswith("."):
+            if folder.is_dir() and not folder.name.startswith(".") and checksums.sealed(folder):
                 seeds = finished_seeds(folder)
                 if seeds:
                     found.append(Shard(folder, seeds))
@@ -158,7 +165,44 @@ class RunStore:
             return []
         return [Entry(self.root, p.name) for p in sorted(self.root.iterdir()) if p.is_dir() and not p.name.startswith(".")]
 
+    def quarantine(self, folder: Path, what: str, warn: bool = True) -> Path:
+        """Set `folder` (a shard or a whole entry) aside under the root's quarantine folder; warn
+        (unless not `warn`) in one line naming `what` was wrong and where it went."""
+        aside = self.root / QUARANTINE / f"{folder.parent.name}-{folder.name}-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
+        aside.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            folder.rename(aside)
+        except FileNotFoundError:  # another process set it aside first
+            return aside
+        if warn:
+            warnings.warn(StoreWarning(f"run store: {what}; set aside in {aside}, its seeds train again"), stacklevel=2)
+        return aside
+
+    def check_entry(self, entry: Entry, ident: dict[str, Any]) -> None:
+        """An entry whose entry.json is unreadable or records another identity is not served."""
+        file = entry.path / ENTRY_FILE
+        if not file.exists():
+            return
+        info = entry.info()
+        if info.get("key") != entry.key or info.get("identity") != json.loads(json.dumps(ident)):
+            why = "unreadable" if not info else "does not record this key's identity"
+            self.quarantine(entry.path, f"{file} is {why}")
+
     def plan(self, scenario) -> Plan:
+        """`plan_from` the shards that pass their checks: a shard whose files differ from their
+        checksums is set aside (`quarantine`) and the plan made again without it."""
+        ident = store_key.identity(scenario)
+        entry = self.entry(store_key.digest(ident))
+        self.check_entry(entry, ident)
+        while True:
+            plan = self.plan_from(scenario, ident, entry)
+            bad = [(shard, found) for shard, _ in plan.parts if (found := checksums.verify(shard.path)) is not None]
+            if not bad:
+                return plan
+            for shard, found in bad:
+                self.quarantine(shard.path, f"{found.file}: {found.why}")
+
+    def plan_from(self, scenario, ident: dict[str, Any], entry: Entry) -> Plan:
         """Which stored runs give which of the scenario's seeds, and which seeds must train. A
         run of exactly these seeds is served as it is; otherwise, when every probe of the
         scenario can combine its files (`Probe.combine`), the seeds come from any shards
@@ -193,7 +237,7 @@ class RunStore:
         if train is None:
             from testbed.trainer import run_scenario as train
         plan.entry.record(plan.scenario, plan.identity)
-        train(plan.to_train(), plan.shard_path, force=plan.replace, **options)
+        train(plan.to_train(), plan.shard_path, force=plan.replace, seal=True, **options)
         plan.landed()
 
 
@@ -211,14 +255,6 @@ def combinable(scenario) -> bool:
         if type(probe).combine is Probe.combine:
             return False
     return True
-
-
-def link_or_copy(src: str, dst: str) -> None:
-    """A hard link where the file system allows (stored files are never changed in place), else a copy."""
-    try:
-        os.link(src, dst)
-    except OSError:
-        shutil.copy2(src, dst)
 
 
 def stray_stages(entry: Entry) -> list[Path]:

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from testbed.errors import RunFailure, UserError, describe
+from testbed.rundir import checksums
 from testbed.rundir import writer as rundir
 from testbed.store.run_store import Plan
 
@@ -182,7 +183,7 @@ def train_in_worker(scenario_yaml: str, threads: int, version: str) -> bytes:
 def land(plan: Plan, payload: bytes) -> None:
     """Unpack a run directory sent back by a worker into the store, staged like a local run."""
     plan.entry.record(plan.scenario, plan.identity)
-    with rundir.staged(plan.shard_path, force=plan.replace) as stage:
+    with rundir.staged(plan.shard_path, force=plan.replace, finish=checksums.seal) as stage:
         with tarfile.open(fileobj=io.BytesIO(payload), mode="r:gz") as tar:
             tar.extractall(stage, filter="data")
     plan.landed()

@@ -6,7 +6,7 @@ or Ray executor), each run landing in the store when finished; then write the st
 
     study.yaml        the study file as given
     study.json        the cells: label, axis values, run directory; seeds, axes, executor
-    cells/NNN-label/  each cell's run directory (files linked from the store)
+    cells/NNN-label/  each cell's run directory (files copied from the store)
     sweep.csv, cells.csv, figures/, report.md, report.html   the analysis
 
 A failure or an interrupt keeps every run finished (in the store): the same command again trains
@@ -182,9 +182,9 @@ def reanalyse(source: Path, out: str | Path | None, force: bool):
         return _analyse(source, manifest, intro, None)
     path = Path(out)
     with rundir.staged(path, force) as stage:
-        from testbed.store.run_store import link_or_copy
+        from testbed.rundir.checksums import copy_file
 
-        shutil.copytree(source / "cells", stage / "cells", copy_function=link_or_copy)
+        shutil.copytree(source / "cells", stage / "cells", copy_function=copy_file)
         for name in ("study.yaml", MANIFEST):
             shutil.copy2(source / name, stage / name)
         result = _analyse(stage, manifest, intro, None)
