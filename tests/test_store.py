@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 
-import pytest
 import yaml
 from conftest import TINY, assert_npz_equal, cli
 

@@ -5,14 +5,90 @@ what the user sees (the one line, the exit status) and that nothing wrong is eve
 from __future__ import annotations
 
 import json
+import os
 import re
+import subprocess
+import time
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
-from conftest import TINY, cli
+from conftest import TESTBED, TINY, cli, third_party_package
 
 SMALL = {**TINY, "training": {"epochs": 3, "batch_size": 16}}
+
+# A probe that holds a training at a chosen epoch until the test lets it go: every process
+# reaching it says so with a file (reached-PID), and waits for the file `open`. Its files
+# combine trivially (it writes none), so its scenarios train through the store.
+GATE_PACKAGE = '''
+import os
+import time
+from pathlib import Path
+
+from testbed.plugin_api import Params, Probe, hookimpl, plugin
+
+class GateParams(Params):
+    epoch: int = 2
+    folder: str = "."
+
+class Gate(Probe):
+    def __init__(self, params):
+        self.epoch, self.folder = params.epoch, Path(params.folder)
+
+    def after_epoch(self, epoch, flat, evaluation):
+        if epoch == self.epoch and not (self.folder / "open").exists():
+            (self.folder / f"reached-{os.getpid()}").write_text("")
+            while not (self.folder / "open").exists():
+                time.sleep(0.01)
+
+    def state_dict(self):
+        return {}
+
+    def load_state_dict(self, state):
+        pass
+
+    def combine(self, parts, seeds, out):
+        return True
+
+@plugin("gate", GateParams)
+def gate(params):
+    """Holds a training at an epoch until told to go on."""
+    return Gate(params)
+
+@hookimpl
+def testbed_probes():
+    return [gate]
+'''
+
+
+class Gated:
+    """Real `testbed` processes training a scenario with the gate probe, held at epoch `epoch`."""
+
+    def __init__(self, tmp_path: Path, epoch: int = 2, epochs: int = 4):
+        self.tmp_path, self.folder = tmp_path, tmp_path / "gate"
+        self.folder.mkdir()
+        self.env = third_party_package(tmp_path, "gate_probe", GATE_PACKAGE, "gate-probe", "0.1", entry_point="gate")
+        probes = [*SMALL["probes"], {"name": "gate", "epoch": epoch, "folder": str(self.folder)}]
+        data = {**SMALL, "training": {"epochs": epochs, "batch_size": 16}, "probes": probes}
+        self.scenario = write(tmp_path, data, "gated.yaml")
+
+    def start(self, *args: str, command: str = "run") -> subprocess.Popen:
+        argv = [TESTBED, command, str(self.scenario), "-q", "--store", str(self.tmp_path / "store"), *args]
+        return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=dict(os.environ, **self.env))
+
+    def reached(self, proc: subprocess.Popen) -> None:
+        """Wait until `proc` holds at the gate (it fails the test if the process ends first)."""
+        while not (self.folder / f"reached-{proc.pid}").exists():
+            if proc.poll() is not None:
+                raise AssertionError(f"ended before the gate: {proc.returncode} {proc.stderr.read()}")
+            time.sleep(0.01)
+
+    def open(self) -> None:
+        (self.folder / "open").write_text("")
+
+    def cli(self, *args: str):
+        return cli(*args, env=self.env)
 
 
 def write(tmp_path: Path, data: dict | None = None, name: str = "tiny.yaml") -> Path:
@@ -58,7 +134,8 @@ def test_a_corrupt_stored_file_is_named_set_aside_and_its_seeds_retrain(tmp_path
     combined = run(tmp_path, scenario, "b", "--seeds", "0-3")  # with a seed the store lacks: the combining path
     assert combined.returncode == 0, combined.stderr
     (line,) = warnings_of(combined)
-    pattern = rf"warning: run store: {re.escape(str(shard / name))}: {re.escape(why)}; set aside in {re.escape(str(tmp_path / 'store' / '.quarantine'))}/\S+, its seeds train again"
+    aside = re.escape(str(tmp_path / "store" / ".quarantine"))
+    pattern = rf"warning: run store: {re.escape(str(shard / name))}: {re.escape(why)}; set aside in {aside}/\S+, its seeds train again"
     assert re.fullmatch(pattern, line), line
     assert "trained seeds 0-3" in combined.stdout
     served = run(tmp_path, scenario, "c")  # seeds 0-2 again: from the new run, equal to the first
@@ -94,3 +171,60 @@ def test_a_truncated_entry_json_is_not_served(tmp_path):
     assert line.startswith(f"warning: run store: {entry} is unreadable; set aside in ")
     assert "trained seeds 0-2" in again.stdout
     assert json.loads(entry.read_text())["key"] == entry.parent.name
+
+
+def test_gc_never_touches_a_live_training_even_with_all(tmp_path):
+    """`store gc --all` deleted the staging folder of a running training, which then died."""
+    gated = Gated(tmp_path)
+    proc = gated.start("--out", str(tmp_path / "r"), "--checkpoint-every", "1")
+    gated.reached(proc)
+    (stage,) = (tmp_path / "store").glob("*/.seeds-0-2.partial")
+    for flags in ([], ["--all"]):
+        gc = gated.cli("store", "gc", "--store", str(tmp_path / "store"), *flags)
+        assert gc.returncode == 0, gc.stderr
+        assert f"kept {stage} (a training in progress)" in gc.stdout.splitlines()
+        assert (stage / "checkpoint.pt").is_file()
+    gated.open()
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    assert "trained seeds 0-2" in out and len(shards(tmp_path)) == 1
+
+
+def stopped_run(tmp_path: Path) -> tuple[Path, Path]:
+    """A training killed (SIGKILL) in epoch 2 of 4, with its checkpoint of epoch 1."""
+    gated = Gated(tmp_path)
+    proc = gated.start("--out", str(tmp_path / "r"), "--checkpoint-every", "1")
+    gated.reached(proc)
+    proc.kill()
+    proc.communicate()
+    (file,) = (tmp_path / "store").glob("*/.seeds-0-2.partial/checkpoint.pt")
+    gated.open()
+    return gated, file
+
+
+def test_a_checkpoint_loads_weights_only_and_a_flipped_parameter_is_never_resumed(tmp_path):
+    gated, file = stopped_run(tmp_path)
+    saved = torch.load(file, weights_only=True)  # no testbed class inside: plain torch reads it
+    assert saved["epoch"] == 1  # the gate holds epoch 2 before its checkpoint
+    saved["params"][0, 0] += 1.0  # one parameter changed, the recorded checksum not
+    torch.save(saved, file)
+    resumed = gated.cli("run", str(gated.scenario), "-q", "--store", str(tmp_path / "store"), "--out", str(tmp_path / "r"))
+    assert resumed.returncode == 0, resumed.stderr
+    (line,) = warnings_of(resumed)
+    said = rf"warning: {re.escape(str(file))}: its content differs from its checksum; set aside as \S+corrupt-checkpoint-\S+\.pt, the training starts afresh"
+    assert re.fullmatch(said, line), line
+    assert "resuming" not in resumed.stderr
+    assert gated.cli("run", str(gated.scenario), "-q", "--no-store", "--out", str(tmp_path / "clean")).returncode == 0
+    assert (tmp_path / "r" / "metrics.csv").read_bytes() == (tmp_path / "clean" / "metrics.csv").read_bytes()
+    assert "(a damaged checkpoint set aside)" in gated.cli("store", "gc", "--store", str(tmp_path / "store")).stdout
+
+
+def test_a_truncated_checkpoint_is_named_and_set_aside_and_resume_says_what_to_do(tmp_path):
+    gated, file = stopped_run(tmp_path)
+    file.write_bytes(file.read_bytes()[:1000])
+    asked = gated.cli("run", str(gated.scenario), "-q", "--store", str(tmp_path / "store"), "--out", str(tmp_path / "r"), "--resume")
+    assert asked.returncode == 2
+    (line,) = asked.stderr.splitlines()
+    assert line.startswith(f"error: --resume: {file}: it cannot be read (") and line.endswith("; run again without --resume to start afresh")
+    again = gated.cli("run", str(gated.scenario), "-q", "--store", str(tmp_path / "store"), "--out", str(tmp_path / "r"))
+    assert again.returncode == 0 and "trained seeds 0-2" in again.stdout

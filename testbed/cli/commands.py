@@ -231,14 +231,17 @@ def store_gc(
     dry_run: bool = typer.Option(False, "--dry-run", help="say what would be removed, remove nothing"),
     everything: bool = typer.Option(False, "--all", help="remove every run of the store"),
 ) -> None:
-    """Remove what the store can no longer serve: runs of other testbed, torch or plugin versions,
-    stopped or failed trainings no process is writing, runs written without some outputs."""
+    """Remove what the store can no longer serve: runs of other code (testbed's, torch's or a
+    plugin's), stopped or failed trainings no process is writing, runs written without some
+    outputs, runs set aside as corrupt. A training in progress is never touched, even with --all."""
     from testbed.store.housekeeping import collect
 
-    removed, freed = collect(store, dry_run=dry_run, everything=everything)
+    removed, freed, kept = collect(store, dry_run=dry_run, everything=everything)
     verb = "would remove" if dry_run else "removed"
     for line in removed:
         print(f"{verb} {line}")
+    for line in kept:
+        print(f"kept {line}")
     print(f"{verb} {len(removed)} item{'s' if len(removed) != 1 else ''}, {freed / 1e6:.1f} MB")
 
 

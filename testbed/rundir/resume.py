@@ -2,12 +2,15 @@
 
 A checkpoint may be continued by a run whose identity it shares: the same resolved scenario
 and the same code (testbed, torch, and each plugin's distribution and version, the content of
-their files (`testbed.rundir.code_identity`: uncommitted edits included), and the git commit of
-testbed's checkout when it is one). Continuing
+their files (`testbed.rundir.code_identity`: uncommitted edits included; a commit that changes
+no code, a README edit, does not count)), and a checkpoint whose content differs from its
+checksum (`testbed.engine.checkpoint.digest`) is set aside with a warning, never continued. Continuing
 is then safe by construction: the run directory comes out as an uninterrupted run's would."""
 
 from __future__ import annotations
 
+import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +20,7 @@ import yaml
 import testbed
 from testbed.config import scenario as scenario_mod
 from testbed.engine import checkpoint
-from testbed.errors import UserError
+from testbed.errors import StoreWarning, UserError
 from testbed.rundir import code_identity, provenance
 from testbed.rundir import writer as rundir
 
@@ -31,7 +34,6 @@ def identity(scenario) -> dict[str, Any]:
         "torch": str(torch.__version__),  # a str subclass that weights-only loading refuses
         "plugins": plugins,
         "code": code_identity.identity(plugins),
-        "commit": (provenance.git_state() or {}).get("commit"),  # in a git checkout, versions stay put from commit to commit
     }
 
 
@@ -64,6 +66,14 @@ class Continuation:
             if self.resume:
                 self.nothing_to_resume(stage)
             return False
+        try:
+            checkpoint.read(file)  # the whole file against its digest: a damaged one is never continued
+        except checkpoint.CorruptCheckpoint as exc:
+            aside = set_aside(file, self.path)
+            if self.resume:
+                raise UserError(f"--resume: {file}: {exc}; set aside as {aside}; run again without --resume to start afresh") from None
+            warnings.warn(StoreWarning(f"{file}: {exc}; set aside as {aside}, the training starts afresh"), stacklevel=2)
+            return False
         why, found = mismatch(file, self.identity)
         if why is not None:
             if self.force and not self.resume:
@@ -72,6 +82,14 @@ class Continuation:
             raise UserError(f"--out {self.path}: the stopped run in {stage} cannot be continued: {why}{fix}")
         self.file, self.epoch = file, found["epoch"]
         return True
+
+
+def set_aside(file: Path, path: Path) -> Path:
+    """Move a damaged checkpoint out of the staging folder of the run directory `path`, beside it
+    (`testbed store gc` removes it from the store)."""
+    aside = path.parent / f".{path.name}.corrupt-checkpoint-{time.strftime('%Y%m%d-%H%M%S')}.pt"
+    file.rename(aside)
+    return aside
 
 
 def mismatch(file: Path, identity: dict[str, Any]) -> tuple[str | None, dict[str, Any]]:

@@ -66,22 +66,49 @@ def listing(root: str | Path | None = None) -> list[dict[str, Any]]:
     return rows
 
 
-def collect(root: str | Path | None = None, *, dry_run: bool = False, everything: bool = False) -> tuple[list[str], int]:
-    """Remove (or, dry, list) what the store cannot serve; -> (what, bytes freed)."""
+def _live(item: Path) -> bool:
+    """Whether a process is writing `item` now: a lock file held, a staging folder or run whose
+    lock is held, or a folder holding one (the run directories of `.served`)."""
+    name = item.name
+    if name.startswith(".") and name.endswith(".lock"):
+        return rundir.is_locked(item.parent / name[1 : -len(".lock")])
+    if name.startswith(".") and name.endswith(".partial"):
+        return rundir.is_locked(rundir.final_path(item))
+    if rundir.is_locked(item):
+        return True
+    return item.is_dir() and any(rundir.is_locked(lock.parent / lock.name[1 : -len(".lock")]) for lock in item.glob(".*.lock"))
+
+
+def collect(root: str | Path | None = None, *, dry_run: bool = False, everything: bool = False) -> tuple[list[str], int, list[str]]:
+    """Remove (or, dry, list) what the store cannot serve; -> (what, bytes freed, what was kept
+    because a process is writing it). Whatever a
+    running process is writing (a training, its lock, the entry holding them) is never removed,
+    with or without `everything`: it is listed as kept."""
     store = RunStore(root)
     doomed: list[tuple[Path, str]] = []
+    kept: list[str] = []
     for entry in store.entries():
+        live = [item for item in entry.path.iterdir() if _live(item)]
         if everything or not servable(entry):
             why = "every run" if everything else "runs of other code versions"
-            doomed.append((entry.path, f"{entry.path} ({entry.info().get('name', '?')}: {why})"))
+            if not live:
+                doomed.append((entry.path, f"{entry.path} ({entry.info().get('name', '?')}: {why})"))
+                continue
+            for item in sorted(entry.path.iterdir()):
+                if item not in live and item.name != ENTRY_FILE and not (item.name.endswith(".lock") and item.with_name(item.name[:-5] + ".partial") in live):
+                    doomed.append((item, f"{item} ({why})"))
+            kept += [f"{item} (a training in progress)" for item in live if not item.name.endswith(".lock")]
             continue
+        kept += [f"{item} (a training in progress)" for item in live if item.name.endswith(".partial")]
         for stage in stray_stages(entry):
             doomed.append((stage, f"{stage} (a stopped or failed training)"))
+        for aside in entry.path.glob(".*.corrupt-checkpoint-*.pt"):
+            doomed.append((aside, f"{aside} (a damaged checkpoint set aside)"))
         for lock in entry.path.glob(".*.lock"):  # left by a killed process (an flock dies with it)
-            if not rundir.is_locked(entry.path / lock.name[1 : -len(".lock")]):
+            if not _live(lock):
                 doomed.append((lock, f"{lock} (the lock file of a killed process)"))
         for folder in entry.path.iterdir():
-            if folder.is_dir() and not folder.name.startswith(".") and finished_seeds(folder) is None:
+            if folder.is_dir() and not folder.name.startswith(".") and folder not in live and finished_seeds(folder) is None:
                 doomed.append((folder, f"{folder} (a run written without some outputs)"))
     aside = store.root / QUARANTINE
     if aside.is_dir():
@@ -91,7 +118,7 @@ def collect(root: str | Path | None = None, *, dry_run: bool = False, everything
         freed += _size(path)
         if not dry_run:
             shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
-    return [what for _, what in doomed], freed
+    return [what for _, what in doomed], freed, kept
 
 
 def verify(root: str | Path | None = None) -> tuple[int, int, list[str]]:

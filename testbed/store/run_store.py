@@ -229,15 +229,16 @@ class RunStore:
         plan.replace = plan.shard_path.exists() and bool(missing)
         return plan
 
-    def fill(self, plan: Plan, train: Callable[..., Any] | None = None, **options: Any) -> None:
+    def fill(self, plan: Plan, train: Callable[..., Any] | None = None, discard: bool = False, **options: Any) -> None:
         """Train the plan's missing seeds into the store (with `train`, default
-        `testbed.trainer.run_scenario`, given the scenario, the shard path and `options`)."""
+        `testbed.trainer.run_scenario`, given the scenario, the shard path and `options`);
+        `discard`: a stopped training there that cannot be continued is discarded (--force)."""
         if not plan.missing:
             return
         if train is None:
             from testbed.trainer import run_scenario as train
         plan.entry.record(plan.scenario, plan.identity)
-        train(plan.to_train(), plan.shard_path, force=plan.replace, seal=True, **options)
+        train(plan.to_train(), plan.shard_path, force=plan.replace or discard, seal=True, **options)
         plan.landed()
 
 

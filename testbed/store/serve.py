@@ -54,7 +54,7 @@ def serve(scenario, out: str | Path | None, *, store: RunStore | str | Path | bo
         # directory's name) would tie the store to exact seed sets and log under the store's
         # folder names: such a run trains straight into its directory, as with store=False.
         return Served(run_scenario(plan.scenario, path, force=force, **train), list(scenario.seeds), [])
-    plan.store.fill(plan, **train)
+    plan.store.fill(plan, discard=force, **train)
     return Served(write_run(plan, path, force), list(plan.missing), [s for _, taken in plan.parts for s in taken])
 
 
