@@ -4,11 +4,15 @@ what the user sees (the one line, the exit status) and that nothing wrong is eve
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
+import resource
+import signal
 import subprocess
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -62,6 +66,11 @@ def testbed_probes():
 '''
 
 
+def _writes_fail_not_kill() -> None:
+    """In a child: a write past RLIMIT_FSIZE fails (EFBIG) instead of killing it (SIGXFSZ)."""
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+
+
 class Gated:
     """Real `testbed` processes training a scenario with the gate probe, held at epoch `epoch`."""
 
@@ -73,9 +82,11 @@ class Gated:
         data = {**SMALL, "training": {"epochs": epochs, "batch_size": 16}, "probes": probes}
         self.scenario = write(tmp_path, data, "gated.yaml")
 
-    def start(self, *args: str, command: str = "run") -> subprocess.Popen:
-        argv = [TESTBED, command, str(self.scenario), "-q", "--store", str(self.tmp_path / "store"), *args]
-        return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=dict(os.environ, **self.env))
+    def start(self, *args: str, command: str = "run", target: Path | None = None) -> subprocess.Popen:
+        argv = [TESTBED, command, str(target or self.scenario), "-q", "--store", str(self.tmp_path / "store"), *args]
+        return subprocess.Popen(
+            argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=dict(os.environ, **self.env), preexec_fn=_writes_fail_not_kill
+        )
 
     def reached(self, proc: subprocess.Popen) -> None:
         """Wait until `proc` holds at the gate (it fails the test if the process ends first)."""
@@ -228,3 +239,202 @@ def test_a_truncated_checkpoint_is_named_and_set_aside_and_resume_says_what_to_d
     assert line.startswith(f"error: --resume: {file}: it cannot be read (") and line.endswith("; run again without --resume to start afresh")
     again = gated.cli("run", str(gated.scenario), "-q", "--store", str(tmp_path / "store"), "--out", str(tmp_path / "r"))
     assert again.returncode == 0 and "trained seeds 0-2" in again.stdout
+
+
+@contextlib.contextmanager
+def read_only(folder: Path) -> Iterator[None]:
+    """`folder` unwritable, for root too (who ignores permission bits): `chattr +i`, else a
+    read-only bind mount; as another user, its mode."""
+    folder.mkdir(parents=True, exist_ok=True)
+    if os.geteuid() != 0:
+        folder.chmod(0o555)
+        try:
+            yield
+        finally:
+            folder.chmod(0o755)
+        return
+    for on, off in (
+        (["chattr", "+i", str(folder)], ["chattr", "-i", str(folder)]),
+        (["mount", "--bind", "-o", "ro", str(folder), str(folder)], ["umount", str(folder)]),
+    ):
+        try:
+            done = subprocess.run(on, capture_output=True).returncode == 0
+        except FileNotFoundError:
+            done = False
+        if done:
+            try:
+                yield
+            finally:
+                subprocess.run(off, capture_output=True)
+            return
+    pytest.skip("no way to make a folder read-only for root here (chattr, bind mount)")
+
+
+def test_a_read_only_out_or_store_is_refused_before_anything_trains(tmp_path):
+    scenario = write(tmp_path)
+    locked = tmp_path / "locked"
+    with read_only(locked):
+        out = cli("run", str(scenario), "-q", "--store", str(tmp_path / "store"), "--out", str(locked / "x"))
+        store = cli("run", str(scenario), "-q", "--store", str(locked), "--out", str(tmp_path / "x"))
+        study = tmp_path / "study.yaml"
+        study.write_text(yaml.safe_dump({"name": "st", "scenarios": [str(scenario)], "axes": {"model.hidden": [4, 8]}}))
+        swept = cli("sweep", str(study), "-q", "--store", str(tmp_path / "store"), "--out", str(locked / "sw"))
+    assert out.returncode == 2 and re.fullmatch(rf"error: --out {re.escape(str(locked / 'x'))}: cannot write in {re.escape(str(locked))} \(.+\)\n", out.stderr)
+    said = rf"error: run store {re.escape(str(locked))} \(--store or \$TESTBED_STORE\): cannot write in {re.escape(str(locked))} \(.+\)\n"
+    assert store.returncode == 2 and re.fullmatch(said, store.stderr), store.stderr
+    assert swept.returncode == 2 and swept.stderr.startswith(f"error: --out {locked / 'sw'}: cannot write in {locked} (")
+    assert not (tmp_path / "store").exists() and not (tmp_path / "x").exists()  # nothing trained, nothing written
+
+
+@contextlib.contextmanager
+def disk_to_fill(folder: Path) -> Iterator[Callable[[subprocess.Popen], None]]:
+    """A small tmpfs at `folder` and a function that fills it; where mounting is not allowed, the
+    function lowers the process's RLIMIT_FSIZE instead (its writes then fail with EFBIG)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    mounted = os.geteuid() == 0 and subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(folder)], capture_output=True).returncode == 0
+
+    def fill(proc: subprocess.Popen) -> None:
+        if not mounted:
+            resource.prlimit(proc.pid, resource.RLIMIT_FSIZE, (1, 1))
+            return
+        with open(folder / "filler", "wb") as f:
+            with contextlib.suppress(OSError):
+                while True:
+                    f.write(b"\0" * (1 << 16))
+                    f.flush()
+
+    try:
+        yield fill
+    finally:
+        (folder / "filler").unlink(missing_ok=True)
+        if mounted:
+            subprocess.run(["umount", "-l", str(folder)], capture_output=True)
+
+
+def test_a_full_disk_while_checkpointing_is_one_line_and_the_same_command_resumes(tmp_path):
+    """Once: `OSError: [Errno 28]` alone, an empty error.log and a 12 MB checkpoint.pt.tmp left."""
+    gated = Gated(tmp_path)
+    store = tmp_path / "store"
+    with disk_to_fill(store) as fill:
+        proc = gated.start("--out", str(tmp_path / "r"), "--checkpoint-every", "1")
+        gated.reached(proc)
+        fill(proc)
+        gated.open()
+        _, err = proc.communicate(timeout=120)
+        assert proc.returncode == 1
+        (stage,) = store.glob("*/.seeds-0-2.partial")
+        (line,) = err.splitlines()
+        said = (
+            r"error: writing the checkpoint failed at epoch 2 \(step \d+\): OSError: \[Errno (28|27)\] (No space left on device|File too large); "
+            rf"the unfinished run is kept in {re.escape(str(stage))} with its checkpoint of epoch 1 \(the same command continues from it\)"
+            r"(; error.log could not be written \(.+\)| \(traceback in \S+error.log\))"
+        )
+        assert re.fullmatch(said, line), line
+        assert not list(store.rglob("*.tmp")) and (stage / "checkpoint.pt").is_file()
+        (store / "filler").unlink(missing_ok=True)
+        again = gated.cli("run", str(gated.scenario), "-q", "--store", str(store), "--out", str(tmp_path / "r"))
+        assert again.returncode == 0, again.stderr
+        assert f"resuming from epoch 1 of 4: {stage / 'checkpoint.pt'}" in again.stderr
+    clean = gated.cli("run", str(gated.scenario), "-q", "--no-store", "--out", str(tmp_path / "clean"))
+    assert clean.returncode == 0
+    assert (tmp_path / "r" / "metrics.csv").read_bytes() == (tmp_path / "clean" / "metrics.csv").read_bytes()
+
+
+def test_sigterm_is_an_interrupt_that_keeps_the_checkpoint_and_the_same_command_resumes(tmp_path):
+    """SIGTERM exited 143 with no message."""
+    gated = Gated(tmp_path)
+    proc = gated.start("--out", str(tmp_path / "r"), "--checkpoint-every", "1")
+    gated.reached(proc)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    (stage,) = (tmp_path / "store").glob("*/.seeds-0-2.partial")
+    assert proc.returncode == 143
+    assert err.splitlines() == [f"terminated (SIGTERM); the checkpoint of epoch 1 of 4 is kept in {stage}; the same command continues from it"]
+    gated.open()
+    again = gated.cli("run", str(gated.scenario), "-q", "--store", str(tmp_path / "store"), "--out", str(tmp_path / "r"))
+    assert again.returncode == 0 and f"resuming from epoch 1 of 4: {stage / 'checkpoint.pt'}" in again.stderr
+
+
+def test_overlapping_seed_sets_at_once_train_every_seed_once(tmp_path):
+    """Seeds 0-2 and 1-3 asked at once trained seeds 1 and 2 twice."""
+    gated = Gated(tmp_path)
+    first = gated.start("--out", str(tmp_path / "a"))
+    gated.reached(first)  # it holds seeds 0-2
+    second = gated.start("--out", str(tmp_path / "b"), "--seeds", "1-3")
+    gated.reached(second)  # it trains seed 3 only, then waits for 1-2
+    gated.open()
+    out_a, err_a = first.communicate(timeout=120)
+    out_b, err_b = second.communicate(timeout=120)
+    assert (first.returncode, second.returncode) == (0, 0), err_a + err_b
+    assert "trained seeds 0-2" in out_a
+    assert "trained seeds 3; seeds 1-2 from the store" in out_b
+    assert [p.name for p in shards(tmp_path)] == ["seeds-0-2", "seeds-3"]
+    alone = gated.cli("run", str(gated.scenario), "-q", "--no-store", "--seeds", "1-3", "--out", str(tmp_path / "alone"))
+    assert alone.returncode == 0
+    assert (tmp_path / "b" / "metrics.csv").read_bytes() == (tmp_path / "alone" / "metrics.csv").read_bytes()
+
+
+def test_two_sweeps_sharing_a_cell_wait_for_each_other_and_share_it(tmp_path):
+    """Two sweeps sharing a cell both exited 1 on the cell's lock."""
+    gated = Gated(tmp_path)
+    studies = []
+    for name, values in (("x", [4, 8]), ("y", [8, 16])):
+        study = tmp_path / f"{name}.yaml"
+        study.write_text(yaml.safe_dump({"name": name, "scenarios": [str(gated.scenario)], "axes": {"model.hidden": values}}))
+        studies.append(study)
+    x = gated.start("--out", str(tmp_path / "sx"), command="sweep", target=studies[0])
+    gated.reached(x)  # it has claimed both its cells and trains hidden=4
+    y = gated.start("--out", str(tmp_path / "sy"), command="sweep", target=studies[1])
+    gated.reached(y)  # it trains hidden=16, and will wait for hidden=8
+    gated.open()
+    for proc in (x, y):
+        _, err = proc.communicate(timeout=180)
+        assert proc.returncode == 0, err
+    assert len(shards(tmp_path)) == 3  # 4, 8 and 16: the shared cell trained once
+    x_csv, y_csv = ((tmp_path / d / "sweep.csv").read_text().splitlines() for d in ("sx", "sy"))
+    shared = [row.split(",", 1)[1] for row in x_csv if "model.hidden=8" in row]
+    assert shared and shared == [row.split(",", 1)[1] for row in y_csv if "model.hidden=8" in row]
+
+
+def test_resume_with_nothing_to_resume_leaves_no_empty_entry(tmp_path):
+    scenario = write(tmp_path)
+    proc = run(tmp_path, scenario, "a", "--resume")
+    assert proc.returncode == 2
+    assert proc.stderr == f"error: --resume: the run store {tmp_path / 'store'} has no stopped training of this scenario on seeds 0-2 to continue\n"
+    assert not [p for p in (tmp_path / "store").iterdir() if not p.name.startswith(".")]
+
+
+REFUSING_PROBE = '''
+from testbed.plugin_api import Params, Probe, hookimpl, plugin
+
+class Refusing(Probe):
+    def finish(self, out):
+        (out / "refusing.txt").write_text("seeds: " + ",".join(map(str, self.info.seeds)))
+        return {}
+
+    def combine(self, parts, seeds, out):
+        return False
+
+@plugin("refusing", Params)
+def refusing(params):
+    """Writes a file, and cannot combine it."""
+    return Refusing()
+
+@hookimpl
+def testbed_probes():
+    return [refusing]
+'''
+
+
+def test_a_probe_whose_combine_returns_false_is_a_failure_not_a_silent_gap(tmp_path):
+    env = third_party_package(tmp_path, "refusing_probe", REFUSING_PROBE, "refusing-probe", "0.1", entry_point="refusing")
+    scenario = write(tmp_path, {**SMALL, "probes": ["metrics", "refusing"]})
+    assert run(tmp_path, scenario, "a", "--seeds", "0-1", env=env).returncode == 0
+    proc = run(tmp_path, scenario, "b", env=env)
+    assert proc.returncode == 1
+    assert proc.stderr.splitlines() == [
+        "error: probe 'refusing' (refusing-probe 0.1) failed in combine: it returned False: its files are missing; "
+        f"the run is in {tmp_path / 'b'} without this probe's outputs (summary.json lists the failure) (testbed --debug shows the traceback)"
+    ]
+    failures = json.loads((tmp_path / "b" / "summary.json").read_text())["failures"]
+    assert [(f["name"], f["phase"]) for f in failures] == [("refusing", "combine")]

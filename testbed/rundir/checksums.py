@@ -110,3 +110,18 @@ def copy_file(src: str | os.PathLike, dst: str | os.PathLike) -> None:
     import shutil
 
     shutil.copyfile(src, dst)
+
+
+def copy_tree(src: Path, dst: Path, skip: tuple[str, ...] = ()) -> None:
+    """Copy the files of `src` into the folder `dst` (`copy_file` each; names in `skip` left
+    out): the first failure raises its own OSError, naming its file (a full disk is one line)."""
+    for path in sorted(src.rglob("*")):
+        rel = path.relative_to(src)
+        if rel.parts[0] in skip or path.name in skip:
+            continue
+        target = dst / rel
+        if path.is_dir():
+            target.mkdir(parents=True, exist_ok=True)
+        else:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            copy_file(path, target)

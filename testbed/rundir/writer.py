@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from testbed.errors import UserError
+from testbed.errors import RunFailure, UserError, describe
 
 try:
     import fcntl
@@ -43,6 +43,23 @@ def check_target(path: Path, force: bool) -> None:
         raise UserError(f"--out {path}: exists and is not a directory")
     if path.is_dir() and any(path.iterdir()) and not force:
         raise UserError(f"--out {path}: directory exists and is not empty (use --force to replace it)")
+
+
+def check_writable(path: Path, what: str) -> None:
+    """Refuse at once (a UserError naming `what`) a folder `path` that could not be written:
+    the nearest of it and its parents that exists must take a new file. Tried, not judged by
+    permission bits (root ignores them; a read-only mount or an immutable folder does not)."""
+    import tempfile
+
+    folder = next((f for f in (path, *path.parents) if f.exists()), None)
+    if folder is None or not folder.is_dir():
+        return
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".testbed-write-test-", dir=folder)
+    except OSError as exc:
+        raise UserError(f"{what}: cannot write in {folder} ({exc.strerror or exc})") from None
+    os.close(fd)
+    os.unlink(probe)
 
 
 def check_creatable(path: Path) -> None:
@@ -178,9 +195,15 @@ def staged(
                 if not keep:
                     shutil.rmtree(stage, ignore_errors=True)
                 raise
-            try:
-                if finish is not None:
+            if finish is not None:
+                try:
                     finish(stage)
+                except OSError as exc:
+                    failure = RunFailure("", "landing the finished run", describe(exc))
+                    failure.kept = stage
+                    failure.notes.append(f"the finished run stays in {stage} with its last checkpoint: the same command lands it")
+                    raise failure from exc
+            try:
                 if path.exists():
                     shutil.rmtree(path)
                 stage.rename(path)

@@ -15,7 +15,7 @@ from testbed.config.scenario import format_seeds
 from testbed.plugin_api.registry import default_registry
 from testbed.rundir import checksums, code_identity, provenance
 from testbed.rundir import writer as rundir
-from testbed.store.run_store import ENTRY_FILE, QUARANTINE, Entry, RunStore, finished_seeds, stray_stages
+from testbed.store.run_store import ENTRY_FILE, QUARANTINE, SERVED, Entry, RunStore, finished_seeds, stray_stages
 
 
 def _size(path: Path) -> int:
@@ -99,6 +99,9 @@ def collect(root: str | Path | None = None, *, dry_run: bool = False, everything
                     doomed.append((item, f"{item} ({why})"))
             kept += [f"{item} (a training in progress)" for item in live if not item.name.endswith(".lock")]
             continue
+        if not live and not entry.shards() and not stray_stages(entry) and not (entry.path / SERVED).exists():
+            doomed.append((entry.path, f"{entry.path} (an entry holding no run)"))
+            continue
         kept += [f"{item} (a training in progress)" for item in live if item.name.endswith(".partial")]
         for stage in stray_stages(entry):
             doomed.append((stage, f"{stage} (a stopped or failed training)"))
@@ -110,6 +113,7 @@ def collect(root: str | Path | None = None, *, dry_run: bool = False, everything
         for folder in entry.path.iterdir():
             if folder.is_dir() and not folder.name.startswith(".") and folder not in live and finished_seeds(folder) is None:
                 doomed.append((folder, f"{folder} (a run written without some outputs)"))
+
     aside = store.root / QUARANTINE
     if aside.is_dir():
         doomed += [(folder, f"{folder} (a run set aside as corrupt)") for folder in sorted(aside.iterdir())]

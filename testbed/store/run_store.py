@@ -32,11 +32,12 @@ from testbed.config.scenario import format_seeds
 from testbed.errors import StoreWarning, UserError
 from testbed.rundir import checksums
 from testbed.rundir import writer as rundir
-from testbed.store import store_key
+from testbed.store import claims, store_key
 
 DEFAULT_ROOT = Path("runs") / "store"
 ENVIRONMENT = "TESTBED_STORE"
 ENTRY_FILE = "entry.json"
+SERVED = ".served"  # inside a store entry: run directories of its seed sets, made for warm starts
 QUARANTINE = ".quarantine"  # under the root: shards and entries that failed their checks, kept for inspection
 
 
@@ -122,6 +123,20 @@ class Plan:
     combinable: bool = True  # every probe can combine its files across seed sets (`Probe.combine`)
     replace: bool = False  # shard_path holds a run that failed to write some outputs
     trained: Shard | None = field(default=None)
+    claim: claims.Claim | None = None  # this process's claim on the missing seeds (`RunStore.acquire`)
+    waiting: list[Path] = field(default_factory=list)  # claims of other processes training wanted seeds
+    trained_now: list[Path] = field(default_factory=list)  # shards trained by this process for this plan (`RunStore.settle`)
+
+    def release(self) -> None:
+        """Release the claim on the missing seeds (trained, failed or abandoned); an entry left
+        empty (a training refused before it began) is removed."""
+        if self.claim is not None:
+            self.claim.release()
+            self.claim = None
+        try:
+            self.entry.path.rmdir()
+        except OSError:  # not empty, or gone
+            pass
 
     @property
     def seeds(self) -> list[int]:
@@ -141,6 +156,7 @@ class Plan:
         if seeds is None or sorted(seeds) != sorted(self.missing):
             raise UserError(f"{self.shard_path}: the run trained for the store is not there or incomplete")
         self.trained = Shard(self.shard_path, seeds)
+        self.trained_now.append(self.shard_path)
         return self.trained
 
     def sources(self) -> list[tuple[Shard, list[int]]]:
@@ -156,6 +172,10 @@ class RunStore:
         self.root = Path(root) if root is not None else default_root()
         if self.root.exists() and not self.root.is_dir():
             raise UserError(f"--store {self.root}: exists and is not a directory")
+
+    def check_writable(self) -> None:
+        """Refuse at once (exit status 2, before anything trains) a store that cannot be written."""
+        rundir.check_writable(self.root, f"run store {self.root} (--store or ${ENVIRONMENT})")
 
     def entry(self, key: str) -> Entry:
         return Entry(self.root, key)
@@ -188,21 +208,21 @@ class RunStore:
             why = "unreadable" if not info else "does not record this key's identity"
             self.quarantine(entry.path, f"{file} is {why}")
 
-    def plan(self, scenario) -> Plan:
+    def plan(self, scenario, busy: frozenset[int] = frozenset()) -> Plan:
         """`plan_from` the shards that pass their checks: a shard whose files differ from their
         checksums is set aside (`quarantine`) and the plan made again without it."""
         ident = store_key.identity(scenario)
         entry = self.entry(store_key.digest(ident))
         self.check_entry(entry, ident)
         while True:
-            plan = self.plan_from(scenario, ident, entry)
+            plan = self.plan_from(scenario, ident, entry, busy)
             bad = [(shard, found) for shard, _ in plan.parts if (found := checksums.verify(shard.path)) is not None]
             if not bad:
                 return plan
             for shard, found in bad:
                 self.quarantine(shard.path, f"{found.file}: {found.why}")
 
-    def plan_from(self, scenario, ident: dict[str, Any], entry: Entry) -> Plan:
+    def plan_from(self, scenario, ident: dict[str, Any], entry: Entry, busy: frozenset[int] = frozenset()) -> Plan:
         """Which stored runs give which of the scenario's seeds, and which seeds must train. A
         run of exactly these seeds is served as it is; otherwise, when every probe of the
         scenario can combine its files (`Probe.combine`), the seeds come from any shards
@@ -224,10 +244,57 @@ class RunStore:
                 if given:
                     parts.append((shard, given))
                     wanted -= set(given)
-        missing = sorted(wanted)
+        missing = sorted(wanted - busy)
         plan = Plan(self, scenario, entry, ident, parts, missing, can_combine)
         plan.replace = plan.shard_path.exists() and bool(missing)
         return plan
+
+    def acquire(self, scenario) -> Plan:
+        """A plan whose missing seeds this process has claimed (`plan.claim`, to release once
+        trained), less the seeds other processes are training now, whose claims are in
+        `plan.waiting` (wait for them, then plan again)."""
+        key = store_key.digest(store_key.identity(scenario))
+        with claims.planning(self.root, key):
+            plan = self.plan(scenario)
+            if not plan.missing:
+                return plan
+            others = claims.live(plan.entry.path)
+            wanted = set(plan.missing)
+            plan.waiting = [file for file, seeds in others if seeds & wanted]
+            if not plan.waiting:
+                plan.claim = claims.claim(plan.entry.path, plan.shard_path.name, plan.missing)
+                return plan
+            busy = frozenset().union(*(seeds for _, seeds in others))
+            if not plan.combinable:  # its seeds train as one run or not at all: wait for the other's
+                plan.missing, plan.replace = [], False
+                return plan
+            waiting = plan.waiting
+            plan = self.plan(scenario, busy)
+            plan.waiting = waiting
+            if plan.missing:
+                plan.claim = claims.claim(plan.entry.path, plan.shard_path.name, plan.missing)
+            return plan
+
+    def settle(self, scenario, train: Callable[[Plan], Any]) -> Plan:
+        """The plan of `scenario` with nothing missing: what the store lacks and no other
+        process is training is trained here (`train(plan)`, its claim released after), what
+        another is training is waited for; `plan.trained_now` lists the runs trained here."""
+        trained: list[Path] = []
+        while True:
+            plan = self.acquire(scenario)
+            if plan.missing:
+                try:
+                    train(plan)
+                finally:
+                    plan.release()
+                trained.append(plan.shard_path)
+                continue
+            if plan.waiting:
+                for file in plan.waiting:
+                    claims.wait(file)
+                continue
+            plan.trained_now = trained
+            return plan
 
     def fill(self, plan: Plan, train: Callable[..., Any] | None = None, discard: bool = False, **options: Any) -> None:
         """Train the plan's missing seeds into the store (with `train`, default
@@ -237,6 +304,9 @@ class RunStore:
             return
         if train is None:
             from testbed.trainer import run_scenario as train
+        stage = rundir.staging_path(plan.shard_path)
+        if options.get("resume") and not (stage / rundir.CHECKPOINT).is_file():  # refused before the entry is written
+            raise UserError(f"--resume: the run store {self.root} has no stopped training of this scenario on seeds {format_seeds(plan.missing)} to continue")
         plan.entry.record(plan.scenario, plan.identity)
         train(plan.to_train(), plan.shard_path, force=plan.replace or discard, seal=True, **options)
         plan.landed()

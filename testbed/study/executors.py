@@ -12,6 +12,7 @@ import io
 import logging
 import socket
 import tarfile
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,6 +50,8 @@ class LocalExecutor:
                 job.plan.store.fill(job.plan, progress=progress, label=job.label, threads=self.threads)
             except (RunFailure, UserError) as exc:
                 failures.append((job, exc))
+            finally:
+                job.plan.release()  # another command waiting for these seeds goes on
         return failures
 
 
@@ -77,6 +80,35 @@ def _reachable(address: str) -> None:
         raise UserError(f"--address {address}: no Ray cluster reachable there ({exc.strerror or exc})") from None
 
 
+TOKEN_FILE = Path.home() / ".ray" / "auth_token"  # where `ray start` and a local ray.init() keep the token (Ray 2.5x)
+
+
+def use_token_if_available() -> None:
+    """Ray (2.5x) turns token authentication on by itself for `ray start --head` and a local
+    `ray.init()` once a token exists, but never when joining an explicit address: the join is
+    then refused ("Authentication token is missing or incorrect"). Where the user has not
+    chosen (RAY_AUTH_MODE unset) and a token is at hand (RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH or
+    ~/.ray/auth_token), send it, as Ray does for a cluster it finds itself."""
+    import os
+
+    if "RAY_AUTH_MODE" in os.environ:
+        return
+    if os.environ.get("RAY_AUTH_TOKEN") or os.environ.get("RAY_AUTH_TOKEN_PATH") or TOKEN_FILE.is_file():
+        os.environ["RAY_AUTH_MODE"] = "token"
+
+
+def join_advice(address: str | None) -> str:
+    """What to do when joining a cluster failed (Ray's token authentication, on by default since
+    Ray 2.5x, is the usual cause)."""
+    if address is None:
+        return ""
+    return (
+        "; a cluster with token authentication needs its token here: RAY_AUTH_TOKEN=<token> or RAY_AUTH_TOKEN_PATH=<file> "
+        "(the head keeps it in ~/.ray/auth_token), or RAY_AUTH_MODE=disabled on both sides; a head on this machine "
+        "is reached at the address it advertises: start it with --node-ip-address 127.0.0.1"
+    )
+
+
 class RayExecutor:
     """Cells as Ray tasks, each declaring `cpus_per_cell` CPUs (and a GPU where its scenario
     trains on one). `address`: None or 'local' starts a Ray instance on this machine for the
@@ -98,13 +130,20 @@ class RayExecutor:
         if ray.is_initialized():
             return False
         options: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False, "logging_level": logging.ERROR}
+        import signal
+
+        ours = signal.getsignal(signal.SIGTERM)  # ray.init replaces it by sys.exit(15): keep SIGTERM an interrupt
         try:
-            if self.address is None:
-                ray.init(_node_ip_address="127.0.0.1", **options)
+            if self.address is None:  # "local": a new instance, whatever RAY_ADDRESS or the record of an earlier `ray start` says
+                ray.init(address="local", _node_ip_address="127.0.0.1", **options)
             else:
+                use_token_if_available()
                 ray.init(address=self.address, **options)
         except (ConnectionError, RuntimeError, ValueError) as exc:
-            raise UserError(f"--address {self.address or 'local'}: cannot start or join Ray ({describe(exc)})") from None
+            raise UserError(f"--address {self.address or 'local'}: cannot start or join Ray ({describe(exc)}){join_advice(self.address)}") from None
+        finally:
+            if ours is not None and threading.current_thread() is threading.main_thread():
+                signal.signal(signal.SIGTERM, ours)
         return True
 
     def train(self, jobs: list[Job], progress: Callable[[Any], None] | None = None) -> Failures:
@@ -131,6 +170,7 @@ class RayExecutor:
                 job = pending.pop(done[0])
                 try:
                     payload = ray.get(done[0])
+                    land(job.plan, payload)
                 except ray.exceptions.RayTaskError as exc:
                     cause = exc.cause if isinstance(getattr(exc, "cause", None), (RunFailure, UserError)) else None
                     failures.append((job, cause or RunFailure("", "a Ray task", describe(exc))))
@@ -138,7 +178,8 @@ class RayExecutor:
                 except ray.exceptions.RayError as exc:  # a worker or node lost
                     failures.append((job, RunFailure("", "a Ray task", describe(exc))))
                     continue
-                land(job.plan, payload)
+                finally:
+                    job.plan.release()
                 if progress is not None:  # a remote run reports when it has landed
                     epochs = job.plan.scenario.training.epochs
                     progress(Progress(job.label, epochs, epochs))

@@ -78,23 +78,39 @@ def sweep(
     study = cells_mod.load(source, seeds, overrides, axes)
     path = Path(out) if out is not None else rundir.default_path(STUDY_ROOT, study.name)
     rundir.check_target(path, force)
+    rundir.check_writable(path.parent, f"--out {path}")  # refused before anything trains
     runner = executor(executor_name, address, cpus_per_cell, threads)
     the_store = open_store(store)
-    plans = [the_store.plan(cell.scenario) for cell in study.cells]
-    for plan in plans:  # a run to train that starts from a source scenario: that source first
-        if plan.missing:
-            plan.scenario = bound(plan.scenario, the_store, progress=progress, threads=threads)
-    jobs, shared = _jobs(study, plans)
+    the_store.check_writable()
+    plans = []
     try:
-        failures = runner.train(jobs, progress)
-    except KeyboardInterrupt:
-        landed = sum(1 for job in jobs if job.plan.trained is not None)
-        said = f"{landed} of {len(jobs)} runs to train had finished and are in the run store {the_store.root}"
-        raise Interrupted([f"{said}; the same command again trains only the rest"], None) from None
+        for cell in study.cells:  # each cell's missing seeds claimed, less those another command trains now
+            plans.append(the_store.acquire(cell.scenario))
+        for plan in plans:  # a run to train that starts from a source scenario: that source first
+            if plan.missing:
+                plan.scenario = bound(plan.scenario, the_store, progress=progress, threads=threads)
+        jobs, shared = _jobs(study, plans)
+        try:
+            failures = runner.train(jobs, progress)
+        except KeyboardInterrupt:
+            landed = sum(1 for job in jobs if job.plan.trained is not None)
+            said = f"{landed} of {len(jobs)} runs to train had finished and are in the run store {the_store.root}"
+            raise Interrupted([f"{said}; the same command again trains only the rest"], None) from None
+    finally:
+        for plan in plans:
+            plan.release()
     if failures:
         raise _failed(failures, len(jobs), the_store.root)
     for plan, twin in shared:
         plan.trained = twin.trained
+
+    def train_here(plan) -> None:
+        plan.scenario = bound(plan.scenario, the_store, progress=progress, threads=threads)
+        the_store.fill(plan, progress=progress, label=f"{plan.scenario.name} ({len(plan.missing)} seeds)", threads=threads)
+
+    for i, (cell, plan) in enumerate(zip(study.cells, plans)):
+        if plan.waiting:  # seeds another command was training: wait for them (and train what it failed to)
+            plans[i] = the_store.settle(cell.scenario, train_here)
     with rundir.staged(path, force) as stage:
         (stage / "study.yaml").write_text(source.read_text())
         manifest = _write_cells(stage, study, plans, runner.name, len(jobs))
