@@ -192,6 +192,7 @@ def sweep(
     threads: int | None = THREADS,
     store: Path | None = STORE,
     no_store: bool = typer.Option(False, "--no-store", help="train every cell afresh in a temporary store removed afterwards, reusing nothing"),
+    yes: bool = typer.Option(False, "--yes", "-y", help="start a study of more than 1000 cells without asking"),
 ) -> None:
     """Train every cell of a study (scenario fields x values x seeds) through the run store, then
     write sweep.csv, figures and a report. What the store holds is never trained again: after a
@@ -199,11 +200,20 @@ def sweep(
     from testbed import api
     from testbed.cli.progress import ProgressDisplay
 
+    def confirm(cells: int, seconds: float) -> bool:
+        said = f"{study}: {cells} cells, about {_duration(seconds)} of training on one core (less what the run store holds)"
+        if yes:
+            return True
+        if not sys.stdin.isatty():
+            raise UserError(f"{said}; add --yes to start it")
+        return typer.confirm(f"{said}; start?", err=True)
+
     _load_plugins()
     with ProgressDisplay(Console(stderr=True)) as display:
         result = api.sweep(
             study, seeds=seeds, overrides=set_ or [], axes=axis or [], out=out, force=force, executor=executor, address=address,
             cpus_per_cell=cpus_per_cell, progress=None if quiet else display, threads=threads, store=False if no_store else store,
+            confirm=confirm,
         )
     from testbed.cli.tables import study_table
 
@@ -427,6 +437,14 @@ def spikes(
         Console(stderr=True).print(f"warning: {bad} spike(s) whose recomputed loss is not the run's step loss (column check): "
                                    "this version of testbed does not reproduce the run's steps", style="bold red", highlight=False, soft_wrap=True)
     print(result.path)
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
 
 
 @contextmanager

@@ -37,6 +37,19 @@ MANIFEST = "study.json"
 ANALYSIS_OUTPUTS = ("sweep.csv", "cells.csv", "report.md", "report.html", "figures")
 
 
+CONFIRM_CELLS = 1000  # a larger study asks before it starts (the command line; --yes answers)
+SEED_STEPS_PER_SECOND = 22_000.0  # one core, default widths, 100+ seeds (README "Speed": 345 seed-epochs/s of 64 steps)
+SECONDS_PER_EPOCH = 0.03  # a run's own cost per epoch, whatever its seeds (1 seed: 0.032 s an epoch)
+
+
+def estimated_seconds(scenario) -> float:
+    """A rough training time of a scenario on one core (the README's rates; the store may hold
+    some of it already, and wider models take longer): for the confirmation of a large study."""
+    steps = -(-scenario.task.n_train // scenario.training.batch_for(scenario.task.n_train))
+    epochs = scenario.training.epochs
+    return epochs * (SECONDS_PER_EPOCH + len(scenario.seeds) * steps / SEED_STEPS_PER_SECOND)
+
+
 def slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.=-]+", "_", text).strip("_")[:60]
 
@@ -59,10 +72,13 @@ def sweep(
     progress: Callable[[Any], None] | None = None,
     threads: int | None = None,
     store=None,
+    confirm: Callable[[int, float], bool] | None = None,
 ):
     """Train and analyse the study file `source` into the study directory `out` (default:
     sweeps/<name>-<time>), or analyse the finished study directory `source` again (into `out`,
-    default: in place). Returns the analysis (`testbed.study.sweep_report.StudyResult`)."""
+    default: in place). Returns the analysis (`testbed.study.sweep_report.StudyResult`).
+    `confirm(cells, seconds)`, asked once the study is valid when it has more than
+    `CONFIRM_CELLS` cells (with a rough estimate of its training time), may stop it."""
     source = Path(source)
     if is_study_dir(source):
         if seeds is not None or overrides or axes:
@@ -73,9 +89,12 @@ def sweep(
 
         with tempfile.TemporaryDirectory(prefix="testbed-no-store-") as own:
             return sweep(source, seeds=seeds, overrides=overrides, axes=axes, out=out, force=force, executor_name=executor_name,
-                         address=address, cpus_per_cell=cpus_per_cell, progress=progress, threads=threads, store=own)
+                         address=address, cpus_per_cell=cpus_per_cell, progress=progress, threads=threads, store=own, confirm=confirm)
     started = time.perf_counter()
     study = cells_mod.load(source, seeds, overrides, axes)
+    if confirm is not None and len(study.cells) > CONFIRM_CELLS:
+        if not confirm(len(study.cells), sum(estimated_seconds(cell.scenario) for cell in study.cells)):
+            raise UserError(f"{source}: {len(study.cells)} cells: not started")
     path = Path(out) if out is not None else rundir.default_path(STUDY_ROOT, study.name)
     rundir.check_target(path, force)
     rundir.check_writable(path.parent, f"--out {path}")  # refused before anything trains
