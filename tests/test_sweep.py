@@ -157,7 +157,7 @@ def test_killed_and_run_again_a_sweep_ends_as_an_uninterrupted_one(study, tmp_pa
 
 def test_the_ray_executor_gives_the_same_runs_as_the_local_one(study, tmp_path):
     ray = pytest.importorskip("ray")
-    ray.init(num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1", log_to_driver=False)  # loopback only
+    ray.init(address="local", num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1", log_to_driver=False)  # its own, loopback only
     try:
         remote = testbed.sweep("study.yaml", out="sweeps/ray", executor="ray")
     finally:

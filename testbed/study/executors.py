@@ -62,6 +62,9 @@ def gpus_for(scenario) -> int:
 
 
 def _import_ray():
+    import os
+
+    os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "error")  # not a warning a second while a join is retried: our one line says it
     try:
         import ray
     except ImportError:
@@ -80,7 +83,6 @@ def _reachable(address: str) -> None:
         raise UserError(f"--address {address}: no Ray cluster reachable there ({exc.strerror or exc})") from None
 
 
-TOKEN_FILE = Path.home() / ".ray" / "auth_token"  # where `ray start` and a local ray.init() keep the token (Ray 2.5x)
 
 
 def use_token_if_available() -> None:
@@ -93,7 +95,7 @@ def use_token_if_available() -> None:
 
     if "RAY_AUTH_MODE" in os.environ:
         return
-    if os.environ.get("RAY_AUTH_TOKEN") or os.environ.get("RAY_AUTH_TOKEN_PATH") or TOKEN_FILE.is_file():
+    if os.environ.get("RAY_AUTH_TOKEN") or os.environ.get("RAY_AUTH_TOKEN_PATH") or (Path.home() / ".ray" / "auth_token").is_file():
         os.environ["RAY_AUTH_MODE"] = "token"
 
 
@@ -117,8 +119,10 @@ class RayExecutor:
     name = "ray"
 
     def __init__(self, address: str | None = None, cpus_per_cell: int = 1, threads: int | None = None):
-        self.ray = _import_ray()
         self.address = None if address in (None, "local") else address
+        if self.address is not None:
+            use_token_if_available()  # before Ray loads: it reads its authentication mode once
+        self.ray = _import_ray()
         if self.address not in (None, "auto"):
             _reachable(self.address)
         self.cpus_per_cell = cpus_per_cell
@@ -137,7 +141,6 @@ class RayExecutor:
             if self.address is None:  # "local": a new instance, whatever RAY_ADDRESS or the record of an earlier `ray start` says
                 ray.init(address="local", _node_ip_address="127.0.0.1", **options)
             else:
-                use_token_if_available()
                 ray.init(address=self.address, **options)
         except (ConnectionError, RuntimeError, ValueError) as exc:
             raise UserError(f"--address {self.address or 'local'}: cannot start or join Ray ({describe(exc)}){join_advice(self.address)}") from None
