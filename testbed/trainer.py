@@ -171,13 +171,14 @@ def _keep_unfinished(failure: RunFailure, stage: Path) -> None:
     failure.kept = stage
     epoch = _checkpoint_epoch(stage)
     saved = f" with its checkpoint of epoch {epoch} (the same command continues from it)" if epoch is not None else ""
-    try:
-        failure.log = rundir.write_error_log(stage, [failure])
-    except OSError as exc:  # the disk that failed the training may fail this too: say so, keep the first failure
-        (stage / "error.log").unlink(missing_ok=True)
-        failure.notes.append(f"the unfinished run is kept in {stage}{saved}; error.log could not be written ({exc.strerror or exc})")
-        return
+    failure.log = stage / "error.log"
     failure.notes.append(f"the unfinished run is kept in {stage}{saved} (traceback in {failure.log})")
+    try:
+        rundir.write_error_log(stage, [failure])
+    except OSError as exc:  # the disk that failed the training may fail this too: say so, keep the first failure
+        failure.log.unlink(missing_ok=True)
+        failure.log = None
+        failure.notes[-1] = f"the unfinished run is kept in {stage}{saved}; error.log could not be written ({exc.strerror or exc})"
 
 
 def _incomplete(failures: list[tuple[RunFailure, str]], path: Path) -> RunFailure:
