@@ -133,7 +133,10 @@ def flip(file: Path) -> str:
     return "its SHA-256 differs from the one at landing"
 
 
-@pytest.mark.parametrize(("name", "damage"), [("metrics.csv", truncate), ("snapshots.npz", flip), ("step_loss.npz", truncate)])
+@pytest.mark.parametrize(
+    ("name", "damage"),
+    [("snapshots.npz", flip), pytest.param("metrics.csv", truncate, marks=pytest.mark.slow), pytest.param("step_loss.npz", truncate, marks=pytest.mark.slow)],
+)
 def test_a_corrupt_stored_file_is_named_set_aside_and_its_seeds_retrain(tmp_path, name, damage):
     """A truncated metrics.csv was served as 'diverged 33%', a flipped snapshots.npz failed every
     combine with a BadZipFile naming no file: now the file is named, set aside, retrained."""
@@ -154,6 +157,7 @@ def test_a_corrupt_stored_file_is_named_set_aside_and_its_seeds_retrain(tmp_path
     assert (tmp_path / "c" / "metrics.csv").read_bytes() == (tmp_path / "a" / "metrics.csv").read_bytes()
 
 
+@pytest.mark.slow
 def test_store_verify_names_every_corrupt_file_and_sets_its_run_aside(tmp_path):
     scenario = write(tmp_path)
     assert run(tmp_path, scenario, "a").returncode == 0
@@ -230,6 +234,7 @@ def test_a_checkpoint_loads_weights_only_and_a_flipped_parameter_is_never_resume
     assert "(a damaged checkpoint set aside)" in gated.cli("store", "gc", "--store", str(tmp_path / "store")).stdout
 
 
+@pytest.mark.slow
 def test_a_truncated_checkpoint_is_named_and_set_aside_and_resume_says_what_to_do(tmp_path):
     gated, file = stopped_run(tmp_path)
     file.write_bytes(file.read_bytes()[:1000])
@@ -374,6 +379,7 @@ def test_overlapping_seed_sets_at_once_train_every_seed_once(tmp_path):
     assert (tmp_path / "b" / "metrics.csv").read_bytes() == (tmp_path / "alone" / "metrics.csv").read_bytes()
 
 
+@pytest.mark.slow
 def test_two_sweeps_sharing_a_cell_wait_for_each_other_and_share_it(tmp_path):
     """Two sweeps sharing a cell both exited 1 on the cell's lock."""
     gated = Gated(tmp_path)
