@@ -54,6 +54,7 @@ def run_scenario(
     resume: bool | None = None,
     checkpoint_every: int | str | None = None,
     seal: bool = False,
+    named: str | None = None,
 ) -> Run:
     """Train `scenario` into `out` (default: a fresh folder under the scenario's output root),
     written in a staging folder and renamed into place when complete; `label` names the run in
@@ -75,10 +76,10 @@ def run_scenario(
         path = rundir.default_path(scenario.output.root, scenario.name)
     epochs = scenario.training.epochs
     label = label or f"{scenario.name} ({len(scenario.seeds)} seeds)"
-    continuation = resume_mod.Continuation(path, ident, resume, force)
+    continuation = resume_mod.Continuation(path, ident, resume, force, named)
     continuation.refuse_early()
     try:
-        return _train_staged(scenario, path, force, continuation, policy, ident, progress, label, threads, seal)
+        return _train_staged(scenario, path, force, continuation, policy, ident, progress, label, threads, seal, named)
     except KeyboardInterrupt as exc:  # Ctrl-C or SIGTERM: say what was kept
         if isinstance(exc, Interrupted):
             raise
@@ -101,9 +102,9 @@ def _kept_notes(stage: Path, epochs: int) -> list[str]:
     return [f"the checkpoint of epoch {epoch} of {epochs} is kept in {stage}", "the same command continues from it"]
 
 
-def _train_staged(scenario, path, force, continuation, policy, ident, progress, label, threads, seal) -> Run:
+def _train_staged(scenario, path, force, continuation, policy, ident, progress, label, threads, seal, named) -> Run:
     epochs = scenario.training.epochs
-    with rundir.staged(path, force, continuation, finish=checksums.seal if seal else None) as stage:
+    with rundir.staged(path, force, continuation, finish=checksums.seal if seal else None, named=named) as stage:
         (stage / "scenario.yaml").write_text(scenario_mod.to_yaml(scenario))
         advance = None
         if progress is not None:

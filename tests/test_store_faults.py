@@ -444,3 +444,18 @@ def test_a_probe_whose_combine_returns_false_is_a_failure_not_a_silent_gap(tmp_p
     ]
     failures = json.loads((tmp_path / "b" / "summary.json").read_text())["failures"]
     assert [(f["name"], f["phase"]) for f in failures] == [("refusing", "combine")]
+
+
+def test_a_stopped_training_that_cannot_continue_is_named_as_the_stores_and_force_works(tmp_path):
+    """The message named the store's folder as "--out", and its --force advice did nothing."""
+    gated, file = stopped_run(tmp_path)
+    renamed = write(tmp_path, {**yaml.safe_load(gated.scenario.read_text()), "name": "other"}, "other.yaml")
+    asked = gated.cli("run", str(renamed), "-q", "--store", str(tmp_path / "store"), "--out", str(tmp_path / "o"))
+    assert asked.returncode == 2
+    shard = file.parent.parent / "seeds-0-2"
+    assert asked.stderr.splitlines() == [
+        f"error: the run store's {shard}: the stopped run in {file.parent} cannot be continued: scenario field name is tiny there, other here; "
+        "--force discards it and starts afresh"
+    ]
+    forced = gated.cli("run", str(renamed), "-q", "--store", str(tmp_path / "store"), "--out", str(tmp_path / "o"), "--force")
+    assert forced.returncode == 0 and "trained seeds 0-2" in forced.stdout, forced.stderr

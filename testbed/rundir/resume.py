@@ -43,8 +43,9 @@ class Continuation:
     unless `force`, which discards it); True: it must; False: never. After a yes, `file` and
     `epoch` say what is continued."""
 
-    def __init__(self, path: Path, identity: dict[str, Any], resume: bool | None, force: bool):
+    def __init__(self, path: Path, identity: dict[str, Any], resume: bool | None, force: bool, named: str | None = None):
         self.path, self.identity, self.resume, self.force = path, identity, resume, force
+        self.named = named or f"--out {path}"  # how messages name the run directory (the store's are not the user's --out)
         self.file: Path | None = None
         self.epoch = 0
 
@@ -79,7 +80,7 @@ class Continuation:
             if self.force and not self.resume:
                 return False
             fix = "" if self.resume else "; --force discards it and starts afresh"
-            raise UserError(f"--out {self.path}: the stopped run in {stage} cannot be continued: {why}{fix}")
+            raise UserError(f"{self.named}: the stopped run in {stage} cannot be continued: {why}{fix}")
         self.file, self.epoch = file, found["epoch"]
         return True
 

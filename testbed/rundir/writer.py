@@ -98,7 +98,7 @@ def unfinished(root: str | Path) -> list[Path]:
 
 
 @contextmanager
-def locked(path: Path) -> Iterator[None]:
+def locked(path: Path, named: str | None = None) -> Iterator[None]:
     """Hold the lock of the run directory `path` (the file `.NAME.lock` beside it) while the
     block runs; refuse with a UserError if another process holds it. An flock belongs to the
     open file, so the system releases it when its process ends, however it ends: a killed run
@@ -116,7 +116,9 @@ def locked(path: Path) -> Iterator[None]:
             holder = os.pread(fd, 32, 0).decode(errors="replace").strip()
             os.close(fd)
             who = f" (pid {holder})" if holder.isdigit() else ""
-            raise UserError(f"--out {path}: another testbed process{who} is writing it; wait for it to end or choose another --out") from None
+            if named is None:
+                raise UserError(f"--out {path}: another testbed process{who} is writing it; wait for it to end or choose another --out") from None
+            raise UserError(f"{named}: another testbed process{who} is writing it; wait for it to end") from None
         try:
             same = os.path.samestat(os.fstat(fd), os.stat(lock))
         except FileNotFoundError:
@@ -154,14 +156,19 @@ def is_locked(path: Path) -> bool:
 
 @contextmanager
 def staged(
-    path: Path, force: bool = False, carry_on: Callable[[Path], bool] | None = None, finish: Callable[[Path], None] | None = None
+    path: Path,
+    force: bool = False,
+    carry_on: Callable[[Path], bool] | None = None,
+    finish: Callable[[Path], None] | None = None,
+    named: str | None = None,
 ) -> Iterator[Path]:
     """Yield a staging directory that becomes `path` when the block succeeds, holding the lock
     of `path` throughout. `carry_on(stage)`, asked under the lock, says whether to continue in
     the staging folder left by a run that stopped (it holds a checkpoint of the same run; every
     other file in it is removed), instead of starting a fresh one; it may refuse with a
     UserError. `finish(stage)` runs on the complete staging folder just before it is renamed
-    (the run store's checksums). A checkpoint is removed once the run is in place.
+    (the run store's checksums); `named` is how a refusal names `path` (default `--out PATH`).
+    A checkpoint is removed once the run is in place.
 
     When the block fails, the staging directory is removed, with the folders made for it that
     are left empty, unless it holds a checkpoint to continue from, or the exception keeps it
@@ -174,7 +181,7 @@ def staged(
         _remove_empty(made)
         raise UserError(f"cannot create {path}: {_reason(exc)}") from None
     try:
-        with locked(path):
+        with locked(path, named):
             check_target(path, force)
             stage = staging_path(path)
             try:

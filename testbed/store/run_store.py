@@ -308,7 +308,7 @@ class RunStore:
         if options.get("resume") and not (stage / rundir.CHECKPOINT).is_file():  # refused before the entry is written
             raise UserError(f"--resume: the run store {self.root} has no stopped training of this scenario on seeds {format_seeds(plan.missing)} to continue")
         plan.entry.record(plan.scenario, plan.identity)
-        train(plan.to_train(), plan.shard_path, force=plan.replace or discard, seal=True, **options)
+        train(plan.to_train(), plan.shard_path, force=plan.replace or discard, seal=True, named=f"the run store's {plan.shard_path}", **options)
         plan.landed()
 
 

@@ -227,7 +227,7 @@ def train_in_worker(scenario_yaml: str, threads: int, version: str) -> bytes:
 def land(plan: Plan, payload: bytes) -> None:
     """Unpack a run directory sent back by a worker into the store, staged like a local run."""
     plan.entry.record(plan.scenario, plan.identity)
-    with rundir.staged(plan.shard_path, force=plan.replace, finish=checksums.seal) as stage:
+    with rundir.staged(plan.shard_path, force=plan.replace, finish=checksums.seal, named=f"the run store's {plan.shard_path}") as stage:
         with tarfile.open(fileobj=io.BytesIO(payload), mode="r:gz") as tar:
             tar.extractall(stage, filter="data")
     plan.landed()
