@@ -12,6 +12,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -92,3 +93,30 @@ def test_a_sweep_joins_a_head_started_apart_with_token_authentication(study, tmp
     finally:
         os.killpg(head.pid, signal.SIGTERM)  # the head and the processes it started, by the group this test made
         head.wait(timeout=60)
+
+
+def test_sigterm_stops_a_ray_sweep_like_ctrl_c_and_the_same_command_goes_on(tmp_path, ray_home):
+    """A Ray sweep once died of SIGTERM with exit status 134 and a crash dump (ray.init installs
+    its own handler)."""
+    from test_store_faults import Gated
+
+    gated = Gated(tmp_path)
+    study = tmp_path / "study.yaml"
+    study.write_text(yaml.safe_dump({"name": "st", "scenarios": [str(gated.scenario)], "axes": {"model.hidden": [4, 8]}}))
+    gated.env.update({"HOME": str(ray_home), "RAY_TMPDIR": str(ray_home / "tmp")})
+    args = ("--executor", "ray", "--out", str(tmp_path / "sw"))
+    proc = gated.start(*args, command="sweep", target=study)
+    while not any(gated.folder.glob("reached-*")):  # a Ray worker holds at the gate
+        assert proc.poll() is None, proc.stderr.read()
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143, err
+    assert err.splitlines()[-1] == (
+        f"terminated (SIGTERM); 0 of 2 runs to train had finished and are in the run store {tmp_path / 'store'}; "
+        "the same command again trains only the rest"
+    )
+    gated.open()
+    again = gated.cli("sweep", str(study), "-q", "--store", str(tmp_path / "store"), *args)
+    assert again.returncode == 0, again.stderr
+    assert (tmp_path / "sw" / "sweep.csv").is_file()
