@@ -459,3 +459,28 @@ def test_a_stopped_training_that_cannot_continue_is_named_as_the_stores_and_forc
     ]
     forced = gated.cli("run", str(renamed), "-q", "--store", str(tmp_path / "store"), "--out", str(tmp_path / "o"), "--force")
     assert forced.returncode == 0 and "trained seeds 0-2" in forced.stdout, forced.stderr
+
+
+def test_a_full_disk_while_writing_the_run_directory_is_one_line_and_the_seeds_stay_stored(tmp_path):
+    """Landing into a full disk once printed an 1,100-character shutil.Error list."""
+    scenario = write(tmp_path)
+    assert run(tmp_path, scenario, "a").returncode == 0
+    (shard,) = shards(tmp_path)
+
+    def small_files() -> None:  # every file this process writes stops at 2000 bytes (EFBIG)
+        _writes_fail_not_kill()
+        resource.setrlimit(resource.RLIMIT_FSIZE, (2000, 2000))
+
+    argv = [TESTBED, "run", str(scenario), "-q", "--store", str(tmp_path / "store"), "--out", str(tmp_path / "b")]
+    proc = subprocess.run(argv, capture_output=True, text=True, preexec_fn=small_files, timeout=300)
+    assert proc.returncode == 1
+    (line,) = proc.stderr.splitlines()
+    said = (
+        rf"error: writing the run directory {re.escape(str(tmp_path / 'b'))} failed: OSError: \[Errno 27\] File too large: .+; "
+        rf"every seed is in the run store {re.escape(str(shard.parent))}: the same command again only writes the run directory"
+        r" \(testbed --debug shows the traceback\)"
+    )
+    assert re.fullmatch(said, line), line
+    assert not (tmp_path / "b").exists() and not list(tmp_path.glob(".b.*"))
+    again = run(tmp_path, scenario, "b")
+    assert again.returncode == 0 and "trained nothing" in again.stdout
