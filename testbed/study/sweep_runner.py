@@ -42,6 +42,19 @@ SEED_STEPS_PER_SECOND = 22_000.0  # one core, default widths, 100+ seeds (README
 SECONDS_PER_EPOCH = 0.03  # a run's own cost per epoch, whatever its seeds (1 seed: 0.032 s an epoch)
 
 
+def _enough_open_files(cells: int) -> None:
+    """Each cell's claim holds a file open while the study trains: raise the soft limit of open
+    files (often 1024) towards the hard one for a study of thousands of cells."""
+    try:
+        import resource
+    except ImportError:
+        return
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = cells + 256
+    if soft != resource.RLIM_INFINITY and soft < want:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (want if hard == resource.RLIM_INFINITY else min(want, hard), hard))
+
+
 def estimated_seconds(scenario) -> float:
     """A rough training time of a scenario on one core (the README's rates; the store may hold
     some of it already, and wider models take longer): for the confirmation of a large study."""
@@ -101,6 +114,7 @@ def sweep(
     runner = executor(executor_name, address, cpus_per_cell, threads)
     the_store = open_store(store)
     the_store.check_writable()
+    _enough_open_files(len(study.cells))
     plans = []
     try:
         for cell in study.cells:  # each cell's missing seeds claimed, less those another command trains now
