@@ -64,6 +64,7 @@ def _provenance(plan: Plan, sources: list[tuple[Shard, list[int]]]) -> dict:
     record["store"] = {
         "root": str(plan.store.root.absolute()),
         "key": plan.entry.key,
+        "code": plan.identity.get("code"),  # the content of the code that trained every part (the first part's git state is only its own)
         "parts": [
             {"run": shard.path.name, "seeds": format_seeds(sorted(taken)), "trained_now": shard is plan.trained or shard.path in plan.trained_now}
             for shard, taken in sources
