@@ -34,9 +34,12 @@ def study(tmp_path):
 
 
 @pytest.fixture
-def ray_home():
+def ray_home(monkeypatch):
     """A home and a Ray temporary folder of the test's own (short: Ray's sockets live there), so
-    that neither a token nor a cluster record of the machine's user is used or changed."""
+    that neither a token nor a cluster record of the machine's user is used or changed; and no
+    authentication setting inherited (a Ray started in this process sets RAY_AUTH_MODE)."""
+    for name in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH", "RAY_ADDRESS"):
+        monkeypatch.delenv(name, raising=False)
     home = Path(tempfile.mkdtemp(prefix="rh", dir="/tmp"))
     (home / "tmp").mkdir()
     yield home

@@ -72,12 +72,11 @@ def _choose_openmp_wait_policy(argv: list[str]) -> None:
 
 
 def _show_store_warnings() -> None:
-    """A StoreWarning (a corrupt stored file set aside) is one `warning:` line, every time."""
+    """A StoreWarning (a corrupt stored file set aside) is one `warning:` line, every time
+    (inside `main`'s `warnings.catch_warnings()`, which gives the filters back)."""
     import warnings
 
     shown = warnings.showwarning
-    if getattr(shown, "testbed", False):  # installed by an earlier main() of this process
-        return
 
     def show(message, category, filename, lineno, file=None, line=None):
         if issubclass(category, StoreWarning):
@@ -85,7 +84,6 @@ def _show_store_warnings() -> None:
         else:
             shown(message, category, filename, lineno, file, line)
 
-    show.testbed = True
     warnings.showwarning = show
     warnings.simplefilter("always", StoreWarning)
 
@@ -106,9 +104,25 @@ def terminate_as_interrupt(options: dict) -> None:
 
 
 def main() -> None:
-    """Entry point: the exit status and one-line errors above."""
+    """Entry point: the exit status and one-line errors above. What it sets for the command
+    (how warnings show, SIGTERM) is given back when it returns (a caller may run it in-process)."""
+    import signal
+    import threading
+    import warnings
+
     _choose_openmp_wait_policy(sys.argv[1:])
-    _show_store_warnings()
+    main_thread = threading.current_thread() is threading.main_thread()
+    before = signal.getsignal(signal.SIGTERM) if main_thread else None
+    try:
+        with warnings.catch_warnings():
+            _show_store_warnings()
+            _main()
+    finally:
+        if before is not None:
+            signal.signal(signal.SIGTERM, before)
+
+
+def _main() -> None:
     from testbed.cli.commands import app
 
     options: dict = {"debug": False}  # `testbed --debug` (or TESTBED_DEBUG), and an interrupt, set by testbed.cli.commands

@@ -92,8 +92,9 @@ def use_token_if_available() -> None:
     chosen (RAY_AUTH_MODE unset) and a token is at hand (RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH or
     ~/.ray/auth_token), send it, as Ray does for a cluster it finds itself."""
     import os
+    import sys
 
-    if "RAY_AUTH_MODE" in os.environ:
+    if "RAY_AUTH_MODE" in os.environ or "ray" in sys.modules:  # chosen, or too late: a loaded Ray has read its mode
         return
     if os.environ.get("RAY_AUTH_TOKEN") or os.environ.get("RAY_AUTH_TOKEN_PATH") or (Path.home() / ".ray" / "auth_token").is_file():
         os.environ["RAY_AUTH_MODE"] = "token"
@@ -120,11 +121,11 @@ class RayExecutor:
 
     def __init__(self, address: str | None = None, cpus_per_cell: int = 1, threads: int | None = None):
         self.address = None if address in (None, "local") else address
+        if self.address not in (None, "auto"):
+            _reachable(self.address)
         if self.address is not None:
             use_token_if_available()  # before Ray loads: it reads its authentication mode once
         self.ray = _import_ray()
-        if self.address not in (None, "auto"):
-            _reachable(self.address)
         self.cpus_per_cell = cpus_per_cell
         self.threads = threads or cpus_per_cell
 
