@@ -163,6 +163,7 @@ def sweep(
     progress: ProgressOption = None,
     threads: int | None = None,
     store: str | os.PathLike | bool | None = None,
+    confirm: Callable[[int, float], bool] | None = None,
 ):
     """Train every cell of the study file `study` through the run store and analyse it, as
     `testbed sweep` does, into the study directory `out` (default: sweeps/<name>-<time>); a
@@ -173,7 +174,8 @@ def sweep(
     `executor`: "local" or "ray" (`address`: "local", "auto" or "HOST:PORT"; each cell's task
     declares `cpus_per_cell` CPUs). Returns a `StudyResult`: `.table()` (sweep.csv, one row
     per cell, seed and metric), `.cells()` (per-cell means, spreads and success rates),
-    `.path`."""
+    `.path`. `confirm(cells, estimated_seconds)` is asked before a study of more than 1000
+    cells starts (False stops it); `store=False` trains in a store of its own, removed after."""
     from testbed.study.sweep_runner import sweep as run_study
 
     if isinstance(seeds, range):
@@ -181,7 +183,7 @@ def sweep(
     with _progress(progress) as callback:
         return run_study(
             study, seeds=seeds, overrides=overrides, axes=axes, out=out, force=force, executor_name=executor, address=address,
-            cpus_per_cell=cpus_per_cell, progress=callback, threads=threads, store=store,
+            cpus_per_cell=cpus_per_cell, progress=callback, threads=threads, store=store, confirm=confirm,
         )
 
 

@@ -6,6 +6,11 @@ from __future__ import annotations
 from pathlib import Path
 
 
+class StoreWarning(UserWarning):
+    """Something of the run store was set aside (a corrupt file, a damaged entry); the command
+    line prints it as one `warning:` line."""
+
+
 class UserError(Exception):
     """Bad input from the user (a file, a field, a flag). The message names what is wrong."""
 

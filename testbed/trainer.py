@@ -19,9 +19,9 @@ from testbed.engine import checkpoint
 from testbed.engine.loop import train
 from testbed.engine.threads import choose as choose_threads
 from testbed.engine.threads import intra_op_threads
-from testbed.errors import RunFailure, describe
+from testbed.errors import Interrupted, RunFailure, describe
 from testbed.plugin_api.probe import Evaluation
-from testbed.rundir import provenance
+from testbed.rundir import checksums, provenance
 from testbed.rundir import resume as resume_mod
 from testbed.rundir import summary as summary_mod
 from testbed.rundir import writer as rundir
@@ -53,6 +53,8 @@ def run_scenario(
     threads: int | None = None,
     resume: bool | None = None,
     checkpoint_every: int | str | None = None,
+    seal: bool = False,
+    named: str | None = None,
 ) -> Run:
     """Train `scenario` into `out` (default: a fresh folder under the scenario's output root),
     written in a staging folder and renamed into place when complete; `label` names the run in
@@ -74,9 +76,35 @@ def run_scenario(
         path = rundir.default_path(scenario.output.root, scenario.name)
     epochs = scenario.training.epochs
     label = label or f"{scenario.name} ({len(scenario.seeds)} seeds)"
-    continuation = resume_mod.Continuation(path, ident, resume, force)
+    continuation = resume_mod.Continuation(path, ident, resume, force, named)
     continuation.refuse_early()
-    with rundir.staged(path, force, continuation) as stage:
+    try:
+        return _train_staged(scenario, path, force, continuation, policy, ident, progress, label, threads, seal, named)
+    except KeyboardInterrupt as exc:  # Ctrl-C or SIGTERM: say what was kept
+        if isinstance(exc, Interrupted):
+            raise
+        raise Interrupted(_kept_notes(rundir.staging_path(path), epochs), rundir.staging_path(path)) from None
+
+
+def _checkpoint_epoch(stage: Path) -> int | None:
+    """The epoch of the checkpoint in a staging folder (None: none written yet, or unreadable)."""
+    try:
+        return checkpoint.header(stage / rundir.CHECKPOINT)["epoch"]
+    except Exception:
+        return None
+
+
+def _kept_notes(stage: Path, epochs: int) -> list[str]:
+    """What a stopped training keeps: its checkpoint, and that the same command continues it."""
+    epoch = _checkpoint_epoch(stage)
+    if epoch is None:
+        return [f"no checkpoint had been written yet: nothing of the training is kept ({stage})"]
+    return [f"the checkpoint of epoch {epoch} of {epochs} is kept in {stage}", "the same command continues from it"]
+
+
+def _train_staged(scenario, path, force, continuation, policy, ident, progress, label, threads, seal, named) -> Run:
+    epochs = scenario.training.epochs
+    with rundir.staged(path, force, continuation, finish=checksums.seal if seal else None, named=named) as stage:
         (stage / "scenario.yaml").write_text(scenario_mod.to_yaml(scenario))
         advance = None
         if progress is not None:
@@ -142,9 +170,16 @@ def _keep_unfinished(failure: RunFailure, stage: Path) -> None:
         failure.notes.append("no run directory was written")
         return
     failure.kept = stage
+    epoch = _checkpoint_epoch(stage)
+    saved = f" with its checkpoint of epoch {epoch} (the same command continues from it)" if epoch is not None else ""
     failure.log = stage / "error.log"
-    failure.notes.append(f"the unfinished run is kept in {stage} (traceback in {failure.log})")
-    rundir.write_error_log(stage, [failure])
+    failure.notes.append(f"the unfinished run is kept in {stage}{saved} (traceback in {failure.log})")
+    try:
+        rundir.write_error_log(stage, [failure])
+    except OSError as exc:  # the disk that failed the training may fail this too: say so, keep the first failure
+        failure.log.unlink(missing_ok=True)
+        failure.log = None
+        failure.notes[-1] = f"the unfinished run is kept in {stage}{saved}; error.log could not be written ({exc.strerror or exc})"
 
 
 def _incomplete(failures: list[tuple[RunFailure, str]], path: Path) -> RunFailure:

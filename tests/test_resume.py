@@ -202,7 +202,7 @@ def test_a_stopped_run_of_another_scenario_is_refused_in_one_line_and_kept(stopp
     ("key", "value", "says"),
     [
         ("torch", "2.0.0", "written with torch 2.0.0, this is torch " + str(torch.__version__)),
-        ("commit", "0123456789abcdef", "written at testbed commit 0123456789ab, this checkout is at "),
+        ("code", {"testbed_files": "0" * 64}, "written by other testbed source files (a file was edited since)"),
         (
             "plugins",
             [{"kind": "norm", "name": "rms", "distribution": "testbed", "version": "0.0.1"}],

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 
-import pytest
 import yaml
 from conftest import TINY, assert_npz_equal, cli
 
@@ -112,8 +111,14 @@ def test_run_store_is_relative_to_where_the_user_is(tmp_path, monkeypatch):
     assert "trained seeds 0-2" in done.stdout
 
 
-@pytest.mark.skipif(not hasattr(os, "link"), reason="hard links")
-def test_a_stored_run_is_linked_not_copied(tmp_path):
+def test_a_run_directory_shares_no_file_with_the_store(tmp_path):
+    """A user appending to their run's metrics.csv once changed the store's file (a hard link)."""
     first = testbed.run(scenario(tmp_path, "0-1"), out=tmp_path / "a")
     shard = RunStore().entries()[0].shards()[0].path
-    assert os.path.samefile(first.path / "step_loss.npz", shard / "step_loss.npz")
+    stored = (shard / "metrics.csv").read_bytes()
+    assert not os.path.samefile(first.path / "metrics.csv", shard / "metrics.csv")
+    with open(first.path / "metrics.csv", "a") as f:
+        f.write("bogus\n")
+    assert (shard / "metrics.csv").read_bytes() == stored
+    again = testbed.run(scenario(tmp_path, "0-1"), out=tmp_path / "b")
+    assert (again.path / "metrics.csv").read_bytes() == stored

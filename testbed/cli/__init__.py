@@ -5,7 +5,8 @@ be finished), one `error:` line naming what failed, where, and what was kept, wi
 traceback in the run's error.log (and on the terminal with `--debug` or TESTBED_DEBUG=1); 2 bad
 input (a missing file, a scenario field out of range, an unknown plugin, a malformed flag, an
 output path that cannot be created), one `error:` line per problem on stderr and no traceback;
-130 interrupted. This module imports neither torch nor the commands until `main` runs, so that
+130 interrupted (Ctrl-C), 143 terminated (SIGTERM, handled as Ctrl-C: what was kept is said, and
+the same command continues). This module imports neither torch nor the commands until `main` runs, so that
 the console script can choose how OpenMP threads wait (spinning on an idle machine, sleeping
 on a busy one) before torch loads it.
 """
@@ -17,7 +18,7 @@ import sys
 import time
 import traceback
 
-from testbed.errors import RunFailure, UserError, describe
+from testbed.errors import RunFailure, StoreWarning, UserError, describe
 
 
 def busy_cores(interval: float = 0.1) -> float:
@@ -70,12 +71,62 @@ def _choose_openmp_wait_policy(argv: list[str]) -> None:
         os.environ["OMP_WAIT_POLICY"] = policy
 
 
+def _show_store_warnings() -> None:
+    """A StoreWarning (a corrupt stored file set aside) is one `warning:` line, every time
+    (inside `main`'s `warnings.catch_warnings()`, which gives the filters back)."""
+    import warnings
+
+    shown = warnings.showwarning
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        if issubclass(category, StoreWarning):
+            print(f"warning: {message}", file=sys.stderr)
+        else:
+            shown(message, category, filename, lineno, file, line)
+
+    warnings.showwarning = show
+    warnings.simplefilter("always", StoreWarning)
+
+
+def terminate_as_interrupt(options: dict) -> None:
+    """SIGTERM (a scheduler's stop, `kill`) raises KeyboardInterrupt, as Ctrl-C does, so that the
+    work keeps what it finished and says so; `options["terminated"]` records it."""
+    import signal
+
+    def on_sigterm(signum, frame):
+        options["terminated"] = True
+        raise KeyboardInterrupt("SIGTERM")
+
+    try:
+        signal.signal(signal.SIGTERM, on_sigterm)
+    except ValueError:  # not the main thread (main() called from one): leave the default
+        pass
+
+
 def main() -> None:
-    """Entry point: the exit status and one-line errors above."""
+    """Entry point: the exit status and one-line errors above. What it sets for the command
+    (how warnings show, SIGTERM) is given back when it returns (a caller may run it in-process)."""
+    import signal
+    import threading
+    import warnings
+
     _choose_openmp_wait_policy(sys.argv[1:])
+    main_thread = threading.current_thread() is threading.main_thread()
+    before = signal.getsignal(signal.SIGTERM) if main_thread else None
+    try:
+        with warnings.catch_warnings():
+            _show_store_warnings()
+            _main()
+    finally:
+        if before is not None:
+            signal.signal(signal.SIGTERM, before)
+
+
+def _main() -> None:
     from testbed.cli.commands import app
 
     options: dict = {"debug": False}  # `testbed --debug` (or TESTBED_DEBUG), and an interrupt, set by testbed.cli.commands
+    terminate_as_interrupt(options)
     try:
         code = app(standalone_mode=False, obj=options)
         if "interrupted" in options:
@@ -85,8 +136,9 @@ def main() -> None:
             print(f"error: {line}", file=sys.stderr)
         sys.exit(2)
     except KeyboardInterrupt as exc:
-        print("; ".join(["interrupted", *getattr(exc, "notes", [])]), file=sys.stderr)
-        sys.exit(130)
+        said = "terminated (SIGTERM)" if options.get("terminated") else "interrupted"
+        print("; ".join([said, *getattr(exc, "notes", [])]), file=sys.stderr)
+        sys.exit(143 if options.get("terminated") else 130)
     except RunFailure as failure:
         _fail(str(failure), failure.__cause__ or failure, options["debug"], logged=failure.log is not None)
     except Exception as exc:

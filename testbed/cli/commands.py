@@ -157,6 +157,7 @@ def compare(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bars"),
     threads: int | None = THREADS,
     store: Path | None = STORE,
+    no_store: bool = NO_STORE,
     spike_causes: bool = typer.Option(False, "--spike-causes", help="label every spike by cause where a run lacks spike_causes.csv (replays the spike steps)"),
 ) -> None:
     """Train scenarios on the same seeds (or reuse run directories) and report, with paired
@@ -169,7 +170,7 @@ def compare(
     with ProgressDisplay(Console(stderr=True)) as display:
         result = api.compare(
             inputs, seeds=seeds, overrides=set_ or [], out=out, force=force, lr_grid=lr_grid, progress=None if quiet else display, threads=threads,
-            store=store, spike_causes=spike_causes,
+            store=False if no_store else store, spike_causes=spike_causes,
         )
     show_comparison(result, Console(width=max(140, Console().width)))
 
@@ -190,6 +191,8 @@ def sweep(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bars"),
     threads: int | None = THREADS,
     store: Path | None = STORE,
+    no_store: bool = typer.Option(False, "--no-store", help="train every cell afresh in a temporary store removed afterwards, reusing nothing"),
+    yes: bool = typer.Option(False, "--yes", "-y", help="start a study of more than 1000 cells without asking"),
 ) -> None:
     """Train every cell of a study (scenario fields x values x seeds) through the run store, then
     write sweep.csv, figures and a report. What the store holds is never trained again: after a
@@ -197,11 +200,20 @@ def sweep(
     from testbed import api
     from testbed.cli.progress import ProgressDisplay
 
+    def confirm(cells: int, seconds: float) -> bool:
+        said = f"{study}: {cells} cells, about {_duration(seconds)} of training on one core (less what the run store holds)"
+        if yes:
+            return True
+        if not sys.stdin.isatty():
+            raise UserError(f"{said}; add --yes to start it")
+        return typer.confirm(f"{said}; start?", err=True)
+
     _load_plugins()
     with ProgressDisplay(Console(stderr=True)) as display:
         result = api.sweep(
             study, seeds=seeds, overrides=set_ or [], axes=axis or [], out=out, force=force, executor=executor, address=address,
-            cpus_per_cell=cpus_per_cell, progress=None if quiet else display, threads=threads, store=store,
+            cpus_per_cell=cpus_per_cell, progress=None if quiet else display, threads=threads, store=False if no_store else store,
+            confirm=confirm,
         )
     from testbed.cli.tables import study_table
 
@@ -229,15 +241,37 @@ def store_gc(
     dry_run: bool = typer.Option(False, "--dry-run", help="say what would be removed, remove nothing"),
     everything: bool = typer.Option(False, "--all", help="remove every run of the store"),
 ) -> None:
-    """Remove what the store can no longer serve: runs of other testbed, torch or plugin versions,
-    stopped or failed trainings no process is writing, runs written without some outputs."""
+    """Remove what the store can no longer serve: runs of other code (testbed's, torch's or a
+    plugin's), stopped or failed trainings no process is writing, runs written without some
+    outputs, runs set aside as corrupt. A training in progress is never touched, even with --all."""
     from testbed.store.housekeeping import collect
 
-    removed, freed = collect(store, dry_run=dry_run, everything=everything)
+    removed, freed, kept = collect(store, dry_run=dry_run, everything=everything)
     verb = "would remove" if dry_run else "removed"
     for line in removed:
         print(f"{verb} {line}")
+    for line in kept:
+        print(f"kept {line}")
     print(f"{verb} {len(removed)} item{'s' if len(removed) != 1 else ''}, {freed / 1e6:.1f} MB")
+
+
+@store_app.command("verify")
+def store_verify(store: Path | None = STORE) -> None:
+    """Check every stored file against the checksum written when its run landed; a run that
+    differs is set aside (its seeds train again when asked for). Exit status 1 if any did."""
+    import time
+
+    from testbed.store.housekeeping import verify
+
+    began = time.perf_counter()
+    runs, hashed, problems = verify(store)
+    for line in problems:
+        print(f"corrupt: {line}")
+    seconds = time.perf_counter() - began
+    print(f"verified {runs} run{'s' if runs != 1 else ''} ({hashed / 1e6:.1f} MB) in {seconds:.1f} s: "
+          + (f"{len(problems)} set aside" if problems else "every file matches its checksum"))
+    if problems:
+        raise typer.Exit(1)
 
 
 @app.command()
@@ -403,6 +437,14 @@ def spikes(
         Console(stderr=True).print(f"warning: {bad} spike(s) whose recomputed loss is not the run's step loss (column check): "
                                    "this version of testbed does not reproduce the run's steps", style="bold red", highlight=False, soft_wrap=True)
     print(result.path)
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
 
 
 @contextmanager

@@ -106,6 +106,11 @@ def compare(
     grid = parse_grid(lr_grid) if lr_grid is not None else expanded.grid
     main, sweep = plan(entries, chosen, grid, expanded.known_runs)
     path = Path(out) if out is not None else rundir.default_path(REPORT_ROOT, "-vs-".join(slug(e.label) for e in entries))
+    rundir.check_writable(path.parent, f"--out {path}")  # refused before anything trains
+    if store is not False:
+        from testbed.store.serve import open_store
+
+        open_store(store).check_writable()
     with rundir.staged(path, force) as stage, _keeping_finished_runs(stage) as finished:
         to_train = [j for j in main if j.trained] + [j for lrs in sweep.values() for j in lrs.values() if j.trained and j not in main]
         for i, job in enumerate(to_train, 1):

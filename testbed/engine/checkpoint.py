@@ -1,12 +1,13 @@
 """Checkpoints: the complete training state of a run after an epoch, so that a run killed at any
 moment continues from its last checkpoint and ends bit for bit as if it had never stopped.
 
-A checkpoint is one file written with `torch.save` (read back with `weights_only=True`: tensors,
-numbers, strings, lists, dicts and `Evaluation`s only, no code), holding:
+A checkpoint is one file written with `torch.save` that plain `torch.load(file, weights_only=True)`
+reads (tensors, numbers, strings, lists and dicts only, no code: an `Evaluation` is kept as a
+dict marked `EVALUATION`), holding:
 
 - `identity`: what must match for the run to be continued: the resolved scenario (as
   scenario.yaml writes it), the versions of testbed, torch and every plugin the scenario uses,
-  and the git commit of testbed's checkout (testbed.rundir.resume.identity);
+  and the content of their code (testbed.rundir.resume.identity);
 - `epoch` (the last one completed), `step` (optimizer steps so far), `seconds` of training so far;
 - `params`: the flat (S, P) parameters; `optimizer`: the wrapper's step count and the update
   rule's `state_dict()` (Adam's moments, SGD's buffer);
@@ -15,7 +16,9 @@ numbers, strings, lists, dicts and `Evaluation`s only, no code), holding:
 - `step_losses`: the step losses so far (RunInfo.step_losses up to `step`);
 - `evaluation`: the evaluation of `epoch` if there was one (the final one, for a run stopped
   between its last epoch and its files);
-- `probes`: each probe's `state_dict()`, in the scenario's order.
+- `probes`: each probe's `state_dict()`, in the scenario's order;
+- `sha256`: the digest of everything else (every tensor's bytes), checked before a run
+  continues from it: a flipped bit is refused, never resumed.
 
 The curriculum's position is the epoch, and the stage's samples are derived again from
 (seed, p), so neither is stored. A checkpoint is written under a temporary name, flushed to
@@ -24,6 +27,7 @@ disk and renamed over the previous one: a kill while writing leaves the previous
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import time
@@ -38,7 +42,7 @@ import yaml
 from testbed.engine import device
 from testbed.engine.batch_order import BatchOrders
 from testbed.engine.optimizer import Optimizer
-from testbed.errors import UserError
+from testbed.errors import UserError, describe
 from testbed.plugin_api.probe import Evaluation, Probe, RunInfo
 
 FORMAT = 1
@@ -185,14 +189,76 @@ def _orders_state(orders: BatchOrders) -> dict[str, Any]:
     return {"generators": state["generators"], **({"next_order": state["next"]} if state["next"] is not None else {})}
 
 
+EVALUATION = "__testbed_evaluation__"
+
+
+def _plain(obj: Any) -> Any:
+    """`obj` with every Evaluation as a marked dict (what weights-only loading reads)."""
+    if isinstance(obj, Evaluation):
+        return {EVALUATION: 1, **{name: getattr(obj, name) for name in ("epoch", "p", "train_loss", "train_acc", "test_loss", "test_acc")}}
+    if isinstance(obj, dict):
+        return {k: _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_plain(v) for v in obj)
+    return obj
+
+
+def _objects(obj: Any) -> Any:
+    """The inverse of `_plain`."""
+    if isinstance(obj, dict):
+        if obj.get(EVALUATION) == 1:
+            return Evaluation(**{k: v for k, v in obj.items() if k != EVALUATION})
+        return {k: _objects(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_objects(v) for v in obj)
+    return obj
+
+
+def _update(h, obj: Any) -> None:
+    if isinstance(obj, torch.Tensor):
+        t = obj.detach().cpu().contiguous()
+        h.update(f"T{t.dtype}{tuple(t.shape)}".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    elif isinstance(obj, dict):
+        h.update(f"D{len(obj)}".encode())
+        for k, v in obj.items():
+            _update(h, k)
+            _update(h, v)
+    elif isinstance(obj, (list, tuple)):
+        h.update(f"L{len(obj)}".encode())
+        for v in obj:
+            _update(h, v)
+    else:
+        h.update(f"{type(obj).__name__}:{obj!r}".encode())
+
+
+def digest(state: dict[str, Any]) -> str:
+    """SHA-256 of a checkpoint's content, its own `sha256` left out."""
+    h = hashlib.sha256()
+    _update(h, {k: v for k, v in state.items() if k != "sha256"})
+    return h.hexdigest()
+
+
+class CorruptCheckpoint(ValueError):
+    """A checkpoint whose content is not what was written (its digest differs, or it cannot be read)."""
+
+
 def write(file: Path, state: dict[str, Any]) -> None:
-    """Replace `file` by `state` atomically: a temporary file, flushed to disk, renamed over it."""
+    """Replace `file` by `state` (and its digest) atomically: a temporary file, flushed to disk,
+    renamed over it. A failure (a full disk) leaves no temporary file and the previous
+    checkpoint intact."""
+    plain = _plain(state)
+    plain["sha256"] = digest(plain)
     tmp = file.with_name(file.name + ".tmp")
-    with open(tmp, "wb") as f:
-        torch.save(state, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, file)
+    try:
+        with open(tmp, "wb") as f:
+            torch.save(plain, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, file)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     _sync_directory(file.parent)
 
 
@@ -210,16 +276,22 @@ def _sync_directory(folder: Path) -> None:
         os.close(fd)
 
 
-def read(file: Path, *, mmap: bool = False) -> dict[str, Any]:
-    """A checkpoint's content; with `mmap`, its tensors are mapped, not read (for a look at the
-    header of a large checkpoint)."""
-    with torch.serialization.safe_globals([Evaluation]):
-        return torch.load(file, weights_only=True, mmap=mmap)
+def read(file: Path, *, mmap: bool = False, check: bool = True) -> dict[str, Any]:
+    """A checkpoint's content, checked against its digest (a CorruptCheckpoint if it differs or
+    the file cannot be read); with `mmap` and not `check`, its tensors are mapped, not read (for
+    a look at the header of a large checkpoint)."""
+    try:
+        saved = torch.load(file, weights_only=True, mmap=mmap)
+    except Exception as exc:  # truncated, not a checkpoint, another format
+        raise CorruptCheckpoint(f"it cannot be read ({describe(exc)})") from exc
+    if check and saved.get("sha256") != digest(saved):
+        raise CorruptCheckpoint("its content differs from its checksum")
+    return _objects(saved)
 
 
 def header(file: Path) -> dict[str, Any]:
     """The identity and epoch of a checkpoint, without reading its tensors."""
-    saved = read(file, mmap=True)
+    saved = read(file, mmap=True, check=False)
     return {"format": saved.get("format"), "identity": saved.get("identity"), "epoch": saved.get("epoch")}
 
 
@@ -237,12 +309,29 @@ def difference(saved: dict[str, Any], current: dict[str, Any]) -> str | None:
     for key in ("testbed", "torch"):
         if saved.get(key) != current.get(key):
             return f"written with {key} {saved.get(key)}, this is {key} {current.get(key)}"
-    if saved.get("commit") != current.get("commit"):
-        return f"written at testbed commit {str(saved.get('commit'))[:12]}, this checkout is at {str(current.get('commit'))[:12]}"
+    code = _code_difference(saved.get("code") or {}, current.get("code") or {})
+    if code:
+        return code
     for old, new in zip(saved.get("plugins", []), current.get("plugins", [])):
         if old != new:
             was, now = (f"{r.get('distribution') or r.get('module')} {r.get('version') or ''}".strip() for r in (old, new))
             return f"written with {new['kind']} plugin '{new['name']}' of {was}, this is {now}"
+    return "written by other code"
+
+
+def _code_difference(saved: dict[str, Any], current: dict[str, Any]) -> str | None:
+    """The first difference of two `testbed.rundir.code_identity.identity`s in words."""
+    if saved == current:
+        return None
+    if saved.get("testbed_files") != current.get("testbed_files"):
+        return "written by other testbed source files (a file was edited since)"
+    for key in ("torch", "numpy", "determinism"):
+        if saved.get(key) != current.get(key):
+            return f"written with {key} {saved.get(key)}, this is {key} {current.get(key)}"
+    there, here = saved.get("plugin_files") or {}, current.get("plugin_files") or {}
+    for name in sorted(set(there) | set(here)):
+        if there.get(name) != here.get(name):
+            return f"written by other files of plugin package {name} (a file was edited since)"
     return "written by other code"
 
 

@@ -28,7 +28,7 @@ from testbed.engine.seeding import generator
 from testbed.engine.stage import DEVICE_EVAL_ELEMENTS, Stage, batches, compact, evaluate
 from testbed.engine.task import make_dataset
 from testbed.engine.threads import available_cores
-from testbed.errors import RunFailure, UserError
+from testbed.errors import RunFailure, UserError, describe
 from testbed.plugin_api.base import Plugin
 from testbed.plugin_api.curriculum import RESETS, Curriculum
 from testbed.plugin_api.probe import METRIC_FIELDS, Evaluation, Probe, RunInfo
@@ -279,7 +279,12 @@ def _train(
         if schedule is not None and schedule.due(epoch, epochs):
             began = schedule.clock()
             seconds = seconds_before + time.perf_counter() - started
-            checkpoint.write(checkpoints.file, live.capture(epoch, step, evaluation, seconds, checkpoints.identity))
+            state = live.capture(epoch, step, evaluation, seconds, checkpoints.identity)
+            try:
+                checkpoint.write(checkpoints.file, state)
+            except OSError as exc:  # a full disk, a file system gone read-only: the previous checkpoint stays
+                failed = RunFailure("", "writing the checkpoint", describe(exc), epoch=epoch, step=step)
+                raise failed from exc
             schedule.written(began)
         if progress is not None:
             progress(epoch, evaluation)

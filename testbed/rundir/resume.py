@@ -1,12 +1,16 @@
 """Continuing a stopped run: which staging folder's checkpoint a run may continue, and why not.
 
 A checkpoint may be continued by a run whose identity it shares: the same resolved scenario
-and the same code (testbed, torch, and each plugin's distribution and version, and the git
-commit of testbed's checkout when it is one; uncommitted edits cannot be told apart). Continuing
+and the same code (testbed, torch, and each plugin's distribution and version, the content of
+their files (`testbed.rundir.code_identity`: uncommitted edits included; a commit that changes
+no code, a README edit, does not count)), and a checkpoint whose content differs from its
+checksum (`testbed.engine.checkpoint.digest`) is set aside with a warning, never continued. Continuing
 is then safe by construction: the run directory comes out as an uninterrupted run's would."""
 
 from __future__ import annotations
 
+import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -16,19 +20,20 @@ import yaml
 import testbed
 from testbed.config import scenario as scenario_mod
 from testbed.engine import checkpoint
-from testbed.errors import UserError
-from testbed.rundir import provenance
+from testbed.errors import StoreWarning, UserError
+from testbed.rundir import code_identity, provenance
 from testbed.rundir import writer as rundir
 
 
 def identity(scenario) -> dict[str, Any]:
     """What a checkpoint records of its run and must share with a run that continues it."""
+    plugins = provenance.plugin_records(scenario)
     return {
         "scenario": scenario_mod.to_yaml(scenario),
         "testbed": str(testbed.__version__),
         "torch": str(torch.__version__),  # a str subclass that weights-only loading refuses
-        "plugins": provenance.plugin_records(scenario),
-        "commit": (provenance.git_state() or {}).get("commit"),  # in a git checkout, versions stay put from commit to commit
+        "plugins": plugins,
+        "code": code_identity.identity(plugins),
     }
 
 
@@ -38,8 +43,9 @@ class Continuation:
     unless `force`, which discards it); True: it must; False: never. After a yes, `file` and
     `epoch` say what is continued."""
 
-    def __init__(self, path: Path, identity: dict[str, Any], resume: bool | None, force: bool):
+    def __init__(self, path: Path, identity: dict[str, Any], resume: bool | None, force: bool, named: str | None = None):
         self.path, self.identity, self.resume, self.force = path, identity, resume, force
+        self.named = named or f"--out {path}"  # how messages name the run directory (the store's are not the user's --out)
         self.file: Path | None = None
         self.epoch = 0
 
@@ -61,14 +67,30 @@ class Continuation:
             if self.resume:
                 self.nothing_to_resume(stage)
             return False
+        try:
+            checkpoint.read(file)  # the whole file against its digest: a damaged one is never continued
+        except checkpoint.CorruptCheckpoint as exc:
+            aside = set_aside(file, self.path)
+            if self.resume:
+                raise UserError(f"--resume: {file}: {exc}; set aside as {aside}; run again without --resume to start afresh") from None
+            warnings.warn(StoreWarning(f"{file}: {exc}; set aside as {aside}, the training starts afresh"), stacklevel=2)
+            return False
         why, found = mismatch(file, self.identity)
         if why is not None:
             if self.force and not self.resume:
                 return False
             fix = "" if self.resume else "; --force discards it and starts afresh"
-            raise UserError(f"--out {self.path}: the stopped run in {stage} cannot be continued: {why}{fix}")
+            raise UserError(f"{self.named}: the stopped run in {stage} cannot be continued: {why}{fix}")
         self.file, self.epoch = file, found["epoch"]
         return True
+
+
+def set_aside(file: Path, path: Path) -> Path:
+    """Move a damaged checkpoint out of the staging folder of the run directory `path`, beside it
+    (`testbed store gc` removes it from the store)."""
+    aside = path.parent / f".{path.name}.corrupt-checkpoint-{time.strftime('%Y%m%d-%H%M%S')}.pt"
+    file.rename(aside)
+    return aside
 
 
 def mismatch(file: Path, identity: dict[str, Any]) -> tuple[str | None, dict[str, Any]]:

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from testbed.errors import UserError
+from testbed.errors import RunFailure, UserError, describe
 
 try:
     import fcntl
@@ -43,6 +43,23 @@ def check_target(path: Path, force: bool) -> None:
         raise UserError(f"--out {path}: exists and is not a directory")
     if path.is_dir() and any(path.iterdir()) and not force:
         raise UserError(f"--out {path}: directory exists and is not empty (use --force to replace it)")
+
+
+def check_writable(path: Path, what: str) -> None:
+    """Refuse at once (a UserError naming `what`) a folder `path` that could not be written:
+    the nearest of it and its parents that exists must take a new file. Tried, not judged by
+    permission bits (root ignores them; a read-only mount or an immutable folder does not)."""
+    import tempfile
+
+    folder = next((f for f in (path, *path.parents) if f.exists()), None)
+    if folder is None or not folder.is_dir():
+        return
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".testbed-write-test-", dir=folder)
+    except OSError as exc:
+        raise UserError(f"{what}: cannot write in {folder} ({exc.strerror or exc})") from None
+    os.close(fd)
+    os.unlink(probe)
 
 
 def check_creatable(path: Path) -> None:
@@ -81,7 +98,7 @@ def unfinished(root: str | Path) -> list[Path]:
 
 
 @contextmanager
-def locked(path: Path) -> Iterator[None]:
+def locked(path: Path, named: str | None = None) -> Iterator[None]:
     """Hold the lock of the run directory `path` (the file `.NAME.lock` beside it) while the
     block runs; refuse with a UserError if another process holds it. An flock belongs to the
     open file, so the system releases it when its process ends, however it ends: a killed run
@@ -99,7 +116,9 @@ def locked(path: Path) -> Iterator[None]:
             holder = os.pread(fd, 32, 0).decode(errors="replace").strip()
             os.close(fd)
             who = f" (pid {holder})" if holder.isdigit() else ""
-            raise UserError(f"--out {path}: another testbed process{who} is writing it; wait for it to end or choose another --out") from None
+            if named is None:
+                raise UserError(f"--out {path}: another testbed process{who} is writing it; wait for it to end or choose another --out") from None
+            raise UserError(f"{named}: another testbed process{who} is writing it; wait for it to end") from None
         try:
             same = os.path.samestat(os.fstat(fd), os.stat(lock))
         except FileNotFoundError:
@@ -136,12 +155,20 @@ def is_locked(path: Path) -> bool:
 
 
 @contextmanager
-def staged(path: Path, force: bool = False, carry_on: Callable[[Path], bool] | None = None) -> Iterator[Path]:
+def staged(
+    path: Path,
+    force: bool = False,
+    carry_on: Callable[[Path], bool] | None = None,
+    finish: Callable[[Path], None] | None = None,
+    named: str | None = None,
+) -> Iterator[Path]:
     """Yield a staging directory that becomes `path` when the block succeeds, holding the lock
     of `path` throughout. `carry_on(stage)`, asked under the lock, says whether to continue in
     the staging folder left by a run that stopped (it holds a checkpoint of the same run; every
     other file in it is removed), instead of starting a fresh one; it may refuse with a
-    UserError. A checkpoint is removed once the run is in place.
+    UserError. `finish(stage)` runs on the complete staging folder just before it is renamed
+    (the run store's checksums); `named` is how a refusal names `path` (default `--out PATH`).
+    A checkpoint is removed once the run is in place.
 
     When the block fails, the staging directory is removed, with the folders made for it that
     are left empty, unless it holds a checkpoint to continue from, or the exception keeps it
@@ -154,7 +181,7 @@ def staged(path: Path, force: bool = False, carry_on: Callable[[Path], bool] | N
         _remove_empty(made)
         raise UserError(f"cannot create {path}: {_reason(exc)}") from None
     try:
-        with locked(path):
+        with locked(path, named):
             check_target(path, force)
             stage = staging_path(path)
             try:
@@ -175,6 +202,14 @@ def staged(path: Path, force: bool = False, carry_on: Callable[[Path], bool] | N
                 if not keep:
                     shutil.rmtree(stage, ignore_errors=True)
                 raise
+            if finish is not None:
+                try:
+                    finish(stage)
+                except OSError as exc:
+                    failure = RunFailure("", "landing the finished run", describe(exc))
+                    failure.kept = stage
+                    failure.notes.append(f"the finished run stays in {stage} with its last checkpoint: the same command lands it")
+                    raise failure from exc
             try:
                 if path.exists():
                     shutil.rmtree(path)

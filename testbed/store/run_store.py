@@ -8,16 +8,20 @@ run directories ("shards") of that scenario on disjoint or overlapping seed sets
 Asking for a scenario on some seeds plans which shards give which seeds and which seeds are
 missing; only those are trained, as one run (`fill`), and the run directory asked for is made
 from the shards (`testbed.store.materialize`). A shard lands whole or not at all (renamed into
-place when complete); one stopped midway keeps its checkpoint in its staging folder, and the
-same request continues it. Finished shards are never touched again, so a failure or an
-interrupt of the command that asked loses only the run in flight."""
+place when complete), with every file's checksum (`testbed.rundir.checksums`); one stopped
+midway keeps its checkpoint in its staging folder, and the same request continues it. Finished
+shards are never touched again, so a failure or an interrupt of the command that asked loses
+only the run in flight. A shard is verified against its checksums before it is planned from:
+one that differs (or an entry whose entry.json does not hold its key) is named in a warning,
+set aside under `<root>/.quarantine/`, and its seeds train again."""
 
 from __future__ import annotations
 
 import hashlib
 import json
 import os
-import shutil
+import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,13 +29,16 @@ from typing import Any
 
 from testbed.config import scenario as scenario_mod
 from testbed.config.scenario import format_seeds
-from testbed.errors import UserError
+from testbed.errors import StoreWarning, UserError
+from testbed.rundir import checksums
 from testbed.rundir import writer as rundir
-from testbed.store import store_key
+from testbed.store import claims, store_key
 
 DEFAULT_ROOT = Path("runs") / "store"
 ENVIRONMENT = "TESTBED_STORE"
 ENTRY_FILE = "entry.json"
+SERVED = ".served"  # inside a store entry: run directories of its seed sets, made for warm starts
+QUARANTINE = ".quarantine"  # under the root: shards and entries that failed their checks, kept for inspection
 
 
 def default_root() -> Path:
@@ -74,11 +81,12 @@ class Entry:
         self.path = root / key
 
     def shards(self) -> list[Shard]:
+        """The finished, sealed shards (not yet verified: `RunStore.plan` verifies those it uses)."""
         if not self.path.is_dir():
             return []
         found = []
         for folder in sorted(self.path.iterdir()):
-            if folder.is_dir() and not folder.name.startswith("."):
+            if folder.is_dir() and not folder.name.startswith(".") and checksums.sealed(folder):
                 seeds = finished_seeds(folder)
                 if seeds:
                     found.append(Shard(folder, seeds))
@@ -115,6 +123,20 @@ class Plan:
     combinable: bool = True  # every probe can combine its files across seed sets (`Probe.combine`)
     replace: bool = False  # shard_path holds a run that failed to write some outputs
     trained: Shard | None = field(default=None)
+    claim: claims.Claim | None = None  # this process's claim on the missing seeds (`RunStore.acquire`)
+    waiting: list[Path] = field(default_factory=list)  # claims of other processes training wanted seeds
+    trained_now: list[Path] = field(default_factory=list)  # shards trained by this process for this plan (`RunStore.settle`)
+
+    def release(self) -> None:
+        """Release the claim on the missing seeds (trained, failed or abandoned); an entry left
+        empty (a training refused before it began) is removed."""
+        if self.claim is not None:
+            self.claim.release()
+            self.claim = None
+        try:
+            self.entry.path.rmdir()
+        except OSError:  # not empty, or gone
+            pass
 
     @property
     def seeds(self) -> list[int]:
@@ -134,6 +156,7 @@ class Plan:
         if seeds is None or sorted(seeds) != sorted(self.missing):
             raise UserError(f"{self.shard_path}: the run trained for the store is not there or incomplete")
         self.trained = Shard(self.shard_path, seeds)
+        self.trained_now.append(self.shard_path)
         return self.trained
 
     def sources(self) -> list[tuple[Shard, list[int]]]:
@@ -150,6 +173,10 @@ class RunStore:
         if self.root.exists() and not self.root.is_dir():
             raise UserError(f"--store {self.root}: exists and is not a directory")
 
+    def check_writable(self) -> None:
+        """Refuse at once (exit status 2, before anything trains) a store that cannot be written."""
+        rundir.check_writable(self.root, f"run store {self.root} (--store or ${ENVIRONMENT})")
+
     def entry(self, key: str) -> Entry:
         return Entry(self.root, key)
 
@@ -158,7 +185,44 @@ class RunStore:
             return []
         return [Entry(self.root, p.name) for p in sorted(self.root.iterdir()) if p.is_dir() and not p.name.startswith(".")]
 
-    def plan(self, scenario) -> Plan:
+    def quarantine(self, folder: Path, what: str, warn: bool = True) -> Path:
+        """Set `folder` (a shard or a whole entry) aside under the root's quarantine folder; warn
+        (unless not `warn`) in one line naming `what` was wrong and where it went."""
+        aside = self.root / QUARANTINE / f"{folder.parent.name}-{folder.name}-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
+        aside.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            folder.rename(aside)
+        except FileNotFoundError:  # another process set it aside first
+            return aside
+        if warn:
+            warnings.warn(StoreWarning(f"run store: {what}; set aside in {aside}, its seeds train again"), stacklevel=2)
+        return aside
+
+    def check_entry(self, entry: Entry, ident: dict[str, Any]) -> None:
+        """An entry whose entry.json is unreadable or records another identity is not served."""
+        file = entry.path / ENTRY_FILE
+        if not file.exists():
+            return
+        info = entry.info()
+        if info.get("key") != entry.key or info.get("identity") != json.loads(json.dumps(ident)):
+            why = "unreadable" if not info else "does not record this key's identity"
+            self.quarantine(entry.path, f"{file} is {why}")
+
+    def plan(self, scenario, busy: frozenset[int] = frozenset()) -> Plan:
+        """`plan_from` the shards that pass their checks: a shard whose files differ from their
+        checksums is set aside (`quarantine`) and the plan made again without it."""
+        ident = store_key.identity(scenario)
+        entry = self.entry(store_key.digest(ident))
+        self.check_entry(entry, ident)
+        while True:
+            plan = self.plan_from(scenario, ident, entry, busy)
+            bad = [(shard, found) for shard, _ in plan.parts if (found := checksums.verify(shard.path)) is not None]
+            if not bad:
+                return plan
+            for shard, found in bad:
+                self.quarantine(shard.path, f"{found.file}: {found.why}")
+
+    def plan_from(self, scenario, ident: dict[str, Any], entry: Entry, busy: frozenset[int] = frozenset()) -> Plan:
         """Which stored runs give which of the scenario's seeds, and which seeds must train. A
         run of exactly these seeds is served as it is; otherwise, when every probe of the
         scenario can combine its files (`Probe.combine`), the seeds come from any shards
@@ -180,20 +244,71 @@ class RunStore:
                 if given:
                     parts.append((shard, given))
                     wanted -= set(given)
-        missing = sorted(wanted)
+        missing = sorted(wanted - busy)
         plan = Plan(self, scenario, entry, ident, parts, missing, can_combine)
         plan.replace = plan.shard_path.exists() and bool(missing)
         return plan
 
-    def fill(self, plan: Plan, train: Callable[..., Any] | None = None, **options: Any) -> None:
+    def acquire(self, scenario) -> Plan:
+        """A plan whose missing seeds this process has claimed (`plan.claim`, to release once
+        trained), less the seeds other processes are training now, whose claims are in
+        `plan.waiting` (wait for them, then plan again)."""
+        key = store_key.digest(store_key.identity(scenario))
+        with claims.planning(self.root, key):
+            plan = self.plan(scenario)
+            if not plan.missing:
+                return plan
+            others = claims.live(plan.entry.path)
+            wanted = set(plan.missing)
+            plan.waiting = [file for file, seeds in others if seeds & wanted]
+            if not plan.waiting:
+                plan.claim = claims.claim(plan.entry.path, plan.shard_path.name, plan.missing)
+                return plan
+            busy = frozenset().union(*(seeds for _, seeds in others))
+            if not plan.combinable:  # its seeds train as one run or not at all: wait for the other's
+                plan.missing, plan.replace = [], False
+                return plan
+            waiting = plan.waiting
+            plan = self.plan(scenario, busy)
+            plan.waiting = waiting
+            if plan.missing:
+                plan.claim = claims.claim(plan.entry.path, plan.shard_path.name, plan.missing)
+            return plan
+
+    def settle(self, scenario, train: Callable[[Plan], Any]) -> Plan:
+        """The plan of `scenario` with nothing missing: what the store lacks and no other
+        process is training is trained here (`train(plan)`, its claim released after), what
+        another is training is waited for; `plan.trained_now` lists the runs trained here."""
+        trained: list[Path] = []
+        while True:
+            plan = self.acquire(scenario)
+            if plan.missing:
+                try:
+                    train(plan)
+                finally:
+                    plan.release()
+                trained.append(plan.shard_path)
+                continue
+            if plan.waiting:
+                for file in plan.waiting:
+                    claims.wait(file)
+                continue
+            plan.trained_now = trained
+            return plan
+
+    def fill(self, plan: Plan, train: Callable[..., Any] | None = None, discard: bool = False, **options: Any) -> None:
         """Train the plan's missing seeds into the store (with `train`, default
-        `testbed.trainer.run_scenario`, given the scenario, the shard path and `options`)."""
+        `testbed.trainer.run_scenario`, given the scenario, the shard path and `options`);
+        `discard`: a stopped training there that cannot be continued is discarded (--force)."""
         if not plan.missing:
             return
         if train is None:
             from testbed.trainer import run_scenario as train
+        stage = rundir.staging_path(plan.shard_path)
+        if options.get("resume") and not (stage / rundir.CHECKPOINT).is_file():  # refused before the entry is written
+            raise UserError(f"--resume: the run store {self.root} has no stopped training of this scenario on seeds {format_seeds(plan.missing)} to continue")
         plan.entry.record(plan.scenario, plan.identity)
-        train(plan.to_train(), plan.shard_path, force=plan.replace, **options)
+        train(plan.to_train(), plan.shard_path, force=plan.replace or discard, seal=True, named=f"the run store's {plan.shard_path}", **options)
         plan.landed()
 
 
@@ -211,14 +326,6 @@ def combinable(scenario) -> bool:
         if type(probe).combine is Probe.combine:
             return False
     return True
-
-
-def link_or_copy(src: str, dst: str) -> None:
-    """A hard link where the file system allows (stored files are never changed in place), else a copy."""
-    try:
-        os.link(src, dst)
-    except OSError:
-        shutil.copy2(src, dst)
 
 
 def stray_stages(entry: Entry) -> list[Path]:

@@ -17,11 +17,12 @@ from pathlib import Path
 from typing import Any
 
 from testbed.config import scenario as scenario_mod
+from testbed.errors import RunFailure, describe
 from testbed.rundir import writer as rundir
 from testbed.rundir.reader import Run
 from testbed.store import store_key
 from testbed.store.materialize import materialize
-from testbed.store.run_store import Plan, RunStore, finished_seeds, shard_name
+from testbed.store.run_store import SERVED, Plan, RunStore, finished_seeds, shard_name
 from testbed.trainer import run_scenario
 
 
@@ -43,27 +44,53 @@ def serve(scenario, out: str | Path | None, *, store: RunStore | str | Path | bo
     path = Path(out) if out is not None else rundir.default_path(scenario.output.root, scenario.name)
     rundir.check_target(path, force)  # a bad --out is refused before anything trains
     rundir.check_creatable(path)
+    rundir.check_writable(path.parent, f"--out {path}")
+    if store is False:  # --no-store: every seed straight into the run directory (a source scenario is still served by the default store)
+        return Served(run_scenario(bound(scenario, **train), path, force=force, **train), list(scenario.seeds), [])
     the_store = open_store(store)
+    the_store.check_writable()
     plan = the_store.plan(scenario)
-    if plan.missing:  # it trains: a source scenario it starts from is served first
-        plan.scenario = bound(plan.scenario, the_store, **train)
     if not plan.combinable:
         # A probe that cannot combine its files (tracking probes log to a server, under the run
         # directory's name) would tie the store to exact seed sets and log under the store's
         # folder names: such a run trains straight into its directory, as with store=False.
+        if plan.missing:
+            plan.scenario = bound(plan.scenario, the_store, **train)
         return Served(run_scenario(plan.scenario, path, force=force, **train), list(scenario.seeds), [])
-    plan.store.fill(plan, **train)
-    return Served(write_run(plan, path, force), list(plan.missing), [s for _, taken in plan.parts for s in taken])
+
+    used = []
+
+    def train_missing(plan: Plan) -> None:
+        plan.scenario = bound(plan.scenario, the_store, **train)  # a source scenario it starts from is served first
+        used.append(plan.scenario)
+        the_store.fill(plan, discard=force, **train)
+
+    plan = the_store.settle(scenario, train_missing)  # waits for seeds another process trains now, and shares them
+    if used:  # scenario.yaml says what it trained from
+        plan.scenario = used[-1]
+    trained = sorted(s for shard, taken in plan.parts if shard.path in plan.trained_now for s in taken)
+    reused = sorted(s for shard, taken in plan.parts if shard.path not in plan.trained_now for s in taken)
+    return Served(write_run(plan, path, force), trained, reused)
 
 
 def write_run(plan: Plan, path: Path, force: bool = False) -> Run:
-    """The run directory of a plan whose missing seeds are trained, written staged."""
-    with rundir.staged(path, force) as stage:
-        materialize(plan, stage)
+    """The run directory of a plan whose missing seeds are trained, written staged; a failure
+    to write it (a full disk) is one line saying that the seeds are safe in the store."""
+    try:
+        with rundir.staged(path, force) as stage:
+            failures = materialize(plan, stage)
+    except OSError as exc:
+        failure = RunFailure("", f"writing the run directory {path}", describe(exc))
+        failure.notes.append(f"every seed is in the run store {plan.entry.path}: the same command again only writes the run directory")
+        raise failure from exc
+    if failures:
+        listed = "the failure" if len(failures) == 1 else f"all {len(failures)} failures"
+        failures[0].notes.append(f"the run is in {path} without this probe's outputs (summary.json lists {listed})")
+        failures[0].kept = path
+        raise failures[0]
     return Run(path)
 
 
-SERVED = ".served"  # inside a store entry: run directories of its seed sets, made for warm starts
 LOCK_POLL_SECONDS = 1.0
 
 

@@ -1,6 +1,8 @@
 """What identifies a run in the store: the resolved scenario less what does not change a
 trajectory or its files (name, description, seeds, output folder), and the code that trains
-it (testbed's, torch's and every plugin's version). Seeds are not part of it: a seed's
+it: testbed's, torch's and every plugin's version, and the content of testbed's and each
+plugin's files, numpy's version and the determinism mode (`testbed.rundir.code_identity`), so
+that an edited file, even of an editable install under the same version, is a new key. Seeds are not part of it: a seed's
 trajectory does not depend on the others, so runs of one key on other seed sets combine."""
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import torch
 
 import testbed
 from testbed.engine.device import resolve
-from testbed.rundir import provenance
+from testbed.rundir import code_identity, provenance
 from testbed.rundir.warm_start import Source
 
 NOT_KEYED = ("name", "description", "seeds", "output")
@@ -26,11 +28,13 @@ def identity(scenario) -> dict[str, Any]:
     init = fields["model"]["init"]
     if isinstance(init, dict):  # a warm start: keyed by what it starts from, not where that lies
         fields["model"]["init"] = {k: v for k, v in init.items() if k not in ("run", "scenario")} | source_identity(scenario.model.init)
+    plugins = provenance.plugin_records(scenario)
     return {
         "scenario": fields,
         "testbed": str(testbed.__version__),
         "torch": str(torch.__version__),
-        "plugins": provenance.plugin_records(scenario),
+        "plugins": plugins,
+        "code": code_identity.identity(plugins),
     }
 
 

@@ -12,12 +12,14 @@ import io
 import logging
 import socket
 import tarfile
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from testbed.errors import RunFailure, UserError, describe
+from testbed.rundir import checksums
 from testbed.rundir import writer as rundir
 from testbed.store.run_store import Plan
 
@@ -48,6 +50,8 @@ class LocalExecutor:
                 job.plan.store.fill(job.plan, progress=progress, label=job.label, threads=self.threads)
             except (RunFailure, UserError) as exc:
                 failures.append((job, exc))
+            finally:
+                job.plan.release()  # another command waiting for these seeds goes on
         return failures
 
 
@@ -58,6 +62,9 @@ def gpus_for(scenario) -> int:
 
 
 def _import_ray():
+    import os
+
+    os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "error")  # not a warning a second while a join is retried: our one line says it
     try:
         import ray
     except ImportError:
@@ -76,6 +83,35 @@ def _reachable(address: str) -> None:
         raise UserError(f"--address {address}: no Ray cluster reachable there ({exc.strerror or exc})") from None
 
 
+
+
+def use_token_if_available() -> None:
+    """Ray (2.5x) turns token authentication on by itself for `ray start --head` and a local
+    `ray.init()` once a token exists, but never when joining an explicit address: the join is
+    then refused ("Authentication token is missing or incorrect"). Where the user has not
+    chosen (RAY_AUTH_MODE unset) and a token is at hand (RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH or
+    ~/.ray/auth_token), send it, as Ray does for a cluster it finds itself."""
+    import os
+    import sys
+
+    if "RAY_AUTH_MODE" in os.environ or "ray" in sys.modules:  # chosen, or too late: a loaded Ray has read its mode
+        return
+    if os.environ.get("RAY_AUTH_TOKEN") or os.environ.get("RAY_AUTH_TOKEN_PATH") or (Path.home() / ".ray" / "auth_token").is_file():
+        os.environ["RAY_AUTH_MODE"] = "token"
+
+
+def join_advice(address: str | None) -> str:
+    """What to do when joining a cluster failed (Ray's token authentication, on by default since
+    Ray 2.5x, is the usual cause)."""
+    if address is None:
+        return ""
+    return (
+        "; a cluster with token authentication needs its token here: RAY_AUTH_TOKEN=<token> or RAY_AUTH_TOKEN_PATH=<file> "
+        "(the head keeps it in ~/.ray/auth_token), or RAY_AUTH_MODE=disabled on both sides; a head on this machine "
+        "is reached at the address it advertises: start it with --node-ip-address 127.0.0.1"
+    )
+
+
 class RayExecutor:
     """Cells as Ray tasks, each declaring `cpus_per_cell` CPUs (and a GPU where its scenario
     trains on one). `address`: None or 'local' starts a Ray instance on this machine for the
@@ -84,10 +120,12 @@ class RayExecutor:
     name = "ray"
 
     def __init__(self, address: str | None = None, cpus_per_cell: int = 1, threads: int | None = None):
-        self.ray = _import_ray()
         self.address = None if address in (None, "local") else address
         if self.address not in (None, "auto"):
             _reachable(self.address)
+        if self.address is not None:
+            use_token_if_available()  # before Ray loads: it reads its authentication mode once
+        self.ray = _import_ray()
         self.cpus_per_cell = cpus_per_cell
         self.threads = threads or cpus_per_cell
 
@@ -97,13 +135,19 @@ class RayExecutor:
         if ray.is_initialized():
             return False
         options: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False, "logging_level": logging.ERROR}
+        import signal
+
+        ours = signal.getsignal(signal.SIGTERM)  # ray.init replaces it by sys.exit(15): keep SIGTERM an interrupt
         try:
-            if self.address is None:
-                ray.init(_node_ip_address="127.0.0.1", **options)
+            if self.address is None:  # "local": a new instance, whatever RAY_ADDRESS or the record of an earlier `ray start` says
+                ray.init(address="local", _node_ip_address="127.0.0.1", **options)
             else:
                 ray.init(address=self.address, **options)
         except (ConnectionError, RuntimeError, ValueError) as exc:
-            raise UserError(f"--address {self.address or 'local'}: cannot start or join Ray ({describe(exc)})") from None
+            raise UserError(f"--address {self.address or 'local'}: cannot start or join Ray ({describe(exc)}){join_advice(self.address)}") from None
+        finally:
+            if ours is not None and threading.current_thread() is threading.main_thread():
+                signal.signal(signal.SIGTERM, ours)
         return True
 
     def train(self, jobs: list[Job], progress: Callable[[Any], None] | None = None) -> Failures:
@@ -130,6 +174,7 @@ class RayExecutor:
                 job = pending.pop(done[0])
                 try:
                     payload = ray.get(done[0])
+                    land(job.plan, payload)
                 except ray.exceptions.RayTaskError as exc:
                     cause = exc.cause if isinstance(getattr(exc, "cause", None), (RunFailure, UserError)) else None
                     failures.append((job, cause or RunFailure("", "a Ray task", describe(exc))))
@@ -137,7 +182,8 @@ class RayExecutor:
                 except ray.exceptions.RayError as exc:  # a worker or node lost
                     failures.append((job, RunFailure("", "a Ray task", describe(exc))))
                     continue
-                land(job.plan, payload)
+                finally:
+                    job.plan.release()
                 if progress is not None:  # a remote run reports when it has landed
                     epochs = job.plan.scenario.training.epochs
                     progress(Progress(job.label, epochs, epochs))
@@ -182,7 +228,7 @@ def train_in_worker(scenario_yaml: str, threads: int, version: str) -> bytes:
 def land(plan: Plan, payload: bytes) -> None:
     """Unpack a run directory sent back by a worker into the store, staged like a local run."""
     plan.entry.record(plan.scenario, plan.identity)
-    with rundir.staged(plan.shard_path, force=plan.replace) as stage:
+    with rundir.staged(plan.shard_path, force=plan.replace, finish=checksums.seal, named=f"the run store's {plan.shard_path}") as stage:
         with tarfile.open(fileobj=io.BytesIO(payload), mode="r:gz") as tar:
             tar.extractall(stage, filter="data")
     plan.landed()

@@ -6,7 +6,7 @@ or Ray executor), each run landing in the store when finished; then write the st
 
     study.yaml        the study file as given
     study.json        the cells: label, axis values, run directory; seeds, axes, executor
-    cells/NNN-label/  each cell's run directory (files linked from the store)
+    cells/NNN-label/  each cell's run directory (files copied from the store)
     sweep.csv, cells.csv, figures/, report.md, report.html   the analysis
 
 A failure or an interrupt keeps every run finished (in the store): the same command again trains
@@ -37,6 +37,32 @@ MANIFEST = "study.json"
 ANALYSIS_OUTPUTS = ("sweep.csv", "cells.csv", "report.md", "report.html", "figures")
 
 
+CONFIRM_CELLS = 1000  # a larger study asks before it starts (the command line; --yes answers)
+SEED_STEPS_PER_SECOND = 22_000.0  # one core, default widths, 100+ seeds (README "Speed": 345 seed-epochs/s of 64 steps)
+SECONDS_PER_EPOCH = 0.03  # a run's own cost per epoch, whatever its seeds (1 seed: 0.032 s an epoch)
+
+
+def _enough_open_files(cells: int) -> None:
+    """Each cell's claim holds a file open while the study trains: raise the soft limit of open
+    files (often 1024) towards the hard one for a study of thousands of cells."""
+    try:
+        import resource
+    except ImportError:
+        return
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = cells + 256
+    if soft != resource.RLIM_INFINITY and soft < want:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (want if hard == resource.RLIM_INFINITY else min(want, hard), hard))
+
+
+def estimated_seconds(scenario) -> float:
+    """A rough training time of a scenario on one core (the README's rates; the store may hold
+    some of it already, and wider models take longer): for the confirmation of a large study."""
+    steps = -(-scenario.task.n_train // scenario.training.batch_for(scenario.task.n_train))
+    epochs = scenario.training.epochs
+    return epochs * (SECONDS_PER_EPOCH + len(scenario.seeds) * steps / SEED_STEPS_PER_SECOND)
+
+
 def slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.=-]+", "_", text).strip("_")[:60]
 
@@ -59,36 +85,65 @@ def sweep(
     progress: Callable[[Any], None] | None = None,
     threads: int | None = None,
     store=None,
+    confirm: Callable[[int, float], bool] | None = None,
 ):
     """Train and analyse the study file `source` into the study directory `out` (default:
     sweeps/<name>-<time>), or analyse the finished study directory `source` again (into `out`,
-    default: in place). Returns the analysis (`testbed.study.sweep_report.StudyResult`)."""
+    default: in place). Returns the analysis (`testbed.study.sweep_report.StudyResult`).
+    `confirm(cells, seconds)`, asked once the study is valid when it has more than
+    `CONFIRM_CELLS` cells (with a rough estimate of its training time), may stop it."""
     source = Path(source)
     if is_study_dir(source):
         if seeds is not None or overrides or axes:
             raise UserError(f"{source}: a finished study is analysed as it is; --seeds and --set apply to study files")
         return reanalyse(source, out, force)
+    if store is False:  # --no-store: a store of this study's own, removed afterwards (nothing reused, nothing kept)
+        import tempfile
+
+        with tempfile.TemporaryDirectory(prefix="testbed-no-store-") as own:
+            return sweep(source, seeds=seeds, overrides=overrides, axes=axes, out=out, force=force, executor_name=executor_name,
+                         address=address, cpus_per_cell=cpus_per_cell, progress=progress, threads=threads, store=own, confirm=confirm)
     started = time.perf_counter()
     study = cells_mod.load(source, seeds, overrides, axes)
+    if confirm is not None and len(study.cells) > CONFIRM_CELLS:
+        if not confirm(len(study.cells), sum(estimated_seconds(cell.scenario) for cell in study.cells)):
+            raise UserError(f"{source}: {len(study.cells)} cells: not started")
     path = Path(out) if out is not None else rundir.default_path(STUDY_ROOT, study.name)
     rundir.check_target(path, force)
+    rundir.check_writable(path.parent, f"--out {path}")  # refused before anything trains
     runner = executor(executor_name, address, cpus_per_cell, threads)
     the_store = open_store(store)
-    plans = [the_store.plan(cell.scenario) for cell in study.cells]
-    for plan in plans:  # a run to train that starts from a source scenario: that source first
-        if plan.missing:
-            plan.scenario = bound(plan.scenario, the_store, progress=progress, threads=threads)
-    jobs, shared = _jobs(study, plans)
+    the_store.check_writable()
+    _enough_open_files(len(study.cells))
+    plans = []
     try:
-        failures = runner.train(jobs, progress)
-    except KeyboardInterrupt:
-        landed = sum(1 for job in jobs if job.plan.trained is not None)
-        said = f"{landed} of {len(jobs)} runs to train had finished and are in the run store {the_store.root}"
-        raise Interrupted([f"{said}; the same command again trains only the rest"], None) from None
+        for cell in study.cells:  # each cell's missing seeds claimed, less those another command trains now
+            plans.append(the_store.acquire(cell.scenario))
+        for plan in plans:  # a run to train that starts from a source scenario: that source first
+            if plan.missing:
+                plan.scenario = bound(plan.scenario, the_store, progress=progress, threads=threads)
+        jobs, shared = _jobs(study, plans)
+        try:
+            failures = runner.train(jobs, progress)
+        except KeyboardInterrupt:
+            landed = sum(1 for job in jobs if job.plan.trained is not None)
+            said = f"{landed} of {len(jobs)} runs to train had finished and are in the run store {the_store.root}"
+            raise Interrupted([f"{said}; the same command again trains only the rest"], None) from None
+    finally:
+        for plan in plans:
+            plan.release()
     if failures:
         raise _failed(failures, len(jobs), the_store.root)
     for plan, twin in shared:
         plan.trained = twin.trained
+
+    def train_here(plan) -> None:
+        plan.scenario = bound(plan.scenario, the_store, progress=progress, threads=threads)
+        the_store.fill(plan, progress=progress, label=f"{plan.scenario.name} ({len(plan.missing)} seeds)", threads=threads)
+
+    for i, (cell, plan) in enumerate(zip(study.cells, plans)):
+        if plan.waiting:  # seeds another command was training: wait for them (and train what it failed to)
+            plans[i] = the_store.settle(cell.scenario, train_here)
     with rundir.staged(path, force) as stage:
         (stage / "study.yaml").write_text(source.read_text())
         manifest = _write_cells(stage, study, plans, runner.name, len(jobs))
@@ -176,9 +231,9 @@ def reanalyse(source: Path, out: str | Path | None, force: bool):
         return _analyse(source, manifest, intro, None)
     path = Path(out)
     with rundir.staged(path, force) as stage:
-        from testbed.store.run_store import link_or_copy
+        from testbed.rundir.checksums import copy_file
 
-        shutil.copytree(source / "cells", stage / "cells", copy_function=link_or_copy)
+        shutil.copytree(source / "cells", stage / "cells", copy_function=copy_file)
         for name in ("study.yaml", MANIFEST):
             shutil.copy2(source / name, stage / name)
         result = _analyse(stage, manifest, intro, None)
