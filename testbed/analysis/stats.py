@@ -58,6 +58,7 @@ class PairedTest:
     p: float
     test: str
     p_adjusted: float = math.nan
+    detectable: float = math.nan  # the smallest |difference| these seeds detect with 80% power (testbed.analysis.power)
 
 
 def censor(values: np.ndarray, at: float) -> np.ndarray:
