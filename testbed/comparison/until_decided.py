@@ -27,7 +27,7 @@ from testbed.analysis.outcomes import BY_KEY, Metric
 from testbed.analysis.stats import censor
 from testbed.comparison import figures, manifest
 from testbed.comparison import report as rep
-from testbed.comparison.inputs import resolve
+from testbed.comparison.inputs import is_run_dir, resolve
 from testbed.comparison.pairwise import format_difference
 from testbed.comparison.result import Comparison
 from testbed.comparison.runner import compare
@@ -129,10 +129,10 @@ def until_decided(
     paths = manifest.expand(list(inputs)).paths
     if len(paths) != 2:
         raise UserError(f"--until-decided: compares exactly two scenarios (A, then B), got {len(paths)}")
+    for p in paths:
+        if isinstance(p, Path) and is_run_dir(p):
+            raise UserError(f"--until-decided: {p} is a run directory; it trains new seeds, so it needs scenario files")
     entries, _ = resolve(paths, list(range(batch)), overrides)
-    for e in entries:
-        if e.run_dir is not None:
-            raise UserError(f"--until-decided: {e.source} is a run directory; it trains new seeds, so it needs scenario files")
     if out is not None:  # a bad --out is refused before anything trains
         from testbed.rundir import writer as rundir
 
