@@ -107,6 +107,7 @@ def test_bad_input_names_the_option_and_writes_nothing(files, tmp_path, two_runs
     assert_bad(cli_here("power", a, b, "--effect", "big", *common), "--effect", "not a number")
     assert_bad(cli_here("power", a, b, "--effect", "success=0", *common), "--effect", "other than 0")
     assert_bad(cli_here("power", a, b, "--power", "1.5", *common), "--power")
+    assert_bad(cli_here("power", a, b, "--effect", "5", *common), "--effect", "more than a rate can change")
     assert_bad(cli_here("power", a, *common), "exactly two")
     assert not out.exists()
 

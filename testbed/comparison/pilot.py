@@ -109,6 +109,10 @@ def power(
     if len(seeds) < 2:
         raise UserError(f"--pilot: needs at least 2 seeds for a spread, got {len(seeds)}")
     every, per = parse_effects(effect)
+    for m in METRICS:
+        chosen = per.get(m.key, every)
+        if chosen is not None and m.kind == "binary" and abs(chosen) > 1:
+            raise UserError(f"--effect: {chosen:g} is more than a rate can change ({m.key}: at most 1); give it per metric, e.g. --effect spikes={chosen:g}")
     paths = manifest.expand(list(inputs)).paths
     if len(paths) != 2:
         raise UserError(f"power: compares exactly two scenarios (A, then B), got {len(paths)}")
