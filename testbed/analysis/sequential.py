@@ -71,7 +71,7 @@ def betting(d: np.ndarray, bound: float, alpha: float, looks: Sequence[int], gri
     log_up = np.zeros(x.shape[:-1] + (grid,))
     log_down = np.zeros_like(log_up)
     rejected = np.zeros(log_up.shape, dtype=bool)
-    mean, var = np.full(x.shape[:-1], 0.5), np.full(x.shape[:-1], 0.25)  # σ̂², μ̂ with their priors
+    var = np.full(x.shape[:-1], 0.25)  # σ̂² before any value: the prior 1/4 (of μ̂: 1/2), as Waudby-Smith & Ramdas
     total, squares = np.zeros(x.shape[:-1]), np.full(x.shape[:-1], 0.25)
     threshold = math.log(1 / alpha) + math.log(2)
     wanted = {t: i for i, t in enumerate(looks)}

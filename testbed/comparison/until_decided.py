@@ -33,6 +33,7 @@ from testbed.comparison.result import Comparison
 from testbed.comparison.runner import compare
 from testbed.comparison.seed_outcomes import outcomes_of
 from testbed.errors import UserError
+from testbed.rundir import writer as rundir
 
 ALIASES = {"spikes_per_seed": "spikes", "test_acc": "final_test_acc"}
 BOUNDED = {"final_test_acc": 1.0}  # continuous metrics with a known range of differences
@@ -134,8 +135,6 @@ def until_decided(
             raise UserError(f"--until-decided: {p} is a run directory; it trains new seeds, so it needs scenario files")
     entries, _ = resolve(paths, list(range(batch)), overrides)
     if out is not None:  # a bad --out is refused before anything trains
-        from testbed.rundir import writer as rundir
-
         rundir.check_target(Path(out), force)
         rundir.check_creatable(Path(out))
     a, b = (e.label for e in entries)
