@@ -67,6 +67,23 @@ def test_the_python_api_decides_equivalence_and_gives_its_looks(files, tmp_path,
     assert result.comparison.seeds == list(range(20)) and (tmp_path / "reports/twin/sequential.csv").is_file()
 
 
+def test_the_progress_display_prints_a_line_per_look():
+    import io
+
+    from rich.console import Console
+
+    from testbed.analysis.outcomes import BY_KEY
+    from testbed.analysis.sequential import Look
+    from testbed.cli.progress import ProgressDisplay
+    from testbed.comparison.until_decided import Checked, look_line
+
+    look, metric = Look(20, -0.15, -0.3, -0.02, "betting"), BY_KEY["success"]
+    out = io.StringIO()
+    with ProgressDisplay(Console(file=out, width=200)) as display:
+        display(Checked(look, "worse", metric, look_line(look, metric, "worse")))
+    assert out.getvalue().strip() == "20 seeds: success (test acc > 0.9) B − A -15 pts, betting interval (-30 pts, -2 pts): worse"
+
+
 def test_undecided_at_the_budget_and_spikes_by_their_name(files, tmp_path):
     out = tmp_path / "budget"
     r = cli("compare", str(files["tiny"]), str(files["tiny_smooth"]), "--until-decided", "--metric", "spikes_per_seed", "--batch", "3",

@@ -11,12 +11,12 @@ error at alpha.
 - Bounded metrics (success and divergence in {0, 1}, final test accuracy in [0, 1], epochs to
   an accuracy in [0, end + 1]; a paired difference then lies in [−B, B]): the hedged betting
   confidence sequence of Waudby-Smith & Ramdas (2023, JRSS-B, "Estimating means of bounded
-  random variables by betting", section 4: the hedged capital process with predictable plug-in
-  bets). It is exact for any distribution on the range, needs no normality (outcomes here are
-  bimodal), and it adapts to the variance: paired binary outcomes are mostly concordant, their
+  random variables by betting": the hedged capital process with predictable plug-in bets). It
+  is exact for any distribution on the range, needs no normality (outcomes here are bimodal),
+  and it adapts to the variance: paired binary outcomes are mostly concordant, their
   differences mostly zero, and there it is much tighter than a Hoeffding or empirical-Bernstein
-  sequence (Howard et al. 2021; Waudby-Smith & Ramdas, figures 4-6). Seeds are the expensive
-  part, so the tightest valid sequence is worth its small grid computation.
+  sequence (Howard et al. 2021; the comparisons in Waudby-Smith & Ramdas). Seeds are the
+  expensive part, so the tightest valid sequence is worth its small grid computation.
 - Unbounded metrics (spike counts and sizes, losses): no bound, no exact sequence. Their
   sequence is the asymptotic one of Waudby-Smith, Arbour, Sinha, Kennedy & Ramdas (2024, Ann.
   Stat., "Time-uniform central limit theory and asymptotic confidence sequences"): Robbins'
@@ -108,8 +108,8 @@ def _hull(rejected: np.ndarray, m: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def asymptotic(d: np.ndarray, alpha: float, looks: Sequence[int], tuned_for: int = TUNED_FOR) -> tuple[np.ndarray, np.ndarray]:
     """(low, high), each (..., len(looks)): the asymptotic confidence sequence (Waudby-Smith et
-    al. 2024, eq. 2.4), mean ± sd · sqrt(2(tρ² + 1)/(t²ρ²) · log(sqrt(tρ² + 1)/α)), with ρ chosen
-    to make it narrowest at `tuned_for` seeds (their eq. 2.5). Until the differences have a
+    al. 2024, Robbins' normal mixture), mean ± sd · sqrt(2(tρ² + 1)/(t²ρ²) · log(sqrt(tρ² + 1)/α)), with ρ chosen
+    to make it narrowest at `tuned_for` seeds (Howard et al. 2021's choice of ρ). Until the differences have a
     spread (two values at least, not all equal) it is the whole line: no answer yet."""
     d = np.asarray(d, dtype=float)
     rho2 = (-2 * math.log(alpha) + math.log(-2 * math.log(alpha) + 1)) / tuned_for

@@ -196,10 +196,7 @@ def compare(
         if until_decided:
 
             def show(event) -> None:
-                if hasattr(event, "decision"):  # a batch was looked at
-                    display.close()
-                    err.print(event.text, highlight=False, soft_wrap=True)
-                elif not quiet:
+                if not quiet or hasattr(event, "decision"):  # the line of each look, even when quiet
                     display(event)
 
             options = {k.lstrip("-").replace("-", "_"): v for k, v in sequential.items() if v is not None}
