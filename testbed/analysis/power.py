@@ -30,6 +30,7 @@ from testbed.analysis.stats import censor
 POWER = 0.8
 WILCOXON_EFFICIENCY = 0.864  # Hodges & Lehmann's lower bound of Wilcoxon's efficiency against t
 MAX_SEEDS = 10**7  # beyond this a difference counts as undetectable ("never")
+EXACT_UP_TO = 20_000  # seeds up to which McNemar's power is summed exactly (beyond, Connor's approximation)
 
 
 def spread(a: np.ndarray, b: np.ndarray, kind: Kind, censor_at: float = math.inf) -> tuple[float, int]:
@@ -67,7 +68,10 @@ def mcnemar_power(n: int, effect: float, discordant: float, alpha: float) -> flo
 
 
 def _mcnemar_exact_n(effect: float, discordant: float, alpha: float, power: float) -> float:
-    n = max(2, math.floor(_mcnemar_n(effect, discordant, alpha, power) * 0.9))
+    approximate = _mcnemar_n(effect, discordant, alpha, power)
+    if approximate > EXACT_UP_TO:  # so many discordant seeds that the normal approximation is the test
+        return approximate
+    n = max(2, math.floor(approximate * 0.9))
     while n < MAX_SEEDS and mcnemar_power(n, effect, discordant, alpha) < power:
         n += max(1, n // 200)
     return n

@@ -177,7 +177,8 @@ def _write(stage: Path, result: PowerResult) -> None:
         rep.Paragraph(
             "Seeds needed: for success and other binary metrics, the exact McNemar test's power from the share of discordant seeds; "
             "for the others, the paired t-test's seeds divided by 0.864, Wilcoxon's least efficiency against t. 'never': the pilot saw "
-            "no difference (give one with --effect). A pilot's difference is itself uncertain; `compare --until-decided` needs no n."
+            "no difference (give one with --effect), or it would take over ten million seeds. "
+            "A pilot's difference is itself uncertain; `compare --until-decided` needs no n."
         ),
     )
     (stage / "power.md").write_text(rep.to_markdown(report))
