@@ -212,8 +212,8 @@ HEADLINE = ("success", "final_test_acc", "spikes")  # the metrics whose detectab
 
 
 def _could_detect(metrics: list[Metric], tests: dict[str, PairedTest]) -> str:
-    """' These seeds detect (80% power) only differences of success ±58 points, ...' for the
-    headline metrics without a detected difference: what 'no detectable difference' was worth."""
+    """' Where none was detected, these seeds detect (80% power) differences of success ±58
+    points, ...' for the headline metrics: what 'no detectable difference' was worth."""
     def size(value: float, metric: Metric) -> str:
         if not np.isfinite(value):
             return "none at all"
