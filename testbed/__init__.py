@@ -1,6 +1,6 @@
 """testbed: a plugin-based optimizer and normalization testbed on a d=2 one-layer transformer.
 
-The Python API (`testbed.api`): `load_scenario`, `run`, `load_run`, `compare`, `sweep`, `barrier`,
+The Python API (`testbed.api`): `load_scenario`, `run`, `load_run`, `compare`, `until_decided`, `power`, `sweep`, `barrier`,
 `trajectories`, `spike_causes`, `figure`, and the objects they return, `Run`, `Comparison`, `StudyResult`,
 `BarrierResult` and `TrajectoryMap`. Its names are imported on first use (PEP 562), so that
 `import testbed` stays quick for the command line, loads neither torch nor matplotlib, and
@@ -20,6 +20,8 @@ _API = {
     "run": "testbed.api",
     "load_run": "testbed.api",
     "compare": "testbed.api",
+    "until_decided": "testbed.api",
+    "power": "testbed.api",
     "sweep": "testbed.api",
     "barrier": "testbed.api",
     "figure": "testbed.api",
@@ -34,16 +36,21 @@ _API = {
     "Progress": "testbed.trainer",
     "Comparison": "testbed.comparison.result",
     "Analysing": "testbed.comparison.result",
+    "Sequential": "testbed.comparison.until_decided",
+    "PowerResult": "testbed.comparison.pilot",
     "UserError": "testbed.errors",
 }
 __all__ = [
-    "load_scenario", "run", "load_run", "compare", "sweep", "barrier", "trajectories", "spike_causes", "figure",
-    "Run", "SpikeForensics", "BarrierResult", "TrajectoryMap", "Snapshots", "Progress", "Comparison", "Analysing", "StudyResult", "UserError", "__version__",
+    "load_scenario", "run", "load_run", "compare", "until_decided", "power", "sweep", "barrier", "trajectories", "spike_causes", "figure",
+    "Run", "SpikeForensics", "BarrierResult", "TrajectoryMap", "Snapshots", "Progress", "Comparison", "Analysing",
+    "Sequential", "PowerResult", "StudyResult", "UserError", "__version__",
 ]  # fmt: skip
 
 if TYPE_CHECKING:
-    from testbed.api import barrier, compare, figure, load_run, load_scenario, run, spike_causes, sweep, trajectories
+    from testbed.api import barrier, compare, figure, load_run, load_scenario, power, run, spike_causes, sweep, trajectories, until_decided
+    from testbed.comparison.pilot import PowerResult
     from testbed.comparison.result import Analysing, Comparison
+    from testbed.comparison.until_decided import Sequential
     from testbed.errors import UserError
     from testbed.forensics.spike_causes import SpikeForensics
     from testbed.loss_barrier.barrier_command import BarrierResult

@@ -32,7 +32,10 @@ from testbed.errors import UserError
 from testbed.rundir.reader import Run, Snapshots
 from testbed.trainer import Progress, run_scenario
 
-__all__ = ["load_scenario", "run", "load_run", "compare", "sweep", "barrier", "trajectories", "spike_causes", "Run", "Snapshots", "Progress", "UserError"]
+__all__ = [
+    "load_scenario", "run", "load_run", "compare", "until_decided", "power", "sweep", "barrier", "trajectories", "spike_causes",
+    "Run", "Snapshots", "Progress", "UserError",
+]
 
 PathLike = str | os.PathLike
 ProgressOption = bool | Callable[[Any], None] | None
@@ -146,6 +149,73 @@ def compare(
         return run_comparison(
             items, seeds=seeds, overrides=overrides, out=out, force=force, lr_grid=lr_grid, progress=callback, threads=threads, store=store,
             spike_causes=spike_causes,
+        )
+
+
+def until_decided(
+    inputs: Sequence[Any],
+    *,
+    metric: str = "success",
+    margin: float = 0.05,
+    max_seeds: int = 1000,
+    batch: int = 20,
+    alpha: float = 0.05,
+    overrides: Mapping[str, Any] | Sequence[str] = (),
+    out: PathLike | None = None,
+    force: bool = False,
+    progress: ProgressOption = None,
+    threads: int | None = None,
+    store: str | os.PathLike | bool | None = None,
+):
+    """`testbed compare A B --until-decided`: train seeds 0 .. batch − 1 of both scenario files
+    (or Scenario objects), then the next batch, ..., through the run store, until the
+    anytime-valid confidence sequence of the mean paired difference B − A on `metric` (a key of
+    compare's metrics: success, final_test_acc, spikes (or spikes_per_seed), ...) lies above or
+    below 0 (B better or worse, by the metric's direction) or within ±`margin` (equivalent), or
+    `max_seeds` are spent (undecided); then compare every seed it took into `out`, as `compare`
+    does, with the sequence added. `progress` also receives a `Checked` after each batch.
+    Returns a `Sequential`: `.decision`, `.sentence`, `.seeds`, `.table()` (a row per look),
+    `.comparison` (the `Comparison` of those seeds), `.path`."""
+    from testbed.comparison.until_decided import until_decided as decide
+
+    if isinstance(inputs, (str, os.PathLike)):
+        raise UserError(f"until_decided: inputs must be a list of two scenarios, not the single {str(inputs)!r}")
+    with _progress(progress) as callback:
+        return decide(
+            list(inputs), metric=metric, margin=margin, max_seeds=max_seeds, batch=batch, alpha=alpha, overrides=overrides, out=out,
+            force=force, progress=callback, threads=threads, store=store,
+        )
+
+
+def power(
+    inputs: Sequence[Any],
+    *,
+    pilot: str | Sequence[int] = "0-19",
+    effect: float | str | Sequence[str] | Mapping[str, float] | None = None,
+    power: float = 0.8,
+    alpha: float = 0.05,
+    overrides: Mapping[str, Any] | Sequence[str] = (),
+    out: PathLike | None = None,
+    force: bool = False,
+    progress: ProgressOption = None,
+    threads: int | None = None,
+    store: str | os.PathLike | bool | None = None,
+):
+    """`testbed power A B --pilot 0-19`: from the pilot seeds of two scenarios (trained through
+    the run store, or run directories holding them), the paired seeds each metric of `compare`
+    needs for `power` at two-sided `alpha`, for the pilot's difference or `effect` (one number
+    for every metric in its own units, or {"success": 0.1, ...}); written to `out` (default
+    reports/power-<a>-vs-<b>-<time>: power.csv, power.md). Returns a `PowerResult`: `.table()`."""
+    from testbed.comparison.pilot import power as plan
+
+    if isinstance(inputs, (str, os.PathLike)):
+        raise UserError(f"power: inputs must be a list of two scenarios, not the single {str(inputs)!r}")
+    if isinstance(pilot, range):
+        pilot = list(pilot)
+    with _progress(progress) as callback:
+        return plan(
+            list(inputs), pilot=pilot, effect=effect, power=power, alpha=alpha, overrides=overrides, out=out, force=force, progress=callback,
+            threads=threads, store=store,
         )
 
 

@@ -58,6 +58,7 @@ class PairedTest:
     p: float
     test: str
     p_adjusted: float = math.nan
+    detectable: float = math.nan  # the smallest |difference| these seeds detect with 80% power (testbed.analysis.power)
 
 
 def censor(values: np.ndarray, at: float) -> np.ndarray:
@@ -192,7 +193,7 @@ def verdict(a: str, b: str, metrics: list[Metric], tests: dict[str, PairedTest])
     head = f"{b} vs {a} ({n} paired seeds)"
     if not better and not worse:
         smallest = min((t.p_adjusted for t in tests.values() if np.isfinite(t.p_adjusted)), default=math.nan)
-        return f"{head}: no detectable difference on any metric (smallest adjusted {p_text(smallest)})."
+        return f"{head}: no detectable difference on any metric (smallest adjusted {p_text(smallest)})." + _could_detect(metrics, tests)
 
     def said(ms: list[Metric]) -> str:
         return ", ".join(f"{m.label} ({_signed(tests[m.key].difference, m)}, {p_text(tests[m.key].p_adjusted)})" for m in ms)
@@ -204,7 +205,26 @@ def verdict(a: str, b: str, metrics: list[Metric], tests: dict[str, PairedTest])
         parts.append(f"{b} is worse on {said(worse)}")
     rest = len(metrics) - len(better) - len(worse)
     tail = f"; no detectable difference on the other {rest} metric{'s' if rest != 1 else ''}" if rest else ""
-    return f"{head}: " + "; ".join(parts) + tail + "."
+    return f"{head}: " + "; ".join(parts) + tail + "." + _could_detect(metrics, tests)
+
+
+HEADLINE = ("success", "final_test_acc", "spikes")  # the metrics whose detectable difference the verdict states
+
+
+def _could_detect(metrics: list[Metric], tests: dict[str, PairedTest]) -> str:
+    """' Where none was detected, these seeds detect (80% power) differences of success ±58
+    points, ...' for the headline metrics: what 'no detectable difference' was worth."""
+    def size(value: float, metric: Metric) -> str:
+        if not np.isfinite(value):
+            return "none at all"
+        return f"±{value * 100:.0f} points" if metric.kind == "binary" else f"±{value:{metric.fmt}}"
+
+    said = [
+        f"{m.label} {size(tests[m.key].detectable, m)}"
+        for m in metrics
+        if m.key in HEADLINE and direction(m, tests[m.key]) == "same" and not np.isnan(tests[m.key].detectable)
+    ]
+    return f" Where none was detected, these seeds detect (80% power) differences of {', '.join(said)}." if said else ""
 
 
 def _signed(value: float, metric: Metric) -> str:

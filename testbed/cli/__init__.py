@@ -53,7 +53,7 @@ def openmp_wait_policy(torch_loaded: bool, user_setting: str | None, busy: float
 BUSY_CORES = 0.5  # other processes' load (in cores) from which waiting threads should sleep, not spin
 
 
-TRAINING_COMMANDS = {"run", "compare", "sweep", "spikes"}  # the commands whose speed depends on how OpenMP threads wait
+TRAINING_COMMANDS = {"run", "compare", "power", "sweep", "spikes"}  # the commands whose speed depends on how OpenMP threads wait
 
 
 def _command(argv: list[str]) -> str | None:

@@ -1,4 +1,4 @@
-"""The commands of `testbed`: run, compare, sweep, store, render, barrier, trajectories, spikes, validate, schema, plugins. Each is a thin
+"""The commands of `testbed`: run, compare, power, sweep, store, render, barrier, trajectories, spikes, validate, schema, plugins. Each is a thin
 layer over the Python API (`testbed.api`) that owns the printing."""
 
 from __future__ import annotations
@@ -159,20 +159,96 @@ def compare(
     store: Path | None = STORE,
     no_store: bool = NO_STORE,
     spike_causes: bool = typer.Option(False, "--spike-causes", help="label every spike by cause where a run lacks spike_causes.csv (replays the spike steps)"),
+    until_decided: bool = typer.Option(
+        False, "--until-decided", help="train seeds 0, 1, ... in batches until B − A on --metric is decided (anytime-valid confidence sequence)"
+    ),
+    metric: str | None = typer.Option(
+        None, "--metric", help="with --until-decided: the metric decided on, e.g. success, final_test_acc, spikes_per_seed (default success)"
+    ),
+    margin: float | None = typer.Option(
+        None, "--margin", help="with --until-decided: equivalent when B − A lies within ±margin, in the metric's units (default 0.05)"
+    ),
+    max_seeds: int | None = typer.Option(None, "--max-seeds", help="with --until-decided: undecided after this many seeds (default 1000)"),
+    batch: int | None = typer.Option(None, "--batch", help="with --until-decided: seeds trained between looks (default 20)"),
+    alpha: float | None = typer.Option(None, "--alpha", help="with --until-decided: error rate of the decision (default 0.05)"),
 ) -> None:
     """Train scenarios on the same seeds (or reuse run directories) and report, with paired
-    statistics and figures, which trains better and more stably."""
+    statistics and figures, which trains better and more stably.
+
+    With --until-decided, A and B are trained seed batch by seed batch until the paired
+    difference on --metric is decided: B better, B worse, equivalent within --margin, or
+    undecided at --max-seeds."""
     from testbed import api
     from testbed.cli.progress import ProgressDisplay
-    from testbed.cli.tables import show_comparison
+    from testbed.cli.tables import show_comparison, show_sequential
+
+    sequential = {"--metric": metric, "--margin": margin, "--max-seeds": max_seeds, "--batch": batch, "--alpha": alpha}
+    if not until_decided:
+        given = [name for name, value in sequential.items() if value is not None]
+        if given:
+            raise UserError(f"{given[0]}: only with --until-decided")
+    else:
+        for name, value in {"--seeds": seeds, "--lr-grid": lr_grid, "--spike-causes": spike_causes or None}.items():
+            if value is not None:
+                raise UserError(f"{name}: not with --until-decided (it trains seeds 0, 1, ... batch by batch)")
+    _load_plugins()
+    err = Console(stderr=True)
+    with ProgressDisplay(err) as display:
+        if until_decided:
+
+            def show(event) -> None:
+                if not quiet or hasattr(event, "decision"):  # the line of each look, even when quiet
+                    display(event)
+
+            options = {k.lstrip("-").replace("-", "_"): v for k, v in sequential.items() if v is not None}
+            decided = api.until_decided(
+                inputs, overrides=set_ or [], out=out, force=force, progress=show, threads=threads, store=False if no_store else store, **options
+            )
+            result = decided.comparison
+        else:
+            result = api.compare(
+                inputs, seeds=seeds, overrides=set_ or [], out=out, force=force, lr_grid=lr_grid, progress=None if quiet else display,
+                threads=threads, store=False if no_store else store, spike_causes=spike_causes,
+            )
+    console = Console(width=max(140, Console().width))
+    show_comparison(result, console)
+    if until_decided:
+        show_sequential(decided, console)
+
+
+@app.command()
+def power(
+    inputs: list[Path] = typer.Argument(..., help="two scenario files or run directories: A, then B"),
+    pilot: str = typer.Option("0-19", "--pilot", help="the pilot seeds, e.g. 0-19"),
+    effect: list[str] | None = typer.Option(
+        None, "--effect", help="the difference to power for: 0.1 (every metric, in its own units) or success=0.1 (repeatable); default: the pilot's"
+    ),
+    power_: float = typer.Option(0.8, "--power", help="the power wanted"),
+    alpha: float = typer.Option(0.05, "--alpha", help="two-sided significance level of each metric's test"),
+    set_: list[str] | None = typer.Option(None, "--set", help="override a field of both scenario files, e.g. --set training.epochs=50 (repeatable)"),
+    out: Path | None = typer.Option(None, "--out", help="folder for power.csv and power.md (default: reports/power-<a>-vs-<b>-<time>)"),
+    force: bool = typer.Option(False, "--force", help="replace --out if it exists"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bars"),
+    threads: int | None = THREADS,
+    store: Path | None = STORE,
+    no_store: bool = NO_STORE,
+) -> None:
+    """From pilot seeds of A and B (trained through the run store), the paired seeds each
+    metric of compare needs for its test to detect a difference with 80% power."""
+    from testbed import api
+    from testbed.cli.progress import ProgressDisplay
+    from testbed.cli.tables import rich_table
+    from testbed.comparison.pilot import power_table
 
     _load_plugins()
     with ProgressDisplay(Console(stderr=True)) as display:
-        result = api.compare(
-            inputs, seeds=seeds, overrides=set_ or [], out=out, force=force, lr_grid=lr_grid, progress=None if quiet else display, threads=threads,
-            store=False if no_store else store, spike_causes=spike_causes,
+        result = api.power(
+            inputs, pilot=pilot, effect=effect or None, power=power_, alpha=alpha, overrides=set_ or [], out=out, force=force,
+            progress=None if quiet else display, threads=threads, store=False if no_store else store,
         )
-    show_comparison(result, Console(width=max(140, Console().width)))
+    console = Console(width=max(140, Console().width))
+    console.print(rich_table(power_table(result)))
+    console.print(f"written: {result.path / 'power.csv'} and power.md", highlight=False, soft_wrap=True)
 
 
 @app.command()

@@ -72,7 +72,7 @@ class Bar:
 
 
 class ProgressDisplay:
-    """A progress callback for `testbed.run` and `testbed.compare` that draws on `console`;
+    """A progress callback for `testbed.run`, `compare` and `until_decided` that draws on `console`;
     use it in a `with` block, which closes the last bar however the block ends."""
 
     def __init__(self, console: Console | None = None):
@@ -96,6 +96,10 @@ class ProgressDisplay:
             self.close()
             if event.done == 1 or event.done == event.cells or event.done * 10 // event.cells > (event.done - 1) * 10 // event.cells:
                 self.console.print(f"analysing: {event.done}/{event.cells} cells read ({event.label})", highlight=False, soft_wrap=True)
+            return
+        if hasattr(event, "decision"):  # compare --until-decided looked at a batch: a line per look
+            self.close()
+            self.console.print(event.text, highlight=False, soft_wrap=True)
             return
         if not isinstance(event, Progress):  # a comparison's analysis begins
             self.close()

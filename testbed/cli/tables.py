@@ -89,6 +89,24 @@ def show_comparison(comparison: Comparison, console: Console) -> None:
     console.print(f"report: {comparison.path / 'report.md'} (and report.html), {comparison.seconds:.0f} s", highlight=False, soft_wrap=True)
 
 
+def show_sequential(decided, console: Console) -> None:
+    """`compare --until-decided`: the interval after each batch, and the decision."""
+    from testbed.analysis.sequential import decide
+    from testbed.comparison.pairwise import format_difference
+    from testbed.comparison.until_decided import interval_text
+
+    a, b = decided.comparison.labels
+    m = decided.metric
+    t = RichTable(title=f"{m.label}: {b} − {a} after each batch ({1 - decided.alpha:.0%} {decided.looks[-1].method} confidence sequence)",
+                  title_justify="left")
+    for name in ("seeds", f"{b} − {a}", "interval", "decision"):
+        t.add_column(name, justify="right")
+    for k in decided.looks:
+        t.add_row(str(k.n), format_difference(k.estimate, m), interval_text(k, m), decide(k.low, k.high, decided.margin, m.better))
+    console.print(t)
+    console.print(f"decision: {decided.sentence}", highlight=False, soft_wrap=True)
+
+
 def store_line(stored: dict) -> str:
     """What the run store did for a run: 'run store runs/store/<key>: trained seeds 4-9; 0-3 from the store'."""
     trained = [part["seeds"] for part in stored["parts"] if part["trained_now"]]

@@ -248,3 +248,29 @@ def lr_sensitivity(sweeps: dict[str, SweepResult], out: Path) -> Path:
         ax.set_xlabel("learning rate")
         ax.grid(alpha=0.3)
     return _save(fig, out)
+
+
+def confidence_sequence(looks, metric, margin: float, alpha: float, difference: str, decision: str, out: Path) -> Path:
+    """`compare --until-decided`: the interval of the mean paired difference after each batch
+    (`looks`, testbed.analysis.sequential.Look), with 0, the equivalence margin and where it
+    stopped; binary metrics in percentage points."""
+    scale, unit = (100.0, " (percentage points)") if metric.kind == "binary" else (1.0, "")
+    n = np.array([k.n for k in looks], dtype=float)
+    est = np.array([k.estimate for k in looks]) * scale
+    low = np.array([k.low if np.isfinite(k.low) else np.nan for k in looks]) * scale
+    high = np.array([k.high if np.isfinite(k.high) else np.nan for k in looks]) * scale
+    fig, ax = _figure(1, (8, 4.6))
+    kind = "asymptotic " if looks[-1].method == "asymptotic" else ""
+    ax.fill_between(n, low, high, color="tab:blue", alpha=0.2, linewidth=0)
+    ax.vlines(n, low, high, color="tab:blue", linewidth=2, label=f"{1 - alpha:.0%} {kind}confidence sequence (a bar per look)")
+    ax.plot(n, est, color="black", marker="o", markersize=3, linewidth=1.2, label="mean difference so far")
+    ax.axhline(0, color="grey", linewidth=1, label="no difference")
+    for sign in (1, -1):
+        ax.axhline(sign * margin * scale, color="tab:orange", linewidth=1, linestyle="--", label="equivalence margin" if sign > 0 else None)
+    ax.axvline(n[-1], color="tab:red", linewidth=1, linestyle=":", label=f"stopped: {decision} ({int(n[-1])} seeds)")
+    ax.set_xlabel("paired seeds")
+    ax.set_ylabel(f"{difference}: {metric.label}{unit}")
+    ax.set_title(f"{metric.label}: {difference} after each batch ({metric.better} is better)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="best")
+    return _save(fig, out)

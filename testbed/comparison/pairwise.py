@@ -3,12 +3,12 @@ a paired test per pair of scenarios and metric, and a verdict per pair."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from itertools import combinations
 
 import numpy as np
 
-from testbed.analysis import stats
+from testbed.analysis import power, stats
 from testbed.analysis.outcomes import METRICS, Metric
 
 Outcomes = dict[str, dict[str, np.ndarray]]  # label -> metric key -> (S,)
@@ -40,9 +40,17 @@ def analyze(outcomes: Outcomes, seeds: list[int], last_epoch: int, metrics: tupl
     tests, verdicts = {}, {}
     for a, b in pairs(labels):
         raw = {m.key: stats.paired(outcomes[a][m.key], outcomes[b][m.key], m.kind, censor_at) for m in metrics}
-        tests[(a, b)] = stats.adjust(raw)
+        adjusted = stats.adjust(raw)
+        tests[(a, b)] = {m.key: _with_detectable(adjusted[m.key], m, outcomes[a][m.key], outcomes[b][m.key], censor_at) for m in metrics}
         verdicts[(a, b)] = stats.verdict(a, b, list(metrics), tests[(a, b)])
     return Analysis(labels, list(seeds), metrics, censor_at, estimates, tests, verdicts)
+
+
+def _with_detectable(test: stats.PairedTest, metric: Metric, a: np.ndarray, b: np.ndarray, censor_at: float) -> stats.PairedTest:
+    """The test with the smallest difference its seeds detect with 80% power at the report's
+    alpha, from the spread of these paired outcomes."""
+    spread, n = power.spread(a, b, metric.kind, censor_at)
+    return replace(test, detectable=power.detectable(metric.kind, n, spread, stats.ALPHA))
 
 
 def format_value(value: float, metric: Metric, censor_at: float) -> str:
@@ -73,6 +81,17 @@ def format_difference(value: float, metric: Metric) -> str:
     if metric.kind == "binary":
         return f"{value * 100:+.0f} pts"
     return f"{value:+{metric.fmt}}"
+
+
+def format_detectable(value: float, metric: Metric) -> str:
+    """'±18 pts' or '±0.082'; 'none' where not even the largest difference would show."""
+    if np.isnan(value):
+        return "-"
+    if not np.isfinite(value):
+        return "none"
+    if metric.kind == "binary":
+        return f"±{value * 100:.0f} pts"
+    return f"±{value:{metric.fmt}}"
 
 
 def statistic_name(metric: Metric) -> str:

@@ -13,11 +13,13 @@ from pathlib import Path
 
 import numpy as np
 
+from testbed.analysis.power import POWER
 from testbed.analysis.stats import ALPHA, CONFIDENCE, direction, format_p
 from testbed.comparison.lr_sweep import SweepResult, paired_difference
 from testbed.comparison.pairwise import (
     Analysis,
     difference_name,
+    format_detectable,
     format_difference,
     format_estimate,
     statistic_name,
@@ -138,11 +140,12 @@ def scenario_table(analysis: Analysis) -> Table:
 
 
 def pair_table(analysis: Analysis, a: str, b: str) -> Table:
-    header = ["metric", "of", f"{b} − {a}", f"{CONFIDENCE:.0%} CI", "p", "Holm p", "test", "reading"]
+    header = ["metric", "of", f"{b} − {a}", f"{CONFIDENCE:.0%} CI", "p", "Holm p", "test", "reading", "detectable"]
     rows = []
     for m in analysis.metrics:
         t = analysis.tests[(a, b)][m.key]
-        verdict = {"better": f"{b} better", "worse": f"{b} worse", "same": "none detected"}[direction(m, t)]
+        said = direction(m, t)
+        verdict = {"better": f"{b} better", "worse": f"{b} worse", "same": "none detected"}[said]
         rows.append([
             m.label,
             difference_name(m),
@@ -152,8 +155,13 @@ def pair_table(analysis: Analysis, a: str, b: str) -> Table:
             format_p(t.p_adjusted),
             t.test,
             verdict,
+            format_detectable(t.detectable, m) if said == "same" else "",
         ])
-    return Table(header, rows, f"{b} minus {a}, paired by seed ({t.n} seeds); reading: at Holm p < {ALPHA}")
+    return Table(
+        header, rows,
+        f"{b} minus {a}, paired by seed ({t.n} seeds); reading: at Holm p < {ALPHA}; detectable: where none was detected, the smallest "
+        f"difference these seeds detect with {POWER:.0%} power at p < {ALPHA} (one metric alone)",
+    )
 
 
 def sweep_tables(sweeps: dict[str, SweepResult]) -> list[Table]:
@@ -195,15 +203,15 @@ def write_statistics_csv(path: Path, analysis: Analysis) -> None:
     """Every estimate and every paired test, as numbers."""
     with open(path, "w", newline="") as f:
         w = csv.writer(f)
-        w.writerow(["row", "scenario", "versus", "metric", "n", "statistic", "value", "spread", "ci_low", "ci_high", "p", "p_holm", "test"])
+        w.writerow(["row", "scenario", "versus", "metric", "n", "statistic", "value", "spread", "ci_low", "ci_high", "p", "p_holm", "test", "detectable"])
         for label in analysis.labels:
             for m in analysis.metrics:
                 e = analysis.estimates[label][m.key]
-                w.writerow(["estimate", label, "", m.key, e.n, e.statistic, e.estimate, e.spread, e.low, e.high, "", "", ""])
+                w.writerow(["estimate", label, "", m.key, e.n, e.statistic, e.estimate, e.spread, e.low, e.high, "", "", "", ""])
         for (a, b), tests in analysis.tests.items():
             for m in analysis.metrics:
                 t = tests[m.key]
-                w.writerow(["paired", b, a, m.key, t.n, difference_name(m), t.difference, "", t.low, t.high, t.p, t.p_adjusted, t.test])
+                w.writerow(["paired", b, a, m.key, t.n, difference_name(m), t.difference, "", t.low, t.high, t.p, t.p_adjusted, t.test, t.detectable])
 
 
 def write_sweep_csv(path: Path, seeds: list[int], sweeps: dict[str, SweepResult]) -> None:
@@ -228,6 +236,7 @@ METHOD = [
     "Epochs to an accuracy: a seed that never reaches it is censored at one epoch past the end, and the restricted mean (mean of min(epochs, end + 1)) is reported, with the number of seeds that got there.",
     "Paired tests: Wilcoxon signed-rank (Pratt's treatment of zero differences) for continuous metrics, counts and times; exact McNemar test on the discordant seeds for success. Intervals of paired differences resample seeds (paired BCa bootstrap).",
     f"p-values of one pair are Holm-adjusted across its metrics; a difference is reported when the adjusted p is below {ALPHA}. 'No detectable difference' means that, not that the scenarios are equal.",
+    f"Detectable: for a metric without a detected difference, the smallest difference its seeds detect with {POWER:.0%} power at p < {ALPHA} for that metric alone (Holm across metrics asks somewhat more): McNemar's from the share of discordant seeds (Connor 1987), Wilcoxon's from the standard deviation of the paired differences, as the paired t-test's at 0.864 of the seeds (Wilcoxon's least efficiency against t). `testbed power` gives the seeds a given difference needs.",
     "Spikes are detected on step-level training losses by testbed.analysis.spike_detector with its default parameters, the same for every scenario; a spike's size is its peak loss minus the trailing-median baseline before it.",
     "A seed that diverges (a non-finite loss) is counted in 'diverged', and its losses count as its loss at initialisation (as in Wortsman et al. 2024), so it is neither dropped nor infinite.",
     "Train-loss AUC per epoch: the area under the train-loss curve over evaluated epochs, divided by the number of epochs (the mean train loss over training).",

@@ -28,7 +28,9 @@ class Analysing:
     grid: bool
 
 
-TABLE_COLUMNS = ["row", "scenario", "versus", "metric", "n", "statistic", "value", "spread", "ci_low", "ci_high", "p", "p_holm", "test", "verdict"]
+TABLE_COLUMNS = [
+    "row", "scenario", "versus", "metric", "n", "statistic", "value", "spread", "ci_low", "ci_high", "p", "p_holm", "test", "detectable", "verdict",
+]
 
 
 @dataclass
@@ -60,7 +62,8 @@ class Comparison:
     def table(self) -> pd.DataFrame:
         """Every estimate and paired test, one row each, with the numbers of statistics.csv:
         `row` 'estimate' (a scenario's metric over its seeds: value, spread, 95% CI) or 'paired'
-        (scenario minus `versus`, seed by seed: difference, 95% CI, p, Holm-adjusted p, test),
+        (scenario minus `versus`, seed by seed: difference, 95% CI, p, Holm-adjusted p, test,
+        `detectable`: the smallest difference its seeds detect with 80% power at p < 0.05),
         and for paired rows the `verdict`: 'better', 'worse' or 'same' for the scenario against
         `versus` at Holm p < 0.05."""
         a = self.analysis
@@ -68,12 +71,12 @@ class Comparison:
         for label in a.labels:
             for m in a.metrics:
                 e = a.estimates[label][m.key]
-                rows.append(["estimate", label, None, m.key, e.n, e.statistic, e.estimate, e.spread, e.low, e.high, math.nan, math.nan, None, None])
+                rows.append(["estimate", label, None, m.key, e.n, e.statistic, e.estimate, e.spread, e.low, e.high, math.nan, math.nan, None, math.nan, None])
         for (x, y), tests in a.tests.items():
             for m in a.metrics:
                 t = tests[m.key]
                 rows.append(["paired", y, x, m.key, t.n, difference_name(m), t.difference, math.nan, t.low, t.high, t.p, t.p_adjusted, t.test,
-                             stats.direction(m, t)])
+                             t.detectable, stats.direction(m, t)])
         return pd.DataFrame(rows, columns=TABLE_COLUMNS)
 
     def outcomes(self) -> pd.DataFrame:

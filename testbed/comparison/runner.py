@@ -92,12 +92,14 @@ def compare(
     threads: int | None = None,
     store=None,
     spike_causes: bool = False,
+    sections: Callable[[Path], list] | None = None,
 ) -> Comparison:
     """Compare `inputs` (scenario files or objects to train, run or report directories to
     reuse) on shared seeds into the report directory `out`; `progress` hears of every epoch
     trained and of the start of the analysis. Runs are served by the run store (`store`, see
     `testbed.store.serve`): what it holds is not trained again, and what is trained stays in it
-    whatever happens to the comparison."""
+    whatever happens to the comparison. `sections(stage)` gives report blocks to add after the
+    verdicts (it may write files into the staging folder, figures/ included)."""
     started = time.perf_counter()
     expanded = manifest.expand(list(inputs))
     entries, chosen = resolve(expanded.paths, seeds, overrides)
@@ -138,7 +140,7 @@ def compare(
             sweeps = {label: summarize(grid, [data(lrs[g]) for g in grid]) for label, lrs in sweep.items()}
         seconds = time.perf_counter() - started
         sweep_tables = rep.sweep_tables(sweeps) if sweeps is not None else []
-        report = build_report(stage, entries, main, runs, per_seed, analysis, sweeps, sweep_tables, seconds, spike_causes)
+        report = build_report(stage, entries, main, runs, per_seed, analysis, sweeps, sweep_tables, seconds, spike_causes, sections)
         (stage / "report.md").write_text(rep.to_markdown(report))
         (stage / "report.html").write_text(rep.to_html(report, stage))
         rep.write_comparison_csv(stage / "comparison.csv", analysis, per_seed)
@@ -195,7 +197,7 @@ def _kept_runs(finished: list[Path], stage: Path) -> str:
 
 def build_report(
     stage: Path, entries, main: list[Job], runs, per_seed, analysis: Analysis, sweeps, sweep_tables: list[rep.Table], seconds: float,
-    spike_causes: bool = False,
+    spike_causes: bool = False, sections: Callable[[Path], list] | None = None,
 ) -> rep.Report:
     fig_dir = stage / "figures"
     fig_dir.mkdir()
@@ -224,6 +226,7 @@ def build_report(
         ),
         rep.Heading("Verdict"),
         rep.Bullets([analysis.verdicts[p] for p in pairs(labels)]),
+        *(sections(stage) if sections is not None else []),
         *([rep.Paragraph(missing)] if (missing := not_computed(runs)) else []),
         rep.Heading("Per scenario"),
         rep.scenario_table(analysis),
