@@ -1,0 +1,66 @@
+"""Which scenarios the fused engine trains, and the engine a scenario gets.
+
+The fused kernels implement the built-in norms, activations and update rules themselves, so a
+scenario runs there only if each of its plugins is one of those (checked on the built objects,
+so a third-party plugin that reuses a built-in name is not mistaken for it). Curricula act
+through the loop both engines share (the stage's data, resets, the `scored` restriction), so
+every curriculum is covered. Probes see the run through the hooks (parameters, step losses, the
+applied gradient, evaluations); the ones listed in PROBES are checked to read nothing else.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from testbed.errors import UserError
+
+ENGINES = ("reference", "fused", "auto")
+PROBES = ("metrics", "step_loss", "spikes", "snapshots", "grad_norms")
+
+
+def uncovered(scenario, components) -> str | None:
+    """What in this scenario the fused engine does not cover (a phrase naming it), else None."""
+    from testbed_plugins import activations, norms, optimizers
+
+    training = scenario.training
+    if training.compile:
+        return "training.compile"
+    if training.device != "cpu":
+        return f"training.device {training.device} (the fused engine runs on the CPU)"
+    arch = components.arch
+    m = scenario.model
+    for site, obj, ref in (("embedding_norm", arch.embedding_norm, m.embedding_norm or m.norm), ("mlp_norm", arch.mlp_norm, m.mlp_norm or m.norm)):
+        if type(obj) not in (norms.RadialNorm, norms.SmoothNorm, norms.Identity):
+            return f"norm '{ref.name}' ({site})"
+    act = m.activation
+    if not (isinstance(arch.activation, activations.TorchActivation) and (act.name, getattr(act, "approximate", "none")) in (("gelu", "none"), ("relu", "none"))):
+        return f"activation '{act.name}'" + (" (approximate: tanh)" if getattr(act, "approximate", "none") != "none" else "")
+    rule = components.optimizer.rule
+    if type(rule) not in (optimizers.Adam, optimizers.SGD):
+        return f"optimizer '{scenario.optimizer.name}'"
+    for probe, ref in zip(components.probes, scenario.probes):
+        if ref.name not in PROBES or not type(probe).__module__.startswith("testbed_plugins."):
+            return f"probe '{ref.name}'"
+    return None
+
+
+def scenario_gap(scenario, registry) -> str | None:
+    """`uncovered` for a validated scenario, its plugins built here (scenario validation)."""
+    from testbed.engine.loop import build
+
+    return uncovered(scenario, build(scenario, registry))
+
+
+def choose(scenario, components) -> str:
+    """'fused' or 'reference' for `training.engine`: auto falls back with one line on stderr
+    naming what made it; fused refuses a scenario it does not cover."""
+    wanted = scenario.training.engine
+    if wanted == "reference":
+        return "reference"
+    missing = uncovered(scenario, components)
+    if missing is None:
+        return "fused"
+    if wanted == "fused":
+        raise UserError(f"training.engine fused does not cover {missing}; use engine: auto (falls back to the reference engine) or reference")
+    print(f"training.engine auto: {missing} is not covered by the fused engine; training on the reference engine", file=sys.stderr)
+    return "reference"

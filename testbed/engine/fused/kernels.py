@@ -1,0 +1,444 @@
+"""The fused kernels: a block of training steps, and the evaluation, for each seed on one thread.
+
+Each seed's whole step (the pair table and its norm, attention, MLP, loss, the hand-written
+backward of `testbed.engine.gradients`, clipping and the update rule of
+`testbed.engine.optimizer`) runs as straight loops over that seed's own numbers, its weights,
+gradient and optimizer state in cache; `prange` hands whole seeds to threads. So a seed's bits
+are a function of its own inputs: not of the seeds beside it, nor of the number of threads.
+Sums run in a fixed order written here (no reassociation: fastmath off), transcendental
+functions come from `mathlib` (no libm), so the bits are the same on every x86-64 CPU.
+
+Generic over the float type of the parameters: float32 trains; float64 checks the backward
+against autograd (tests/test_fused_engine.py). Sizes (d, h, tokens, positions) are read from
+the arrays, so any width the model allows runs here.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit, prange
+
+from testbed.engine.fused.mathlib import JIT, exp, gelu, like, log
+
+# Norm kinds (`coverage.NORMS` maps plugins to them) and smooth-norm profiles.
+IDENTITY, RMS, L2, SMOOTH = 0, 1, 2, 3
+LINEAR, CUBIC, QUINTIC = 0, 1, 2
+GELU, RELU = 0, 1
+ADAM, ADAMW, SGD = 0, 1, 2
+# Offsets of the parameters in a seed's flat row (`ParamSpace` order), the `layout` array.
+TOK, POS, QUERY, VALUE, W1, B1, W2, B2 = range(8)
+
+
+@njit(**JIT)
+def _profile(u2, shape, x):
+    """The smooth norm's sigma(r)/r polynomial in u^2 and its derivative in u^2."""
+    if shape == LINEAR:
+        return like(1.0, x), like(0.0, x)
+    if shape == CUBIC:
+        return (like(3.0, x) - u2) / like(2.0, x), like(-0.5, x)
+    return (like(15.0, x) + u2 * (like(-10.0, x) + like(3.0, x) * u2)) / like(8.0, x), (like(-10.0, x) + like(6.0, x) * u2) / like(8.0, x)
+
+
+@njit(**JIT)
+def norm_forward(X, i, Y, kind, prm):
+    """Y[i] = norm(X[i]) over the last axis; returns the two numbers its backward needs
+    (rms/l2: radius, radius + eps; smooth: w(s), dw/ds). prm = (eps, radius, profile)."""
+    d = X.shape[1]
+    x0 = X[i, 0]
+    if kind == IDENTITY:
+        for k in range(d):
+            Y[i, k] = X[i, k]
+        return x0, x0
+    eps = like(prm[0], x0)
+    ss = like(0.0, x0)
+    for k in range(d):
+        ss += X[i, k] * X[i, k]
+    if kind == SMOOTH:
+        R = like(prm[1], x0)
+        R2 = like(prm[1] * prm[1], x0)
+        s = ss / like(d, x0)
+        u2 = s / R2
+        poly, dpoly = _profile(u2, int(prm[2]), x0)
+        scale = like(1.0, x0) / (R + eps)
+        r_out = math.sqrt(s if s > R2 else R2)
+        if s < R2:
+            w, dw = poly * scale, dpoly * (scale / R2)
+            inner = poly / (R + eps)  # the forward's own expression (`SmoothNorm.__call__`)
+        else:
+            w = like(1.0, x0) / (r_out + eps)
+            dw = like(-0.5, x0) / (r_out * ((r_out + eps) * (r_out + eps)))
+            inner = w
+        for k in range(d):
+            Y[i, k] = X[i, k] * inner
+        return w, dw
+    r = math.sqrt(ss)
+    if kind == RMS:
+        r = r * like(1.0 / math.sqrt(d), x0)
+    den = r + eps
+    for k in range(d):
+        Y[i, k] = X[i, k] / den
+    return r, den
+
+
+@njit(**JIT)
+def norm_backward(G, i, X, Y, a0, a1, kind, out, j):
+    """out[j] = d(loss)/dX[i] given G[i] = d(loss)/dY[i] (see `norm_forward`)."""
+    d = X.shape[1]
+    g0 = G[i, 0]
+    if kind == IDENTITY:
+        for k in range(d):
+            out[j, k] = G[i, k]
+        return
+    dot = like(0.0, g0)
+    if kind == SMOOTH:  # dx = w g + x w'(s) (2/d) (g . x)
+        for k in range(d):
+            dot += G[i, k] * X[i, k]
+        c = a1 * dot * like(2.0 / d, g0)
+        for k in range(d):
+            out[j, k] = G[i, k] * a0 + X[i, k] * c
+        return
+    for k in range(d):  # dx = g / den - y (g . y) / (r n), n = d (rms) or 1 (l2)
+        dot += G[i, k] * Y[i, k]
+    n = like(d if kind == RMS else 1, g0)
+    c = dot / (a0 * n)
+    for k in range(d):
+        out[j, k] = G[i, k] / a1 - Y[i, k] * c
+
+
+@njit(**JIT)
+def _table(p, layout, d, L, X, Z, aux, sc, norm1, prm1):
+    """The seed's pair table: X[x L + t] = E[x] + P[t], Z its norm, sc the scaled scores."""
+    n_tok = (layout[POS] - layout[TOK]) // d
+    c = like(1.0 / math.sqrt(d), p)
+    for x in range(n_tok):
+        for t in range(L):
+            r = x * L + t
+            for k in range(d):
+                X[r, k] = p[layout[TOK] + x * d + k] + p[layout[POS] + t * d + k]
+            aux[r, 0], aux[r, 1] = norm_forward(X, r, Z, norm1, prm1)
+            s = like(0.0, p)
+            for k in range(d):
+                s += Z[r, k] * (p[layout[QUERY] + k] * c)
+            sc[r] = s
+
+
+@njit(**JIT)
+def _attend(rows, sc, Z, a, zbar, L, d):
+    """Softmax over a sequence's positions of its rows' scores (a), and zbar = sum_t a_t z_t."""
+    mx = sc[rows[0]]
+    for t in range(1, L):
+        if sc[rows[t]] > mx or sc[rows[t]] != sc[rows[t]]:
+            mx = sc[rows[t]]
+    total = like(0.0, mx)
+    for t in range(L):
+        a[t] = exp(sc[rows[t]] - mx)
+        total += a[t]
+    for t in range(L):
+        a[t] = a[t] / total
+    for k in range(d):
+        zbar[0, k] = like(0.0, mx)
+    for t in range(L):
+        for k in range(d):
+            zbar[0, k] += a[t] * Z[rows[t], k]
+
+
+@njit(**JIT)
+def _head(p, layout, d, h, V, zbar, xi, mv, norm2, prm2, pre, hid, slope, act, zeta, logit, scored):
+    """xi = V zbar, the MLP norm, the MLP with the residual, and the logits; returns the norm's
+    backward numbers."""
+    for i in range(d):
+        s = like(0.0, p)
+        for k in range(d):
+            s += zbar[0, k] * p[layout[VALUE] + i * d + k]
+        xi[0, i] = s
+    b0, b1 = norm_forward(xi, 0, mv, norm2, prm2)
+    for j in range(h):
+        pre[j] = like(0.0, p)
+    for k in range(d):
+        mk = mv[0, k]
+        for j in range(h):
+            pre[j] += mk * p[layout[W1] + j * d + k]
+    for j in range(h):
+        pre[j] += p[layout[B1] + j]
+    if act == GELU:
+        for j in range(h):
+            hid[j], slope[j] = gelu(pre[j])
+    else:
+        for j in range(h):
+            hid[j] = pre[j] if pre[j] > like(0.0, p) else like(0.0, p)
+            slope[j] = like(1.0, p) if pre[j] > like(0.0, p) else like(0.0, p)
+    for k in range(d):
+        s = like(0.0, p)
+        for j in range(h):
+            s += hid[j] * p[layout[W2] + k * h + j]
+        zeta[0, k] = s + p[layout[B2] + k] + xi[0, k]
+    for v in range(scored):
+        s = like(0.0, p)
+        for k in range(d):
+            s += zeta[0, k] * p[layout[TOK] + v * d + k]
+        logit[v] = s
+    return b0, b1
+
+
+@njit(**JIT)
+def _log_softmax_parts(logit, scored):
+    """The largest logit and the sum of exp(logit - largest)."""
+    mx = logit[0]
+    for v in range(1, scored):
+        if logit[v] > mx or logit[v] != logit[v]:
+            mx = logit[v]
+    total = like(0.0, mx)
+    for v in range(scored):
+        total += exp(logit[v] - mx)
+    return mx, total
+
+
+@njit(**JIT)
+def _loss_and_grad(p, g, layout, rows_all, labels_all, samples, L, scored, norm1, prm1, norm2, prm2, act, w):
+    """The seed's mean loss over the batch `samples` and its gradient into g (zeroed here);
+    `w` holds the scratch arrays (see `_scratch`)."""
+    X, Z, aux, sc, dZ, dsc, a, da, zbar, xi, mv, zeta, dzeta, dm, dxi, dzbar, pre, hid, slope, dpre, logit, dEo, gx = w
+    d = Z.shape[1]
+    h = pre.shape[0]
+    VL = Z.shape[0]
+    V = VL // L
+    N = samples.shape[0]
+    inv_n = like(1.0 / N, p)
+    c = like(1.0 / math.sqrt(d), p)
+    _table(p, layout, d, L, X, Z, aux, sc, norm1, prm1)
+    for i in range(g.shape[0]):
+        g[i] = like(0.0, p)
+    for r in range(VL):
+        dsc[r] = like(0.0, p)
+        for k in range(d):
+            dZ[r, k] = like(0.0, p)
+    for v in range(V):
+        for k in range(d):
+            dEo[v, k] = like(0.0, p)
+    rows = np.empty(L, np.int64)
+    total = 0.0
+    for n in range(N):
+        sample = samples[n]
+        for t in range(L):
+            rows[t] = rows_all[t, sample]
+        y = labels_all[sample]
+        _attend(rows, sc, Z, a, zbar, L, d)
+        b0, b1 = _head(p, layout, d, h, V, zbar, xi, mv, norm2, prm2, pre, hid, slope, act, zeta, logit, scored)
+        mx, se = _log_softmax_parts(logit, scored)
+        total += log(np.float64(se)) + np.float64(mx) - np.float64(logit[y])
+        # backward of the mean loss: dlogits = (softmax - onehot) / N
+        for k in range(d):
+            dzeta[0, k] = like(0.0, p)
+        for v in range(scored):
+            dl = (exp(logit[v] - mx) / se - (like(1.0, p) if v == y else like(0.0, p))) * inv_n
+            for k in range(d):
+                dEo[v, k] += dl * zeta[0, k]
+                dzeta[0, k] += dl * p[layout[TOK] + v * d + k]
+        for k in range(d):
+            g[layout[B2] + k] += dzeta[0, k]
+            for j in range(h):
+                g[layout[W2] + k * h + j] += dzeta[0, k] * hid[j]
+        for j in range(h):
+            dpre[j] = like(0.0, p)
+        for k in range(d):
+            for j in range(h):
+                dpre[j] += dzeta[0, k] * p[layout[W2] + k * h + j]
+        for j in range(h):
+            dpre[j] = dpre[j] * slope[j]
+            g[layout[B1] + j] += dpre[j]
+        for j in range(h):
+            for k in range(d):
+                g[layout[W1] + j * d + k] += dpre[j] * mv[0, k]
+        for k in range(d):
+            s = like(0.0, p)
+            for j in range(h):
+                s += dpre[j] * p[layout[W1] + j * d + k]
+            dm[0, k] = s
+        norm_backward(dm, 0, xi, mv, b0, b1, norm2, dxi, 0)
+        for i in range(d):
+            dxi[0, i] += dzeta[0, i]
+            for k in range(d):
+                g[layout[VALUE] + i * d + k] += dxi[0, i] * zbar[0, k]
+        for k in range(d):
+            s = like(0.0, p)
+            for i in range(d):
+                s += dxi[0, i] * p[layout[VALUE] + i * d + k]
+            dzbar[0, k] = s
+        sda = like(0.0, p)
+        for t in range(L):
+            r = rows[t]
+            s = like(0.0, p)
+            for k in range(d):
+                dZ[r, k] += a[t] * dzbar[0, k]
+                s += Z[r, k] * dzbar[0, k]
+            da[t] = s
+            sda += a[t] * s
+        for t in range(L):
+            dsc[rows[t]] += a[t] * (da[t] - sda)
+    # through the score table and the embedding norm to E, P and the query
+    for k in range(d):
+        s = like(0.0, p)
+        for r in range(VL):
+            s += dsc[r] * Z[r, k]
+        g[layout[QUERY] + k] = s * c
+    for r in range(VL):
+        for k in range(d):
+            dZ[r, k] += dsc[r] * (p[layout[QUERY] + k] * c)
+        norm_backward(dZ, r, X, Z, aux[r, 0], aux[r, 1], norm1, gx, r)
+    for x in range(V):
+        for k in range(d):
+            s = dEo[x, k] if x < scored else like(0.0, p)
+            for t in range(L):
+                s += gx[x * L + t, k]
+            g[layout[TOK] + x * d + k] = s
+    for t in range(L):
+        for k in range(d):
+            s = like(0.0, p)
+            for x in range(V):
+                s += gx[x * L + t, k]
+            g[layout[POS] + t * d + k] = s
+    return like(total / N, p)
+
+
+@njit(**JIT)
+def _scratch(p, V, L, d, h):
+    """Every array one seed's step works in (allocated once per seed and call)."""
+    VL = V * L
+    f = p.dtype
+    return (
+        np.empty((VL, d), f), np.empty((VL, d), f), np.empty((VL, 2), f), np.empty(VL, f),  # X, Z, aux, sc
+        np.empty((VL, d), f), np.empty(VL, f), np.empty(L, f), np.empty(L, f),  # dZ, dsc, a, da
+        np.empty((1, d), f), np.empty((1, d), f), np.empty((1, d), f), np.empty((1, d), f),  # zbar, xi, mv, zeta
+        np.empty((1, d), f), np.empty((1, d), f), np.empty((1, d), f), np.empty((1, d), f),  # dzeta, dm, dxi, dzbar
+        np.empty(h, f), np.empty(h, f), np.empty(h, f), np.empty(h, f),  # pre, hid, slope, dpre
+        np.empty(V, f), np.empty((V, d), f), np.empty((VL, d), f),  # logit, dEo, gx
+    )
+
+
+@njit(**JIT)
+def _update(p, g, m1, m2, base_lr, factor, bc1, bc2_sqrt, opt, oprm, absent, fresh):
+    """Clipping and the update rule, as `Optimizer.step` and plugins/optimizers.py compute
+    them (elementwise, in order); absent parameters stay 0 with a zero gradient."""
+    P = p.shape[0]
+    for i in range(absent.shape[0]):
+        g[absent[i]] = like(0.0, p)
+    clip = oprm[6]
+    if clip >= 0.0:
+        ss = 0.0
+        for i in range(P):
+            ss += np.float64(g[i]) * np.float64(g[i])
+        scale = like(clip, p) / (like(math.sqrt(ss), p) + like(1e-6, p))
+        if scale < like(1.0, p):
+            for i in range(P):
+                g[i] = g[i] * scale
+    wd = like(oprm[3], p)
+    use_wd = oprm[3] != 0.0
+    if opt == SGD:
+        mu = like(oprm[4], p)
+        for i in range(P):
+            lr = base_lr[i] * like(factor, p) if factor != 1.0 else base_lr[i]
+            gi = g[i] + p[i] * wd if use_wd else g[i]
+            if oprm[4] != 0.0:
+                m1[i] = gi if fresh else m1[i] * mu + gi
+                gi = gi + m1[i] * mu if oprm[5] != 0.0 else m1[i]
+            p[i] = p[i] - gi * lr
+    else:
+        b1, b2, eps = like(oprm[0], p), like(oprm[1], p), like(oprm[2], p)
+        c1, c2 = like(1.0 - oprm[0], p), like(1.0 - oprm[1], p)
+        for i in range(P):
+            lr = base_lr[i] * like(factor, p) if factor != 1.0 else base_lr[i]
+            gi = g[i]
+            if use_wd and opt == ADAM:
+                gi = gi + p[i] * wd
+            if use_wd and opt == ADAMW:
+                p[i] = p[i] * (like(1.0, p) - lr * wd)
+            m1[i] = m1[i] * b1 + gi * c1
+            m2[i] = m2[i] * b2 + gi * gi * c2
+            denom = math.sqrt(m2[i]) / like(bc2_sqrt, p) + eps
+            p[i] = p[i] - m1[i] / denom * (lr / like(bc1, p))
+    for i in range(absent.shape[0]):
+        p[absent[i]] = like(0.0, p)
+
+
+@njit(parallel=True, **JIT)
+def train_steps(flat, m1, m2, grad_out, losses, loss_row, layout, rows, labels, perm, first, B, n_steps, scored,
+                norm1, prm1, norm2, prm2, act, base_lr, factors, bc1s, bc2s, opt, oprm, absent, fresh, keep_grad):
+    """`n_steps` training steps of every seed, seed s on one thread: step i takes samples
+    perm[s, first + i B : + B] of (S, L, n) rows and (S, n) labels, writes its loss to
+    losses[loss_row + i, s] and (keep_grad) its applied gradient to grad_out[s], and updates
+    flat[s] with the moments m1[s], m2[s] (the rule's state). factors, bc1s, bc2s: each step's
+    warm-up factor and bias corrections."""
+    S = flat.shape[0]
+    L = rows.shape[1]
+    n = perm.shape[1]
+    d = (layout[QUERY + 1] - layout[QUERY])
+    h = layout[B1 + 1] - layout[B1]
+    V = (layout[POS] - layout[TOK]) // d
+    for s in prange(S):
+        p = flat[s]
+        w = _scratch(p, V, L, d, h)
+        g = np.empty_like(p)
+        for i in range(n_steps):
+            lo = first + i * B
+            hi = min(lo + B, n)
+            loss = _loss_and_grad(p, g, layout, rows[s], labels[s], perm[s, lo:hi], L, scored, norm1, prm1, norm2, prm2, act, w)
+            losses[loss_row + i, s] = loss
+            _update(p, g, m1[s], m2[s], base_lr, factors[i], bc1s[i], bc2s[i], opt, oprm, absent, fresh and i == 0)
+            if keep_grad:
+                for j in range(g.shape[0]):
+                    grad_out[s, j] = g[j]
+
+
+@njit(**JIT)
+def loss_and_grad(flat, grad, layout, rows, labels, L, scored, norm1, prm1, norm2, prm2, act):
+    """Losses (S,) and gradients (S, P) of one batch (S, L, N) rows and (S, N) labels, without
+    an update: what the gradient tests compare with autograd."""
+    S = flat.shape[0]
+    N = rows.shape[2]
+    d = layout[QUERY + 1] - layout[QUERY]
+    h = layout[B1 + 1] - layout[B1]
+    V = (layout[POS] - layout[TOK]) // d
+    out = np.empty(S, flat.dtype)
+    samples = np.arange(N)
+    for s in range(S):
+        w = _scratch(flat[s], V, L, d, h)
+        out[s] = _loss_and_grad(flat[s], grad[s], layout, rows[s], labels[s], samples, L, scored, norm1, prm1, norm2, prm2, act, w)
+    return out
+
+
+@njit(parallel=True, **JIT)
+def evaluate(flat, layout, rows, labels, last, train_weight, test_weight, scored, norm1, prm1, norm2, prm2, act, out):
+    """out[s] = (train loss, train accuracy, test loss, test accuracy) of seed s: its distinct
+    sequences 0..last[s] ((S, L, U) rows, (S, U) labels), each loss and hit weighted by its
+    multiplicity in each sample, summed in float64 in order (as `stage.evaluate`)."""
+    S = flat.shape[0]
+    L = rows.shape[1]
+    d = layout[QUERY + 1] - layout[QUERY]
+    h = layout[B1 + 1] - layout[B1]
+    V = (layout[POS] - layout[TOK]) // d
+    for s in prange(S):
+        p = flat[s]
+        X, Z, aux, sc, dZ, dsc, a, da, zbar, xi, mv, zeta, dzeta, dm, dxi, dzbar, pre, hid, slope, dpre, logit, dEo, gx = _scratch(p, V, L, d, h)
+        _table(p, layout, d, L, X, Z, aux, sc, norm1, prm1)
+        seq = np.empty(L, np.int64)
+        tl, ta, vl, va = 0.0, 0.0, 0.0, 0.0
+        for u in range(last[s] + 1):
+            for t in range(L):
+                seq[t] = rows[s, t, u]
+            y = labels[s, u]
+            _attend(seq, sc, Z, a, zbar, L, d)
+            _head(p, layout, d, h, V, zbar, xi, mv, norm2, prm2, pre, hid, slope, act, zeta, logit, scored)
+            mx, se = _log_softmax_parts(logit, scored)
+            loss = np.float64(like(log(np.float64(se)) + np.float64(mx) - np.float64(logit[y]), p))
+            best = 0
+            for v in range(1, scored):
+                if logit[v] > logit[best]:
+                    best = v
+            hit = 1.0 if best == y else 0.0
+            tl += loss * train_weight[s, u]
+            ta += hit * train_weight[s, u]
+            vl += loss * test_weight[s, u]
+            va += hit * test_weight[s, u]
+        out[s, 0], out[s, 1], out[s, 2], out[s, 3] = tl, ta, vl, va
