@@ -33,8 +33,9 @@ def uncovered(scenario, components) -> str | None:
         if type(obj) not in (norms.RadialNorm, norms.SmoothNorm, norms.Identity):
             return f"norm '{ref.name}' ({site})"
     act = m.activation
-    if not (isinstance(arch.activation, activations.TorchActivation) and (act.name, getattr(act, "approximate", "none")) in (("gelu", "none"), ("relu", "none"))):
-        return f"activation '{act.name}'" + (" (approximate: tanh)" if getattr(act, "approximate", "none") != "none" else "")
+    approximate = getattr(act, "approximate", "none")
+    if not (isinstance(arch.activation, activations.TorchActivation) and act.name in ("gelu", "relu") and approximate == "none"):
+        return f"activation '{act.name}'" + (f" (approximate: {approximate})" if approximate != "none" else "")
     rule = components.optimizer.rule
     if type(rule) not in (optimizers.Adam, optimizers.SGD):
         return f"optimizer '{scenario.optimizer.name}'"

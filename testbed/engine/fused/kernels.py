@@ -31,7 +31,7 @@ ADAM, ADAMW, SGD = 0, 1, 2
 TOK, POS, QUERY, VALUE, W1, B1, W2, B2 = range(8)
 
 
-@njit(**JIT)
+@njit(inline="always", **JIT)
 def _profile(u2, shape, x):
     """The smooth norm's sigma(r)/r polynomial in u^2 and its derivative in u^2."""
     if shape == LINEAR:
@@ -41,7 +41,7 @@ def _profile(u2, shape, x):
     return (like(15.0, x) + u2 * (like(-10.0, x) + like(3.0, x) * u2)) / like(8.0, x), (like(-10.0, x) + like(6.0, x) * u2) / like(8.0, x)
 
 
-@njit(**JIT)
+@njit(inline="always", **JIT)
 def norm_forward(X, i, Y, kind, prm):
     """Y[i] = norm(X[i]) over the last axis; returns the two numbers its backward needs
     (rms/l2: radius, radius + eps; smooth: w(s), dw/ds). prm = (eps, radius, profile)."""
@@ -82,7 +82,7 @@ def norm_forward(X, i, Y, kind, prm):
     return r, den
 
 
-@njit(**JIT)
+@njit(inline="always", **JIT)
 def norm_backward(G, i, X, Y, a0, a1, kind, out, j):
     """out[j] = d(loss)/dX[i] given G[i] = d(loss)/dY[i] (see `norm_forward`)."""
     d = X.shape[1]
@@ -124,16 +124,29 @@ def _table(p, layout, d, L, X, Z, aux, sc, norm1, prm1):
             sc[r] = s
 
 
-@njit(**JIT)
+@njit(inline="always", **JIT)
+def fold_sum(buf):
+    """The sum of buf (its length a power of two) in a fixed order: the upper half added onto
+    the lower, repeatedly. Each fold is elementwise, so it vectorises without reassociating."""
+    half = buf.shape[0] // 2
+    while half >= 1:
+        for i in range(half):
+            buf[i] += buf[i + half]
+        half //= 2
+    return buf[0]
+
+
+@njit(inline="always", **JIT)
 def _attend(rows, sc, Z, a, zbar, L, d):
     """Softmax over a sequence's positions of its rows' scores (a), and zbar = sum_t a_t z_t."""
     mx = sc[rows[0]]
     for t in range(1, L):
         if sc[rows[t]] > mx or sc[rows[t]] != sc[rows[t]]:
             mx = sc[rows[t]]
-    total = like(0.0, mx)
     for t in range(L):
         a[t] = exp(sc[rows[t]] - mx)
+    total = like(0.0, mx)
+    for t in range(L):
         total += a[t]
     for t in range(L):
         a[t] = a[t] / total
@@ -144,8 +157,8 @@ def _attend(rows, sc, Z, a, zbar, L, d):
             zbar[0, k] += a[t] * Z[rows[t], k]
 
 
-@njit(**JIT)
-def _head(p, layout, d, h, V, zbar, xi, mv, norm2, prm2, pre, hid, slope, act, zeta, logit, scored):
+@njit(inline="always", **JIT)
+def _head(p, layout, d, h, V, zbar, xi, mv, norm2, prm2, pre, hid, slope, act, zeta, logit, scored, W1T, buf):
     """xi = V zbar, the MLP norm, the MLP with the residual, and the logits; returns the norm's
     backward numbers."""
     for i in range(d):
@@ -159,7 +172,7 @@ def _head(p, layout, d, h, V, zbar, xi, mv, norm2, prm2, pre, hid, slope, act, z
     for k in range(d):
         mk = mv[0, k]
         for j in range(h):
-            pre[j] += mk * p[layout[W1] + j * d + k]
+            pre[j] += mk * W1T[k, j]
     for j in range(h):
         pre[j] += p[layout[B1] + j]
     if act == GELU:
@@ -169,11 +182,11 @@ def _head(p, layout, d, h, V, zbar, xi, mv, norm2, prm2, pre, hid, slope, act, z
         for j in range(h):
             hid[j] = pre[j] if pre[j] > like(0.0, p) else like(0.0, p)
             slope[j] = like(1.0, p) if pre[j] > like(0.0, p) else like(0.0, p)
+    o2 = layout[W2]
     for k in range(d):
-        s = like(0.0, p)
         for j in range(h):
-            s += hid[j] * p[layout[W2] + k * h + j]
-        zeta[0, k] = s + p[layout[B2] + k] + xi[0, k]
+            buf[j] = hid[j] * p[o2 + k * h + j]
+        zeta[0, k] = fold_sum(buf) + p[layout[B2] + k] + xi[0, k]
     for v in range(scored):
         s = like(0.0, p)
         for k in range(d):
@@ -182,7 +195,7 @@ def _head(p, layout, d, h, V, zbar, xi, mv, norm2, prm2, pre, hid, slope, act, z
     return b0, b1
 
 
-@njit(**JIT)
+@njit(inline="always", **JIT)
 def _log_softmax_parts(logit, scored):
     """The largest logit and the sum of exp(logit - largest)."""
     mx = logit[0]
@@ -199,7 +212,7 @@ def _log_softmax_parts(logit, scored):
 def _loss_and_grad(p, g, layout, rows_all, labels_all, samples, L, scored, norm1, prm1, norm2, prm2, act, w):
     """The seed's mean loss over the batch `samples` and its gradient into g (zeroed here);
     `w` holds the scratch arrays (see `_scratch`)."""
-    X, Z, aux, sc, dZ, dsc, a, da, zbar, xi, mv, zeta, dzeta, dm, dxi, dzbar, pre, hid, slope, dpre, logit, dEo, gx = w
+    X, Z, aux, sc, dZ, dsc, a, da, zbar, xi, mv, zeta, dzeta, dm, dxi, dzbar, pre, hid, slope, dpre, logit, dEo, gx, W1T, dW1T, buf = w
     d = Z.shape[1]
     h = pre.shape[0]
     VL = Z.shape[0]
@@ -208,8 +221,12 @@ def _loss_and_grad(p, g, layout, rows_all, labels_all, samples, L, scored, norm1
     inv_n = like(1.0 / N, p)
     c = like(1.0 / math.sqrt(d), p)
     _table(p, layout, d, L, X, Z, aux, sc, norm1, prm1)
+    _transpose_w1(p, layout, d, h, W1T)
     for i in range(g.shape[0]):
         g[i] = like(0.0, p)
+    for k in range(d):
+        for j in range(h):
+            dW1T[k, j] = like(0.0, p)
     for r in range(VL):
         dsc[r] = like(0.0, p)
         for k in range(d):
@@ -225,7 +242,7 @@ def _loss_and_grad(p, g, layout, rows_all, labels_all, samples, L, scored, norm1
             rows[t] = rows_all[t, sample]
         y = labels_all[sample]
         _attend(rows, sc, Z, a, zbar, L, d)
-        b0, b1 = _head(p, layout, d, h, V, zbar, xi, mv, norm2, prm2, pre, hid, slope, act, zeta, logit, scored)
+        b0, b1 = _head(p, layout, d, h, V, zbar, xi, mv, norm2, prm2, pre, hid, slope, act, zeta, logit, scored, W1T, buf)
         mx, se = _log_softmax_parts(logit, scored)
         total += log(np.float64(se)) + np.float64(mx) - np.float64(logit[y])
         # backward of the mean loss: dlogits = (softmax - onehot) / N
@@ -248,14 +265,14 @@ def _loss_and_grad(p, g, layout, rows_all, labels_all, samples, L, scored, norm1
         for j in range(h):
             dpre[j] = dpre[j] * slope[j]
             g[layout[B1] + j] += dpre[j]
-        for j in range(h):
-            for k in range(d):
-                g[layout[W1] + j * d + k] += dpre[j] * mv[0, k]
         for k in range(d):
-            s = like(0.0, p)
+            mk = mv[0, k]
             for j in range(h):
-                s += dpre[j] * p[layout[W1] + j * d + k]
-            dm[0, k] = s
+                dW1T[k, j] += dpre[j] * mk
+        for k in range(d):
+            for j in range(h):
+                buf[j] = dpre[j] * W1T[k, j]
+            dm[0, k] = fold_sum(buf)
         norm_backward(dm, 0, xi, mv, b0, b1, norm2, dxi, 0)
         for i in range(d):
             dxi[0, i] += dzeta[0, i]
@@ -277,6 +294,9 @@ def _loss_and_grad(p, g, layout, rows_all, labels_all, samples, L, scored, norm1
             sda += a[t] * s
         for t in range(L):
             dsc[rows[t]] += a[t] * (da[t] - sda)
+    for j in range(h):
+        for k in range(d):
+            g[layout[W1] + j * d + k] = dW1T[k, j]
     # through the score table and the embedding norm to E, P and the query
     for k in range(d):
         s = like(0.0, p)
@@ -302,11 +322,22 @@ def _loss_and_grad(p, g, layout, rows_all, labels_all, samples, L, scored, norm1
     return like(total / N, p)
 
 
+@njit(inline="always", **JIT)
+def _transpose_w1(p, layout, d, h, W1T):
+    """fc1's weight (h, d) as (d, h), so that the loops over hidden units read it in order."""
+    for j in range(h):
+        for k in range(d):
+            W1T[k, j] = p[layout[W1] + j * d + k]
+
+
 @njit(**JIT)
 def _scratch(p, V, L, d, h):
     """Every array one seed's step works in (allocated once per seed and call)."""
     VL = V * L
     f = p.dtype
+    h2 = 1
+    while h2 < h:
+        h2 *= 2
     return (
         np.empty((VL, d), f), np.empty((VL, d), f), np.empty((VL, 2), f), np.empty(VL, f),  # X, Z, aux, sc
         np.empty((VL, d), f), np.empty(VL, f), np.empty(L, f), np.empty(L, f),  # dZ, dsc, a, da
@@ -314,6 +345,7 @@ def _scratch(p, V, L, d, h):
         np.empty((1, d), f), np.empty((1, d), f), np.empty((1, d), f), np.empty((1, d), f),  # dzeta, dm, dxi, dzbar
         np.empty(h, f), np.empty(h, f), np.empty(h, f), np.empty(h, f),  # pre, hid, slope, dpre
         np.empty(V, f), np.empty((V, d), f), np.empty((VL, d), f),  # logit, dEo, gx
+        np.empty((d, h), f), np.empty((d, h), f), np.zeros(h2, f),  # W1T, dW1T, buf (zero padded)
     )
 
 
@@ -420,7 +452,10 @@ def evaluate(flat, layout, rows, labels, last, train_weight, test_weight, scored
     V = (layout[POS] - layout[TOK]) // d
     for s in prange(S):
         p = flat[s]
-        X, Z, aux, sc, dZ, dsc, a, da, zbar, xi, mv, zeta, dzeta, dm, dxi, dzbar, pre, hid, slope, dpre, logit, dEo, gx = _scratch(p, V, L, d, h)
+        w = _scratch(p, V, L, d, h)
+        X, Z, aux, sc, a, zbar, xi, mv, zeta, pre, hid, slope, logit, W1T, buf = w[0], w[1], w[2], w[3], w[6], w[8], w[9], w[10], w[11], \
+            w[16], w[17], w[18], w[20], w[23], w[25]
+        _transpose_w1(p, layout, d, h, W1T)
         _table(p, layout, d, L, X, Z, aux, sc, norm1, prm1)
         seq = np.empty(L, np.int64)
         tl, ta, vl, va = 0.0, 0.0, 0.0, 0.0
@@ -429,7 +464,7 @@ def evaluate(flat, layout, rows, labels, last, train_weight, test_weight, scored
                 seq[t] = rows[s, t, u]
             y = labels[s, u]
             _attend(seq, sc, Z, a, zbar, L, d)
-            _head(p, layout, d, h, V, zbar, xi, mv, norm2, prm2, pre, hid, slope, act, zeta, logit, scored)
+            _head(p, layout, d, h, V, zbar, xi, mv, norm2, prm2, pre, hid, slope, act, zeta, logit, scored, W1T, buf)
             mx, se = _log_softmax_parts(logit, scored)
             loss = np.float64(like(log(np.float64(se)) + np.float64(mx) - np.float64(logit[y]), p))
             best = 0

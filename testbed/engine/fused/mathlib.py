@@ -46,7 +46,8 @@ LOG2E = 1.4426950408889634
 LN2 = 0.6931471805599453
 INV_SQRT2 = 0.7071067811865476
 INV_SQRT_2PI = 0.3989422804014327
-FIT = True  # jit options shared by every kernel (numba caches compiled code on disk)
+# inline="always" on what runs inside the kernels' loops: LLVM left a call to gelu in place,
+# and a call keeps a loop from vectorising.
 JIT = {"cache": True, "fastmath": False, "error_model": "numpy", "nogil": True}
 
 
@@ -83,16 +84,29 @@ def _float64_to_bits(typingctx, value):
     return types.int64(types.float64), codegen
 
 
-@njit(**JIT)
-def horner(t, coeffs):
-    """sum coeffs[i] t^i (lowest order first) in t's precision."""
-    acc = like(0.0, t)
-    for i in range(len(coeffs) - 1, -1, -1):
-        acc = acc * t + like(coeffs[i], t)
-    return acc
+@njit(inline="always", **JIT)
+def _exp_poly(t):
+    """EXP by Horner's rule, written out: a loop over a tuple would index it at run time and
+    keep the kernels' loops from vectorising."""
+    c = EXP
+    return like(c[0], t) + t * (like(c[1], t) + t * (like(c[2], t) + t * (like(c[3], t) + t * (
+        like(c[4], t) + t * (like(c[5], t) + t * like(c[6], t))))))
 
 
-@njit(**JIT)
+@njit(inline="always", **JIT)
+def _erf_poly(t):
+    c = ERF_SMALL
+    return like(c[0], t) + t * (like(c[1], t) + t * (like(c[2], t) + t * (like(c[3], t) + t * like(c[4], t))))
+
+
+@njit(inline="always", **JIT)
+def _erfc_poly(t):
+    c = ERFC_LARGE
+    return like(c[0], t) + t * (like(c[1], t) + t * (like(c[2], t) + t * (like(c[3], t) + t * (like(c[4], t) + t * (
+        like(c[5], t) + t * (like(c[6], t) + t * (like(c[7], t) + t * (like(c[8], t) + t * (like(c[9], t) + t * like(c[10], t))))))))))
+
+
+@njit(inline="always", **JIT)
 def exp_of(xd, x):
     """e^xd for a float64 `xd`, in the precision of `x` (an exemplar of the kernel's float
     type): x = k ln 2 + r in float64, e^r by a polynomial in x's precision, 2^k exactly."""
@@ -106,7 +120,7 @@ def exp_of(xd, x):
     k = np.floor(c * LOG2E + 0.5)
     r = xd - k * LN2
     scale = _bits_to_float64(np.int64(k + 1023.0) << 52)
-    value = np.float64(horner(like(r, x), EXP)) * scale
+    value = np.float64(_exp_poly(like(r, x))) * scale
     if xd < -708.0:
         value = 0.0
     if xd > 709.0:
@@ -114,7 +128,7 @@ def exp_of(xd, x):
     return like(value, x)
 
 
-@njit(**JIT)
+@njit(inline="always", **JIT)
 def exp(x):
     """e^x in x's precision."""
     return exp_of(np.float64(x), x)
@@ -146,7 +160,7 @@ def log(x):
     return value
 
 
-@njit(**JIT)
+@njit(inline="always", **JIT)
 def gelu(x):
     """x Phi(x) (exact GELU, Phi the Gaussian CDF) and its derivative Phi(x) + x phi(x), in x's
     precision. Phi(x) = (1 + erf(x / sqrt 2)) / 2: for |z| = |x|/sqrt 2 < 1/2 by erf's series
@@ -157,9 +171,9 @@ def gelu(x):
     e = exp_of(-(xd * xd) * 0.5, x)
     z = abs(x) * like(INV_SQRT2, x)
     half = like(0.5, x)
-    erf_small = z * horner(z * z, ERF_SMALL)
+    erf_small = z * _erf_poly(z * z)
     t = like(1.0, x) / (like(1.0, x) + z * half)
-    erfc_large = e * horner(t, ERFC_LARGE)
+    erfc_large = e * _erfc_poly(t)
     if z > like(10.0, x):
         erfc_large = like(0.0, x)
     if z < half:
