@@ -404,7 +404,7 @@ def check(scenario, registry: Registry) -> list[tuple[str, str]]:
     if isinstance(model.init, WarmStart):
         problems.extend(_warm_start_problems(scenario, model.n_tokens or max(vocab)))
     if scenario.training.engine == "fused":
-        from testbed.engine.fused.coverage import scenario_gap
+        from testbed.engine.fused.validation import scenario_gap
 
         gap = scenario_gap(scenario, registry)
         if gap is not None:

@@ -57,7 +57,7 @@ def _key_device(fields: dict[str, Any], scenario) -> None:
 
 
 def _fused_gap(scenario) -> str | None:
-    from testbed.engine.fused.coverage import scenario_gap
+    from testbed.engine.fused.validation import scenario_gap
     from testbed.plugin_api.registry import default_registry
 
     return scenario_gap(scenario, default_registry())

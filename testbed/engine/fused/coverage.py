@@ -45,13 +45,6 @@ def uncovered(scenario, components) -> str | None:
     return None
 
 
-def scenario_gap(scenario, registry) -> str | None:
-    """`uncovered` for a validated scenario, its plugins built here (scenario validation)."""
-    from testbed.engine.loop import build
-
-    return uncovered(scenario, build(scenario, registry))
-
-
 def choose(scenario, components) -> str:
     """'fused' or 'reference' for `training.engine`: auto falls back with one line on stderr
     naming what made it; fused refuses a scenario it does not cover."""
