@@ -18,28 +18,33 @@ ENGINES = ("reference", "fused", "auto")
 PROBES = ("metrics", "step_loss", "spikes", "snapshots", "grad_norms")
 
 
-def uncovered(scenario, components) -> str | None:
-    """What in this scenario the fused engine does not cover (a phrase naming it), else None."""
-    from testbed_plugins import activations, norms, optimizers
+def _builtin(obj, module: str, *names: str) -> bool:
+    """Whether obj is an instance of one of the built-in classes `names` of testbed_plugins.`module`
+    (by name: importing the plugins here would close an import cycle through validation)."""
+    kind = type(obj)
+    return kind.__module__ == f"testbed_plugins.{module}" and kind.__name__ in names
 
+
+def uncovered(scenario, norms: dict, activation, rule, probes: list) -> str | None:
+    """What in this scenario the fused engine does not cover (a phrase naming it), else None.
+    `norms` maps each norm site to its built object; the others are the built objects too."""
     training = scenario.training
     if training.compile:
         return "training.compile"
     if training.device != "cpu":
         return f"training.device {training.device} (the fused engine runs on the CPU)"
-    arch = components.arch
     m = scenario.model
-    for site, obj, ref in (("embedding_norm", arch.embedding_norm, m.embedding_norm or m.norm), ("mlp_norm", arch.mlp_norm, m.mlp_norm or m.norm)):
-        if type(obj) not in (norms.RadialNorm, norms.SmoothNorm, norms.Identity):
-            return f"norm '{ref.name}' ({site})"
+    refs = {"embedding_norm": m.embedding_norm or m.norm, "mlp_norm": m.mlp_norm or m.norm}
+    for site, obj in norms.items():
+        if not _builtin(obj, "norms", "RadialNorm", "SmoothNorm", "Identity"):
+            return f"norm '{refs[site].name}' ({site})"
     act = m.activation
     approximate = getattr(act, "approximate", "none")
-    if not (isinstance(arch.activation, activations.TorchActivation) and act.name in ("gelu", "relu") and approximate == "none"):
+    if not (_builtin(activation, "activations", "TorchActivation") and act.name in ("gelu", "relu") and approximate == "none"):
         return f"activation '{act.name}'" + (f" (approximate: {approximate})" if approximate != "none" else "")
-    rule = components.optimizer.rule
-    if type(rule) not in (optimizers.Adam, optimizers.SGD):
+    if not _builtin(rule, "optimizers", "Adam", "SGD"):
         return f"optimizer '{scenario.optimizer.name}'"
-    for probe, ref in zip(components.probes, scenario.probes):
+    for probe, ref in zip(probes, scenario.probes):
         if ref.name not in PROBES or not type(probe).__module__.startswith("testbed_plugins."):
             return f"probe '{ref.name}'"
     return None
@@ -51,7 +56,9 @@ def choose(scenario, components) -> str:
     wanted = scenario.training.engine
     if wanted == "reference":
         return "reference"
-    missing = uncovered(scenario, components)
+    arch = components.arch
+    norms = {"embedding_norm": arch.embedding_norm, "mlp_norm": arch.mlp_norm}
+    missing = uncovered(scenario, norms, arch.activation, components.optimizer.rule, components.probes)
     if missing is None:
         return "fused"
     if wanted == "fused":
