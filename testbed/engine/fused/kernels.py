@@ -137,84 +137,101 @@ def fold_sum(buf):
 
 
 @njit(inline="always", **JIT)
-def _attend(rows, sc, Z, a, zbar, L, d):
-    """Softmax over a sequence's positions of its rows' scores (a), and zbar = sum_t a_t z_t."""
-    mx = sc[rows[0]]
+def _attend(rows, sc, Z, a, zbar, n, L, d):
+    """Softmax over sequence n's positions of its rows' scores (a[n]), and zbar[n] = sum_t a_t z_t."""
+    mx = sc[rows[n, 0]]
     for t in range(1, L):
-        if sc[rows[t]] > mx or sc[rows[t]] != sc[rows[t]]:
-            mx = sc[rows[t]]
+        if sc[rows[n, t]] > mx or sc[rows[n, t]] != sc[rows[n, t]]:
+            mx = sc[rows[n, t]]
     for t in range(L):
-        a[t] = exp(sc[rows[t]] - mx)
+        a[n, t] = exp(sc[rows[n, t]] - mx)
     total = like(0.0, mx)
     for t in range(L):
-        total += a[t]
+        total += a[n, t]
     for t in range(L):
-        a[t] = a[t] / total
+        a[n, t] = a[n, t] / total
     for k in range(d):
-        zbar[0, k] = like(0.0, mx)
+        zbar[n, k] = like(0.0, mx)
     for t in range(L):
         for k in range(d):
-            zbar[0, k] += a[t] * Z[rows[t], k]
+            zbar[n, k] += a[n, t] * Z[rows[n, t], k]
 
 
 @njit(inline="always", **JIT)
-def _head(p, layout, d, h, V, zbar, xi, mv, norm2, prm2, pre, hid, slope, act, zeta, logit, scored, W1T, buf):
-    """xi = V zbar, the MLP norm, the MLP with the residual, and the logits; returns the norm's
-    backward numbers."""
+def _mlp_input(p, layout, d, zbar, xi, mv, n, norm2, prm2):
+    """xi[n] = V zbar[n] and its MLP norm mv[n]; returns the norm's backward numbers."""
     for i in range(d):
         s = like(0.0, p)
         for k in range(d):
-            s += zbar[0, k] * p[layout[VALUE] + i * d + k]
-        xi[0, i] = s
-    b0, b1 = norm_forward(xi, 0, mv, norm2, prm2)
-    for j in range(h):
-        pre[j] = like(0.0, p)
-    for k in range(d):
-        mk = mv[0, k]
-        for j in range(h):
-            pre[j] += mk * W1T[k, j]
-    for j in range(h):
-        pre[j] += p[layout[B1] + j]
-    if act == GELU:
-        for j in range(h):
-            hid[j], slope[j] = gelu(pre[j])
-    else:
-        for j in range(h):
-            hid[j] = pre[j] if pre[j] > like(0.0, p) else like(0.0, p)
-            slope[j] = like(1.0, p) if pre[j] > like(0.0, p) else like(0.0, p)
-    o2 = layout[W2]
-    for k in range(d):
-        for j in range(h):
-            buf[j] = hid[j] * p[o2 + k * h + j]
-        zeta[0, k] = fold_sum(buf) + p[layout[B2] + k] + xi[0, k]
-    for v in range(scored):
-        s = like(0.0, p)
-        for k in range(d):
-            s += zeta[0, k] * p[layout[TOK] + v * d + k]
-        logit[v] = s
-    return b0, b1
+            s += zbar[n, k] * p[layout[VALUE] + i * d + k]
+        xi[n, i] = s
+    return norm_forward(xi, n, mv, norm2, prm2)
 
 
 @njit(inline="always", **JIT)
-def _log_softmax_parts(logit, scored):
-    """The largest logit and the sum of exp(logit - largest)."""
-    mx = logit[0]
+def _mlp(p, layout, d, h, xi, mv, n, pre, hid, slope, act, zeta, logit, scored, W1T, buf):
+    """The MLP of sequence n with the residual (zeta[n]) and its logits (logit[n])."""
+    for j in range(h):
+        pre[n, j] = like(0.0, p)
+    for k in range(d):
+        mk = mv[n, k]
+        for j in range(h):
+            pre[n, j] += mk * W1T[k, j]
+    for j in range(h):
+        pre[n, j] += p[layout[B1] + j]
+    if act == GELU:
+        for j in range(h):
+            hid[n, j], slope[n, j] = gelu(pre[n, j])
+    else:
+        for j in range(h):
+            hid[n, j] = pre[n, j] if pre[n, j] > like(0.0, p) else like(0.0, p)
+            slope[n, j] = like(1.0, p) if pre[n, j] > like(0.0, p) else like(0.0, p)
+    o2 = layout[W2]
+    for k in range(d):
+        for j in range(h):
+            buf[j] = hid[n, j] * p[o2 + k * h + j]
+        zeta[n, k] = fold_sum(buf) + p[layout[B2] + k] + xi[n, k]
+    for v in range(scored):
+        s = like(0.0, p)
+        for k in range(d):
+            s += zeta[n, k] * p[layout[TOK] + v * d + k]
+        logit[n, v] = s
+
+
+@njit(inline="always", **JIT)
+def _log_softmax_parts(logit, n, scored):
+    """The largest of logit[n] and the sum of exp(logit - largest)."""
+    mx = logit[n, 0]
     for v in range(1, scored):
-        if logit[v] > mx or logit[v] != logit[v]:
-            mx = logit[v]
+        if logit[n, v] > mx or logit[n, v] != logit[n, v]:
+            mx = logit[n, v]
     total = like(0.0, mx)
     for v in range(scored):
-        total += exp(logit[v] - mx)
+        total += exp(logit[n, v] - mx)
     return mx, total
+
+
+@njit(inline="always", **JIT)
+def _forward(p, layout, rows, count, L, d, h, sc, Z, a, zbar, xi, mv, aux2, pre, hid, slope, zeta, logit, scored, norm2, prm2, act, W1T, buf):
+    """The forward pass of sequences 0..count-1 (their table rows in `rows`), phase by phase
+    over all of them: each phase is a short chain of dependent operations per sequence, and
+    consecutive sequences are independent, so the CPU overlaps them (one long chain per
+    sequence would leave it waiting on latencies)."""
+    for n in range(count):
+        _attend(rows, sc, Z, a, zbar, n, L, d)
+    for n in range(count):
+        aux2[n, 0], aux2[n, 1] = _mlp_input(p, layout, d, zbar, xi, mv, n, norm2, prm2)
+    for n in range(count):
+        _mlp(p, layout, d, h, xi, mv, n, pre, hid, slope, act, zeta, logit, scored, W1T, buf)
 
 
 @njit(**JIT)
 def _loss_and_grad(p, g, layout, rows_all, labels_all, samples, L, scored, norm1, prm1, norm2, prm2, act, w):
     """The seed's mean loss over the batch `samples` and its gradient into g (zeroed here);
     `w` holds the scratch arrays (see `_scratch`)."""
-    X, Z, aux, sc, dZ, dsc, a, da, zbar, xi, mv, zeta, dzeta, dm, dxi, dzbar, pre, hid, slope, dpre, logit, dEo, gx, W1T, dW1T, buf = w
+    X, Z, aux, sc, dZ, dsc, rows, a, da, zbar, xi, mv, aux2, zeta, dzeta, dm, dxi, dzbar, pre, hid, slope, dpre, logit, dEo, gx, W1T, dW1T, buf = w
     d = Z.shape[1]
-    h = pre.shape[0]
+    h = dpre.shape[0]
     VL = Z.shape[0]
     V = VL // L
     N = samples.shape[0]
@@ -234,66 +251,67 @@ def _loss_and_grad(p, g, layout, rows_all, labels_all, samples, L, scored, norm1
     for v in range(V):
         for k in range(d):
             dEo[v, k] = like(0.0, p)
-    rows = np.empty(L, np.int64)
+    for n in range(N):
+        for t in range(L):
+            rows[n, t] = rows_all[t, samples[n]]
+    _forward(p, layout, rows, N, L, d, h, sc, Z, a, zbar, xi, mv, aux2, pre, hid, slope, zeta, logit, scored, norm2, prm2, act, W1T, buf)
     total = 0.0
     for n in range(N):
-        sample = samples[n]
-        for t in range(L):
-            rows[t] = rows_all[t, sample]
-        y = labels_all[sample]
-        _attend(rows, sc, Z, a, zbar, L, d)
-        b0, b1 = _head(p, layout, d, h, V, zbar, xi, mv, norm2, prm2, pre, hid, slope, act, zeta, logit, scored, W1T, buf)
-        mx, se = _log_softmax_parts(logit, scored)
-        total += log(np.float64(se)) + np.float64(mx) - np.float64(logit[y])
+        y = labels_all[samples[n]]
+        mx, se = _log_softmax_parts(logit, n, scored)
+        total += log(np.float64(se)) + np.float64(mx) - np.float64(logit[n, y])
         # backward of the mean loss: dlogits = (softmax - onehot) / N
         for k in range(d):
-            dzeta[0, k] = like(0.0, p)
+            dzeta[n, k] = like(0.0, p)
         for v in range(scored):
-            dl = (exp(logit[v] - mx) / se - (like(1.0, p) if v == y else like(0.0, p))) * inv_n
+            dl = (exp(logit[n, v] - mx) / se - (like(1.0, p) if v == y else like(0.0, p))) * inv_n
             for k in range(d):
-                dEo[v, k] += dl * zeta[0, k]
-                dzeta[0, k] += dl * p[layout[TOK] + v * d + k]
+                dEo[v, k] += dl * zeta[n, k]
+                dzeta[n, k] += dl * p[layout[TOK] + v * d + k]
+    for n in range(N):
         for k in range(d):
-            g[layout[B2] + k] += dzeta[0, k]
+            g[layout[B2] + k] += dzeta[n, k]
             for j in range(h):
-                g[layout[W2] + k * h + j] += dzeta[0, k] * hid[j]
+                g[layout[W2] + k * h + j] += dzeta[n, k] * hid[n, j]
         for j in range(h):
             dpre[j] = like(0.0, p)
         for k in range(d):
             for j in range(h):
-                dpre[j] += dzeta[0, k] * p[layout[W2] + k * h + j]
+                dpre[j] += dzeta[n, k] * p[layout[W2] + k * h + j]
         for j in range(h):
-            dpre[j] = dpre[j] * slope[j]
+            dpre[j] = dpre[j] * slope[n, j]
             g[layout[B1] + j] += dpre[j]
         for k in range(d):
-            mk = mv[0, k]
+            mk = mv[n, k]
             for j in range(h):
                 dW1T[k, j] += dpre[j] * mk
         for k in range(d):
             for j in range(h):
                 buf[j] = dpre[j] * W1T[k, j]
-            dm[0, k] = fold_sum(buf)
-        norm_backward(dm, 0, xi, mv, b0, b1, norm2, dxi, 0)
+            dm[n, k] = fold_sum(buf)
+    for n in range(N):
+        norm_backward(dm, n, xi, mv, aux2[n, 0], aux2[n, 1], norm2, dxi, n)
         for i in range(d):
-            dxi[0, i] += dzeta[0, i]
+            dxi[n, i] += dzeta[n, i]
             for k in range(d):
-                g[layout[VALUE] + i * d + k] += dxi[0, i] * zbar[0, k]
+                g[layout[VALUE] + i * d + k] += dxi[n, i] * zbar[n, k]
         for k in range(d):
             s = like(0.0, p)
             for i in range(d):
-                s += dxi[0, i] * p[layout[VALUE] + i * d + k]
-            dzbar[0, k] = s
+                s += dxi[n, i] * p[layout[VALUE] + i * d + k]
+            dzbar[n, k] = s
+    for n in range(N):
         sda = like(0.0, p)
         for t in range(L):
-            r = rows[t]
+            r = rows[n, t]
             s = like(0.0, p)
             for k in range(d):
-                dZ[r, k] += a[t] * dzbar[0, k]
-                s += Z[r, k] * dzbar[0, k]
+                dZ[r, k] += a[n, t] * dzbar[n, k]
+                s += Z[r, k] * dzbar[n, k]
             da[t] = s
-            sda += a[t] * s
+            sda += a[n, t] * s
         for t in range(L):
-            dsc[rows[t]] += a[t] * (da[t] - sda)
+            dsc[rows[n, t]] += a[n, t] * (da[t] - sda)
     for j in range(h):
         for k in range(d):
             g[layout[W1] + j * d + k] = dW1T[k, j]
@@ -331,8 +349,9 @@ def _transpose_w1(p, layout, d, h, W1T):
 
 
 @njit(**JIT)
-def _scratch(p, V, L, d, h):
-    """Every array one seed's step works in (allocated once per seed and call)."""
+def _scratch(p, V, L, d, h, T):
+    """Every array one seed's step (T sequences) or evaluation (tiles of T) works in, allocated
+    once per seed and call."""
     VL = V * L
     f = p.dtype
     h2 = 1
@@ -340,11 +359,11 @@ def _scratch(p, V, L, d, h):
         h2 *= 2
     return (
         np.empty((VL, d), f), np.empty((VL, d), f), np.empty((VL, 2), f), np.empty(VL, f),  # X, Z, aux, sc
-        np.empty((VL, d), f), np.empty(VL, f), np.empty(L, f), np.empty(L, f),  # dZ, dsc, a, da
-        np.empty((1, d), f), np.empty((1, d), f), np.empty((1, d), f), np.empty((1, d), f),  # zbar, xi, mv, zeta
-        np.empty((1, d), f), np.empty((1, d), f), np.empty((1, d), f), np.empty((1, d), f),  # dzeta, dm, dxi, dzbar
-        np.empty(h, f), np.empty(h, f), np.empty(h, f), np.empty(h, f),  # pre, hid, slope, dpre
-        np.empty(V, f), np.empty((V, d), f), np.empty((VL, d), f),  # logit, dEo, gx
+        np.empty((VL, d), f), np.empty(VL, f), np.empty((T, L), np.uint32), np.empty((T, L), f), np.empty(L, f),  # dZ, dsc, rows, a, da
+        np.empty((T, d), f), np.empty((T, d), f), np.empty((T, d), f), np.empty((T, 2), f), np.empty((T, d), f),  # zbar, xi, mv, aux2, zeta
+        np.empty((T, d), f), np.empty((T, d), f), np.empty((T, d), f), np.empty((T, d), f),  # dzeta, dm, dxi, dzbar
+        np.empty((T, h), f), np.empty((T, h), f), np.empty((T, h), f), np.empty(h, f),  # pre, hid, slope, dpre
+        np.empty((T, V), f), np.empty((V, d), f), np.empty((VL, d), f),  # logit, dEo, gx
         np.empty((d, h), f), np.empty((d, h), f), np.zeros(h2, f),  # W1T, dW1T, buf (zero padded)
     )
 
@@ -410,7 +429,7 @@ def train_steps(flat, m1, m2, grad_out, losses, loss_row, layout, rows, labels, 
     V = (layout[POS] - layout[TOK]) // d
     for s in prange(S):
         p = flat[s]
-        w = _scratch(p, V, L, d, h)
+        w = _scratch(p, V, L, d, h, min(B, n))
         g = np.empty_like(p)
         for i in range(n_steps):
             lo = first + i * B
@@ -435,9 +454,12 @@ def loss_and_grad(flat, grad, layout, rows, labels, L, scored, norm1, prm1, norm
     out = np.empty(S, flat.dtype)
     samples = np.arange(N)
     for s in range(S):
-        w = _scratch(flat[s], V, L, d, h)
+        w = _scratch(flat[s], V, L, d, h, N)
         out[s] = _loss_and_grad(flat[s], grad[s], layout, rows[s], labels[s], samples, L, scored, norm1, prm1, norm2, prm2, act, w)
     return out
+
+
+EVAL_TILE = 64  # sequences per phase of the evaluation's forward pass (see `_forward`)
 
 
 @njit(parallel=True, **JIT)
@@ -450,30 +472,34 @@ def evaluate(flat, layout, rows, labels, last, train_weight, test_weight, scored
     d = layout[QUERY + 1] - layout[QUERY]
     h = layout[B1 + 1] - layout[B1]
     V = (layout[POS] - layout[TOK]) // d
+    T = EVAL_TILE
     for s in prange(S):
         p = flat[s]
-        w = _scratch(p, V, L, d, h)
-        X, Z, aux, sc, a, zbar, xi, mv, zeta, pre, hid, slope, logit, W1T, buf = w[0], w[1], w[2], w[3], w[6], w[8], w[9], w[10], w[11], \
-            w[16], w[17], w[18], w[20], w[23], w[25]
-        _transpose_w1(p, layout, d, h, W1T)
+        w = _scratch(p, V, L, d, h, T)
+        X, Z, aux, sc, seq, a, zbar, xi, mv, aux2, zeta = w[0], w[1], w[2], w[3], w[6], w[7], w[9], w[10], w[11], w[12], w[13]
+        pre, hid, slope, logit, W1T, buf = w[18], w[19], w[20], w[22], w[25], w[27]
         _table(p, layout, d, L, X, Z, aux, sc, norm1, prm1)
-        seq = np.empty(L, np.int64)
+        _transpose_w1(p, layout, d, h, W1T)
         tl, ta, vl, va = 0.0, 0.0, 0.0, 0.0
-        for u in range(last[s] + 1):
-            for t in range(L):
-                seq[t] = rows[s, t, u]
-            y = labels[s, u]
-            _attend(seq, sc, Z, a, zbar, L, d)
-            _head(p, layout, d, h, V, zbar, xi, mv, norm2, prm2, pre, hid, slope, act, zeta, logit, scored, W1T, buf)
-            mx, se = _log_softmax_parts(logit, scored)
-            loss = np.float64(like(log(np.float64(se)) + np.float64(mx) - np.float64(logit[y]), p))
-            best = 0
-            for v in range(1, scored):
-                if logit[v] > logit[best]:
-                    best = v
-            hit = 1.0 if best == y else 0.0
-            tl += loss * train_weight[s, u]
-            ta += hit * train_weight[s, u]
-            vl += loss * test_weight[s, u]
-            va += hit * test_weight[s, u]
+        count = last[s] + 1
+        for lo in range(0, count, T):
+            m = min(T, count - lo)
+            for n in range(m):
+                for t in range(L):
+                    seq[n, t] = rows[s, t, lo + n]
+            _forward(p, layout, seq, m, L, d, h, sc, Z, a, zbar, xi, mv, aux2, pre, hid, slope, zeta, logit, scored, norm2, prm2, act, W1T, buf)
+            for n in range(m):
+                u = lo + n
+                y = labels[s, u]
+                mx, se = _log_softmax_parts(logit, n, scored)
+                loss = np.float64(like(log(np.float64(se)) + np.float64(mx) - np.float64(logit[n, y]), p))
+                best = 0
+                for v in range(1, scored):
+                    if logit[n, v] > logit[n, best]:
+                        best = v
+                hit = 1.0 if best == y else 0.0
+                tl += loss * train_weight[s, u]
+                ta += hit * train_weight[s, u]
+                vl += loss * test_weight[s, u]
+                va += hit * test_weight[s, u]
         out[s, 0], out[s, 1], out[s, 2], out[s, 3] = tl, ta, vl, va
