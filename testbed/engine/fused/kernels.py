@@ -126,35 +126,51 @@ def _table(p, layout, d, L, X, Z, aux, sc, norm1, prm1):
 
 @njit(inline="always", **JIT)
 def fold_sum(buf):
-    """The sum of buf (its length a power of two) in a fixed order: the upper half added onto
-    the lower, repeatedly. Each fold is elementwise, so it vectorises without reassociating."""
-    half = buf.shape[0] // 2
-    while half >= 1:
-        for i in range(half):
-            buf[i] += buf[i + half]
-        half //= 2
-    return buf[0]
+    """The sum of buf (its length a multiple of 8, zero padded) in a fixed order: eight running
+    sums, lane l adding elements l, l + 8, l + 16, ... in turn, then the eight folded pairwise
+    (l + 4 onto l, l + 2 onto l, 1 onto 0). The lanes are independent, so the loop vectorises
+    without reassociating anything."""
+    a0, a1, a2, a3, a4, a5, a6, a7 = buf[0], buf[1], buf[2], buf[3], buf[4], buf[5], buf[6], buf[7]
+    for i in range(8, buf.shape[0], 8):
+        a0 += buf[i]
+        a1 += buf[i + 1]
+        a2 += buf[i + 2]
+        a3 += buf[i + 3]
+        a4 += buf[i + 4]
+        a5 += buf[i + 5]
+        a6 += buf[i + 6]
+        a7 += buf[i + 7]
+    return ((a0 + a4) + (a2 + a6)) + ((a1 + a5) + (a3 + a7))
 
 
 @njit(inline="always", **JIT)
-def _attend(rows, sc, Z, a, zbar, n, L, d):
-    """Softmax over sequence n's positions of its rows' scores (a[n]), and zbar[n] = sum_t a_t z_t."""
-    mx = sc[rows[n, 0]]
-    for t in range(1, L):
-        if sc[rows[n, t]] > mx or sc[rows[n, t]] != sc[rows[n, t]]:
-            mx = sc[rows[n, t]]
-    for t in range(L):
-        a[n, t] = exp(sc[rows[n, t]] - mx)
-    total = like(0.0, mx)
-    for t in range(L):
-        total += a[n, t]
-    for t in range(L):
-        a[n, t] = a[n, t] / total
-    for k in range(d):
-        zbar[n, k] = like(0.0, mx)
-    for t in range(L):
+def _attend(rows, sc, Z, a, shift, zbar, count, L, d):
+    """Softmax over each sequence's positions of its rows' scores (a[n]), and zbar[n] =
+    sum_t a_t z_t, for sequences 0..count-1: the scores and their maxima first, then every
+    exp of the tile in one flat loop (so that it vectorises), then the sums per sequence."""
+    for n in range(count):
+        mx = sc[rows[n, 0]]
+        for t in range(L):
+            a[n, t] = sc[rows[n, t]]
+            if a[n, t] > mx or a[n, t] != a[n, t]:
+                mx = a[n, t]
+        for t in range(L):
+            shift[n, t] = mx
+    flat_a = a.reshape(a.size)
+    flat_shift = shift.reshape(shift.size)
+    for i in range(count * L):
+        flat_a[i] = exp(flat_a[i] - flat_shift[i])
+    for n in range(count):
+        total = like(0.0, sc[0])
+        for t in range(L):
+            total += a[n, t]
+        for t in range(L):
+            a[n, t] = a[n, t] / total
         for k in range(d):
-            zbar[n, k] += a[n, t] * Z[rows[n, t], k]
+            zbar[n, k] = like(0.0, total)
+        for t in range(L):
+            for k in range(d):
+                zbar[n, k] += a[n, t] * Z[rows[n, t], k]
 
 
 @njit(inline="always", **JIT)
@@ -212,13 +228,12 @@ def _log_softmax_parts(logit, n, scored):
 
 
 @njit(inline="always", **JIT)
-def _forward(p, layout, rows, count, L, d, h, sc, Z, a, zbar, xi, mv, aux2, pre, hid, slope, zeta, logit, scored, norm2, prm2, act, W1T, buf):
+def _forward(p, layout, rows, count, L, d, h, sc, Z, a, shift, zbar, xi, mv, aux2, pre, hid, slope, zeta, logit, scored, norm2, prm2, act, W1T, buf):
     """The forward pass of sequences 0..count-1 (their table rows in `rows`), phase by phase
     over all of them: each phase is a short chain of dependent operations per sequence, and
     consecutive sequences are independent, so the CPU overlaps them (one long chain per
     sequence would leave it waiting on latencies)."""
-    for n in range(count):
-        _attend(rows, sc, Z, a, zbar, n, L, d)
+    _attend(rows, sc, Z, a, shift, zbar, count, L, d)
     for n in range(count):
         aux2[n, 0], aux2[n, 1] = _mlp_input(p, layout, d, zbar, xi, mv, n, norm2, prm2)
     for n in range(count):
@@ -229,7 +244,7 @@ def _forward(p, layout, rows, count, L, d, h, sc, Z, a, zbar, xi, mv, aux2, pre,
 def _loss_and_grad(p, g, layout, rows_all, labels_all, samples, L, scored, norm1, prm1, norm2, prm2, act, w):
     """The seed's mean loss over the batch `samples` and its gradient into g (zeroed here);
     `w` holds the scratch arrays (see `_scratch`)."""
-    X, Z, aux, sc, dZ, dsc, rows, a, da, zbar, xi, mv, aux2, zeta, dzeta, dm, dxi, dzbar, pre, hid, slope, dpre, logit, dEo, gx, W1T, dW1T, buf = w
+    X, Z, aux, sc, dZ, dsc, rows, a, da, zbar, xi, mv, aux2, zeta, dzeta, dm, dxi, dzbar, pre, hid, slope, dpre, logit, dEo, gx, W1T, dW1T, buf, dsc_shift = w
     d = Z.shape[1]
     h = dpre.shape[0]
     VL = Z.shape[0]
@@ -254,7 +269,7 @@ def _loss_and_grad(p, g, layout, rows_all, labels_all, samples, L, scored, norm1
     for n in range(N):
         for t in range(L):
             rows[n, t] = rows_all[t, samples[n]]
-    _forward(p, layout, rows, N, L, d, h, sc, Z, a, zbar, xi, mv, aux2, pre, hid, slope, zeta, logit, scored, norm2, prm2, act, W1T, buf)
+    _forward(p, layout, rows, N, L, d, h, sc, Z, a, dsc_shift, zbar, xi, mv, aux2, pre, hid, slope, zeta, logit, scored, norm2, prm2, act, W1T, buf)
     total = 0.0
     for n in range(N):
         y = labels_all[samples[n]]
@@ -354,9 +369,7 @@ def _scratch(p, V, L, d, h, T):
     once per seed and call."""
     VL = V * L
     f = p.dtype
-    h2 = 1
-    while h2 < h:
-        h2 *= 2
+    h8 = -(-h // 8) * 8
     return (
         np.empty((VL, d), f), np.empty((VL, d), f), np.empty((VL, 2), f), np.empty(VL, f),  # X, Z, aux, sc
         np.empty((VL, d), f), np.empty(VL, f), np.empty((T, L), np.uint32), np.empty((T, L), f), np.empty(L, f),  # dZ, dsc, rows, a, da
@@ -364,7 +377,8 @@ def _scratch(p, V, L, d, h, T):
         np.empty((T, d), f), np.empty((T, d), f), np.empty((T, d), f), np.empty((T, d), f),  # dzeta, dm, dxi, dzbar
         np.empty((T, h), f), np.empty((T, h), f), np.empty((T, h), f), np.empty(h, f),  # pre, hid, slope, dpre
         np.empty((T, V), f), np.empty((V, d), f), np.empty((VL, d), f),  # logit, dEo, gx
-        np.empty((d, h), f), np.empty((d, h), f), np.zeros(h2, f),  # W1T, dW1T, buf (zero padded)
+        np.empty((d, h), f), np.empty((d, h), f), np.zeros(h8, f),  # W1T, dW1T, buf (zero padded)
+        np.empty((T, L), f),  # shift: each score's sequence maximum
     )
 
 
@@ -487,7 +501,7 @@ def evaluate(flat, layout, rows, labels, last, train_weight, test_weight, scored
             for n in range(m):
                 for t in range(L):
                     seq[n, t] = rows[s, t, lo + n]
-            _forward(p, layout, seq, m, L, d, h, sc, Z, a, zbar, xi, mv, aux2, pre, hid, slope, zeta, logit, scored, norm2, prm2, act, W1T, buf)
+            _forward(p, layout, seq, m, L, d, h, sc, Z, a, w[28], zbar, xi, mv, aux2, pre, hid, slope, zeta, logit, scored, norm2, prm2, act, W1T, buf)
             for n in range(m):
                 u = lo + n
                 y = labels[s, u]
