@@ -288,3 +288,38 @@ def test_the_fma_check_would_see_one():
     if not binding.get_host_cpu_features().get("fma", False):
         pytest.skip("no FMA on this CPU")
     assert re.search(r"vfn?m(add|sub)", fast.inspect_asm(fast.signatures[0]))
+
+
+EMULATED = '''
+import sys, numpy as np, torch
+sys.path.insert(0, "tests")
+from conftest import TINY
+from testbed.config.scenario import validate
+from testbed.engine.loop import train
+import copy
+data = copy.deepcopy(TINY) | {"seeds": "0-2", "probes": ["metrics", "step_loss"]}
+data["training"] = {"epochs": 2, "batch_size": 16, "engine": "fused"}
+result = train(validate(data))
+print(result.final.test_loss.numpy().tobytes().hex(), result.final.train_loss.numpy().tobytes().hex())
+'''
+
+
+def test_the_same_bits_for_the_code_of_other_x86_64_cpus(tmp_path):
+    """numba compiled for another CPU (NUMBA_CPU_NAME: AVX2 with 256-bit vectors and FMA units
+    (haswell), and the baseline x86-64 with SSE2 only) gives the very bits of this machine's
+    code: no contraction to FMA, no vector-width-dependent sum, no library math."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    outputs = {}
+    for cpu in ("host", "haswell", "x86-64"):
+        env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / cpu))
+        if cpu != "host":
+            env["NUMBA_CPU_NAME"] = cpu
+        proc = subprocess.run([sys.executable, "-c", EMULATED], cwd=root, env=env, capture_output=True, text=True, timeout=900)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        outputs[cpu] = proc.stdout.strip().splitlines()[-1]
+    assert outputs["haswell"] == outputs["host"] and outputs["x86-64"] == outputs["host"], outputs
