@@ -56,6 +56,13 @@ class TrainingConfig(Strict):
         "and a seed's results may then depend on the seeds beside it",
     )
 
+    engine: Literal["reference", "fused", "auto"] = Field(
+        "reference",
+        description="reference: the step as torch operations over all seeds (testbed.engine.gradients); fused: each seed's whole step "
+        "and evaluation in one numba-compiled kernel (pip install 'testbed[fused]'; CPU only; an error for a scenario it does not "
+        "cover); auto: fused where it covers the scenario, else the reference engine with one line saying why",
+    )
+
     def batch_for(self, n_train: int) -> int:
         return n_train if self.batch_size == "full" else self.batch_size
 
@@ -396,6 +403,12 @@ def check(scenario, registry: Registry) -> list[tuple[str, str]]:
             problems.append(("model.init", f"ideal needs model.hidden >= {patterns - 1} (one neuron per gap between the {patterns} prefix count patterns)"))
     if isinstance(model.init, WarmStart):
         problems.extend(_warm_start_problems(scenario, model.n_tokens or max(vocab)))
+    if scenario.training.engine == "fused":
+        from testbed.engine.fused.validation import scenario_gap
+
+        gap = scenario_gap(scenario, registry)
+        if gap is not None:
+            problems.append(("training.engine", f"fused does not cover {gap}; use auto (falls back to the reference engine) or reference"))
     names = [p.name for p in scenario.probes]
     for dup in sorted({n for n in names if names.count(n) > 1}):
         problems.append(("probes", f"probe '{dup}' is listed twice"))

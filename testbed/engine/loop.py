@@ -204,6 +204,7 @@ def _train(
 
     # Off the CPU, the next epoch's orders are drawn while the device trains (`batch_order`).
     orders = BatchOrders(seeds, n, ahead=remote, workers=available_cores() if remote else 1)
+    fused = _fused_engine(scenario, c)  # None: the reference engine
     cache_sized = device.type == "cpu"  # pieces of work that fit a CPU's cache; a GPU takes each whole
     step_block = STEP_BLOCK if cache_sized else None
 
@@ -216,7 +217,7 @@ def _train(
 
     def evaluation_at(epoch: int) -> Evaluation:
         """The evaluation of the stage in force, its (S,) tensors on the CPU."""
-        ev = evaluate(arch, views, data, epoch)
+        ev = fused.evaluate(flat, data, epoch) if fused is not None else evaluate(arch, views, data, epoch)
         return _on_cpu(ev) if remote else ev
 
     def to_host() -> torch.Tensor:
@@ -250,7 +251,9 @@ def _train(
         if remote:  # sent compact (a quarter of the bytes at n < 32768), widened there
             perm = perm.to(compact(n)).to(device).long()
         pending: list[torch.Tensor] = []  # off the CPU: the epoch's losses, copied back at its end
-        for xb, yb in batches(data, perm, B):
+        if fused is not None:
+            step = _fused_epoch(fused, flat, data, perm, B, step, epoch, info, step_probes, at)
+        for xb, yb in batches(data, perm, B) if fused is None else ():
             at.step = step + 1
             losses, grad = _step(step_fn, arch, views, xb, yb, data.scored, step_block)
             if remote and not on_host:
@@ -304,6 +307,39 @@ def _train(
     diverged = first_nonfinite(info.step_losses.numpy()).tolist()
     seconds = seconds_before + time.perf_counter() - started
     return RunResult(seeds, evaluation, columns, seconds, step, diverged, steps_per_epoch, failures)
+
+
+def _fused_engine(scenario, c: Components):
+    """The fused engine's driver where `training.engine` picks it (`fused.coverage.choose`)."""
+    if scenario.training.engine == "reference":
+        return None
+    from testbed.engine.fused.coverage import choose
+
+    if choose(scenario, c) == "reference":
+        return None
+    from testbed.engine.fused.driver import FusedEngine
+
+    return FusedEngine(scenario, c)
+
+
+def _fused_epoch(fused, flat, data: Stage, perm, B: int, step: int, epoch: int, info: RunInfo, step_probes: list[Probe], at) -> int:
+    """One epoch on the fused engine: all its steps in one call, or, where a probe observes
+    steps, one call per step with the applied gradient for it. Returns the step count."""
+    n = perm.shape[1]
+    count = -(-n // B)
+    if not step_probes:
+        at.step = step + 1
+        fused.steps(flat, data, perm, B, 0, count, info.step_losses, step, None)
+        return step + count
+    grad = torch.empty_like(flat)
+    for i in range(count):
+        at.step = step + 1
+        fused.steps(flat, data, perm, B, i * B, 1, info.step_losses, step, grad)
+        step += 1
+        losses = info.step_losses[step - 1].clone()
+        for probe in step_probes:
+            probe.after_step(step, epoch, losses, grad)
+    return step
 
 
 STEP_BLOCK = 512  # seeds per piece of a step: beyond, a step runs block by block (see `_step`)

@@ -24,7 +24,7 @@ NOT_KEYED = ("name", "description", "seeds", "output")
 def identity(scenario) -> dict[str, Any]:
     """The content the key is the digest of (kept beside the runs, as entry.json)."""
     fields = {k: v for k, v in scenario.model_dump(mode="json").items() if k not in NOT_KEYED}
-    _key_device(fields)
+    _key_device(fields, scenario)
     init = fields["model"]["init"]
     if isinstance(init, dict):  # a warm start: keyed by what it starts from, not where that lies
         fields["model"]["init"] = {k: v for k, v in init.items() if k not in ("run", "scenario")} | source_identity(scenario.model.init)
@@ -38,8 +38,9 @@ def identity(scenario) -> dict[str, Any]:
     }
 
 
-def _key_device(fields: dict[str, Any]) -> None:
-    """`training.compile` is part of the key only when on (it changes the arithmetic). The
+def _key_device(fields: dict[str, Any], scenario) -> None:
+    """`training.compile` is part of the key only when on (it changes the arithmetic), and
+    `training.engine` only when not `reference` (`auto` as the engine it picks). The
     training device is part of the key only off the CPU: results are bit-identical
     per device, not across devices, and the field came after runs were stored (which trained
     on the CPU and keep their keys). `auto` is keyed as the device it resolves to here."""
@@ -48,11 +49,22 @@ def _key_device(fields: dict[str, Any]) -> None:
         return
     if training.get("compile") is False:  # the default step: keys as before the option existed
         del training["compile"]
+    if training.get("engine") == "auto":  # keyed as the engine it picks (the plugins decide)
+        training["engine"] = "reference" if _fused_gap(scenario) else "fused"
+    if training.get("engine") == "reference":  # likewise: the fused engine's runs are other numbers
+        del training["engine"]
     device = resolve(training["device"])
     if device == "cpu":
         del training["device"]
     else:
         training["device"] = device
+
+
+def _fused_gap(scenario) -> str | None:
+    from testbed.engine.fused.validation import scenario_gap
+    from testbed.plugin_api.registry import default_registry
+
+    return scenario_gap(scenario, default_registry())
 
 
 def source_identity(init) -> dict[str, Any]:
