@@ -43,12 +43,15 @@ COMBINATIONS = {
                                          "curriculum": {"name": "vocab_schedule", "switches": [{"epoch": 10, "p": 3}], "logits": "active"}},
 }
 
-# SGD at a low rate stays near the initialisation, where some sequences' attention outputs
-# nearly cancel (xi ~ 0 before the MLP's rms norm): there a step's loss is ill-conditioned and any
-# two float32 roundings differ by more (seed 32: 5e-7 at step 22, 1.4e-5 at step 23, 1.8e-6 at
-# step 25; seed 12 likewise at step 73, 6e-3 by step 100). Under SGD 95% of the step losses must
-# be within 1e-5 and all within 1e-2; elsewhere all within 1e-5.
-WITHIN_1E5 = {"rms-gelu-sgd-nesterov": 0.95, "identity-relu-sgd": 0.95}
+# Near the initialisation some sequences' attention outputs nearly cancel (xi ~ 0 before the
+# MLP's rms norm): there a step's loss is ill-conditioned, and any two float32 roundings of the
+# same arithmetic part within a few steps (with SGD at a low rate, seed 12 of rms-gelu-sgd-nesterov
+# leaves 1e-5 at step 73 on the fused engine and at step 77 on the reference engine summing in
+# another order, its pairwise trees; 0.16 and 4e-3 by step 100). So a seed must follow the
+# reference within 1e-5 for all 100 steps, unless the reference itself, summed pairwise, leaves
+# 1e-5 on that seed too (within CHAOS_STEPS of the fused engine): that seed's trajectory is
+# chaotic, not the fused arithmetic wrong. At most one seed in ten may be such a seed.
+CHAOS_STEPS = 10
 
 
 def tiny(engine: str, seeds: str = "0-2", **changes):
@@ -74,8 +77,28 @@ def test_step_losses_follow_the_reference_engine_for_100_steps(combination, tmp_
     got = step_losses(tiny("fused", seeds, **changes), tmp_path, "fused")[:100]
     assert np.isfinite(want).all()
     relative = np.abs(got / want - 1)
-    assert (relative <= 1e-5).mean() >= WITHIN_1E5.get(combination, 1.0), np.sort(relative.ravel())[-10:]
-    assert relative.max() <= (1e-2 if combination in WITHIN_1E5 else 1e-5)
+    leaving = [seed for seed in range(relative.shape[1]) if (relative[:, seed] > 1e-5).any()]
+    if leaving:
+        other = np.abs(pairwise_step_losses(tiny("reference", seeds, **changes), tmp_path) / want - 1)
+        for seed in leaving:
+            fused_leaves = int(np.argmax(relative[:, seed] > 1e-5))
+            assert (other[: fused_leaves + CHAOS_STEPS + 1, seed] > 1e-5).any(), (
+                f"seed {seed} leaves 1e-5 at step {fused_leaves} ({relative[fused_leaves, seed]:.1e}) while the reference summed pairwise stays within it"
+            )
+    assert len(leaving) <= relative.shape[1] // 10, leaving
+
+
+def pairwise_step_losses(sc, tmp_path) -> np.ndarray:
+    """The reference engine's step losses with every sum a pairwise tree (the GPU path's
+    arithmetic, run on the CPU): the same mathematics rounded in another order."""
+    from testbed.engine import arithmetic
+
+    portable = arithmetic.of
+    arithmetic.of = lambda x: arithmetic.PAIRWISE
+    try:
+        return step_losses(sc, tmp_path, "reference-pairwise")[:100]
+    finally:
+        arithmetic.of = portable
 
 
 def test_the_evaluation_follows_the_reference_engine():

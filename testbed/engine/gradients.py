@@ -32,7 +32,7 @@ def loss_and_grad(
     n_tok = E.shape[1]
     VL = n_tok * L
     c = 1.0 / math.sqrt(d)
-    ops = arithmetic.of(E)  # torch's kernels on the CPU, pairwise sums elsewhere
+    ops = arithmetic.of(E)  # fixed-order sums: portable on the CPU, pairwise trees elsewhere
 
     # Forward, keeping what the backward needs.
     x_table = E.unsqueeze(2) + P.unsqueeze(1)  # (S, V, L, d)

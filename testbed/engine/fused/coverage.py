@@ -40,7 +40,7 @@ def uncovered(scenario, norms: dict, activation, rule, probes: list) -> str | No
             return f"norm '{refs[site].name}' ({site})"
     act = m.activation
     approximate = getattr(act, "approximate", "none")
-    if not (_builtin(activation, "activations", "TorchActivation") and act.name in ("gelu", "relu") and approximate == "none"):
+    if not (_builtin(activation, "activations", "Gelu", "Relu") and act.name in ("gelu", "relu") and approximate == "none"):
         return f"activation '{act.name}'" + (f" (approximate: {approximate})" if approximate != "none" else "")
     if not _builtin(rule, "optimizers", "Adam", "SGD"):
         return f"optimizer '{scenario.optimizer.name}'"
