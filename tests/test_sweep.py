@@ -155,9 +155,12 @@ def test_killed_and_run_again_a_sweep_ends_as_an_uninterrupted_one(study, tmp_pa
     assert Path("sweeps/k/sweep.csv").read_bytes() == (tmp_path / "uninterrupted" / "sweep.csv").read_bytes()
 
 
+@pytest.mark.xdist_group("ray")  # with tests/test_ray_cluster.py, one Ray instance at a time
 def test_the_ray_executor_gives_the_same_runs_as_the_local_one(study, tmp_path, monkeypatch):
     ray = pytest.importorskip("ray")
-    monkeypatch.setenv("RAY_AUTH_MODE", "token")  # what ray.init sets for a new instance: given back after the test
+    # ray.init sets RAY_AUTH_MODE for the instance it starts (setting it first leaves the mode Ray
+    # read at import, disabled, to clash with it): removed again after the test
+    monkeypatch.delenv("RAY_AUTH_MODE", raising=False)
     ray.init(address="local", num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1", log_to_driver=False)  # its own, loopback only
     try:
         remote = testbed.sweep("study.yaml", out="sweeps/ray", executor="ray")
