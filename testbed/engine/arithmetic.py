@@ -49,7 +49,37 @@ def _contiguous_last(x: torch.Tensor) -> torch.Tensor:
     return x if x.stride(-1) == 1 else x.contiguous()
 
 
-class Portable:
+class _FixedOrder:
+    """What both arithmetics build from their own `sum` and `bmm` (each a fixed order)."""
+
+    @classmethod
+    def mean(cls, x: torch.Tensor, dim: int, keepdim: bool = False) -> torch.Tensor:
+        return cls.sum(x, dim, keepdim) / x.shape[dim]
+
+    @classmethod
+    def norm(cls, x: torch.Tensor, dim: int = -1, keepdim: bool = False) -> torch.Tensor:
+        return cls.sum(x * x, dim, keepdim).sqrt()
+
+    @classmethod
+    def matmul(cls, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        return cls.bmm(a, b)
+
+    @classmethod
+    def baddbmm(cls, bias: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        return cls.bmm(a, b) + bias
+
+    @classmethod
+    def log_softmax(cls, x: torch.Tensor) -> torch.Tensor:
+        shifted = x - x.amax(-1, keepdim=True)  # a maximum is exact in any order
+        return shifted - cls.sum(shifted.exp(), -1, keepdim=True).log()
+
+    @classmethod
+    def cross_entropy(cls, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """(S, N, V) logits, (S, N) labels -> (S, N) losses."""
+        return cls.log_softmax(logits).gather(-1, labels.unsqueeze(-1)).squeeze(-1).neg()
+
+
+class Portable(_FixedOrder):
     """The CPU's arithmetic: no BLAS, no oneDNN, no kernel whose rounding depends on the CPU,
     and every sum of more than two terms an inner reduction.
 
@@ -67,14 +97,6 @@ class Portable:
             x = _contiguous_last(x.movedim(dim, -1)).sum(-1)
             return x.unsqueeze(dim) if keepdim else x
         return x.sum(dim, keepdim=keepdim)
-
-    @classmethod
-    def mean(cls, x: torch.Tensor, dim: int, keepdim: bool = False) -> torch.Tensor:
-        return cls.sum(x, dim, keepdim) / x.shape[dim]
-
-    @classmethod
-    def norm(cls, x: torch.Tensor, dim: int = -1, keepdim: bool = False) -> torch.Tensor:
-        return cls.sum(x * x, dim, keepdim).sqrt()
 
     @classmethod
     def bmm(cls, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -112,24 +134,6 @@ class Portable:
         z = z_table.transpose(1, 2).contiguous().gather(2, rows).view(S, d, N, L)
         return (z * attn.transpose(1, 2).unsqueeze(1)).sum(-1).transpose(1, 2)
 
-    @classmethod
-    def matmul(cls, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        return cls.bmm(a, b)
-
-    @classmethod
-    def baddbmm(cls, bias: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        return cls.bmm(a, b) + bias
-
-    @classmethod
-    def log_softmax(cls, x: torch.Tensor) -> torch.Tensor:
-        shifted = x - x.amax(-1, keepdim=True)  # a maximum is exact in any order
-        return shifted - cls.sum(shifted.exp(), -1, keepdim=True).log()
-
-    @classmethod
-    def cross_entropy(cls, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        """(S, N, V) logits, (S, N) labels -> (S, N) losses."""
-        return cls.log_softmax(logits).gather(-1, labels.unsqueeze(-1)).squeeze(-1).neg()
-
     @staticmethod
     def scatter_sum(rows: int, index: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
         """(S, rows): out[s, r] = the sum of values[s, t, n] over the (t, n) with index r, where
@@ -147,7 +151,7 @@ class Portable:
         return running.gather(1, last.unsqueeze(1)).squeeze(1)
 
 
-class Pairwise:
+class Pairwise(_FixedOrder):
     """Every sum a fixed pairwise tree of elementwise additions: seed-invariant on any device."""
 
     pairwise = True
@@ -165,14 +169,6 @@ class Pairwise:
         return x if keepdim else x.squeeze(dim)
 
     @classmethod
-    def mean(cls, x: torch.Tensor, dim: int, keepdim: bool = False) -> torch.Tensor:
-        return cls.sum(x, dim, keepdim) / x.shape[dim]
-
-    @classmethod
-    def norm(cls, x: torch.Tensor, dim: int = -1, keepdim: bool = False) -> torch.Tensor:
-        return cls.sum(x * x, dim, keepdim).sqrt()
-
-    @classmethod
     def bmm(cls, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         """(S, n, k) @ (S, k, m): the (S, n, m, k) products summed over k."""
         return cls.sum(a.unsqueeze(2) * b.transpose(-1, -2).unsqueeze(1), -1)
@@ -184,23 +180,6 @@ class Pairwise:
         d = z_table.shape[-1]
         z = z_table.gather(1, index.reshape(S, L * N, 1).expand(S, L * N, d)).view(S, L, N, d)
         return cls.sum(z * attn.unsqueeze(-1), 1)
-
-    @classmethod
-    def matmul(cls, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        return cls.bmm(a, b)
-
-    @classmethod
-    def baddbmm(cls, bias: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        return cls.bmm(a, b) + bias
-
-    @classmethod
-    def log_softmax(cls, x: torch.Tensor) -> torch.Tensor:
-        shifted = x - x.amax(-1, keepdim=True)  # a maximum is exact in any order
-        return shifted - cls.sum(shifted.exp(), -1, keepdim=True).log()
-
-    @classmethod
-    def cross_entropy(cls, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        return cls.log_softmax(logits).gather(-1, labels.unsqueeze(-1)).squeeze(-1).neg()
 
     @classmethod
     def scatter_sum(cls, rows: int, index: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
