@@ -18,6 +18,7 @@ import os
 import re
 import sys
 import types
+import typing
 from pathlib import Path
 
 import numpy as np
@@ -352,6 +353,47 @@ def test_the_hooks_point_to_the_base_classes():
         assert f"-> {BASES[kind].__name__}``" in text, hook
         assert len(inspect.getdoc(getattr(TestbedSpecs, hook)).splitlines()) <= 8, f"{hook}: the contract belongs in {BASES[kind].__name__}'s docstrings"
     assert "say the same as this page" not in DOC.read_text()
+
+
+def test_forward_and_vjp_is_used_with_vjp_only_and_gives_call_s_and_vjp_s_bits():
+    """What Differentiable's docstrings promise: the training step takes `forward_and_vjp` only
+    from a class that overrides `vjp`, and every built-in norm and activation gives there the
+    very bits of `__call__` (what evaluation and rendering use) and of `vjp`."""
+    from testbed.plugin_api.differentiable import forward_and_backward
+    from testbed.plugin_api.registry import default_registry
+
+    class OnlyForward(Norm):  # forward_and_vjp without vjp: ignored, autograd differentiates
+        def __call__(self, x):
+            return x * 2.0
+
+        def forward_and_vjp(self, x):
+            raise AssertionError("called without an own vjp")
+
+    x = torch.randn(3, 4, 2, dtype=torch.float64)
+    y, back = forward_and_backward(OnlyForward(), x)
+    torch.testing.assert_close(back(torch.ones_like(x)), torch.full_like(x, 2.0))
+
+    registry, g = default_registry(), torch.Generator().manual_seed(3)
+    shapes = {"norm": (3, 50, 2), "activation": (3, 20, 7)}
+    checked = 0
+    for kind, shape in shapes.items():
+        for name in registry.names(kind):
+            plugin_ = registry.get(kind, name)
+            if not plugin_.source.startswith("testbed "):
+                continue
+            choices = [{}]  # the defaults, and each value of every Literal field (smooth's shapes, gelu's approximations)
+            for field, info in plugin_.params.model_fields.items():
+                if typing.get_origin(info.annotation) is typing.Literal:
+                    choices += [{field: value} for value in typing.get_args(info.annotation)]
+            for choice in choices:
+                fn = plugin_.build(plugin_.params(**choice))
+                assert fn.has_own_vjp(), (kind, name)
+                x = torch.randn(*shape, generator=g) * torch.logspace(-3, 1, shape[1])[:, None]
+                grad = torch.randn(*shape, generator=g)
+                y, back = forward_and_backward(fn, x)
+                assert torch.equal(y, fn(x)) and torch.equal(back(grad), fn.vjp(x, fn(x), grad)), (kind, name, choice)
+                checked += 1
+    assert checked >= 12
 
 
 SHAPE = re.compile(r"`([\w.]+)` \(([\w, ]*?),?\)")
