@@ -155,8 +155,8 @@ def section(cls: type, heading: str) -> list[str]:
 def reference() -> str:
     out = [
         "Generated from the docstrings of `testbed.plugin_api` by `docs/plugin_reference.py`; the test of",
-        "this page fails when it differs from them. `python -c \"import testbed.plugin_api as p;",
-        "help(p.Norm)\"` shows the same text.",
+        "this page fails when it differs from them. `help()` shows the same text, for example",
+        "`python -c \"import testbed.plugin_api as p; help(p.Norm)\"`.",
         "",
     ]
     for kind, hook in hookspecs.KINDS.items():

@@ -167,7 +167,8 @@ class Probe(ABC):
         """Optional. What this probe has gathered, for a checkpoint taken after an epoch's
         `after_epoch` (and asked once before training, so that state no checkpoint can hold
         stops the run at once): tensors, numbers, strings, `Evaluation`s, lists and dicts of
-        them. The default holds every attribute that is such data (and the state of each
+        them; tensors as they are (the checkpoint is written before training goes on). The
+        default holds every attribute that is such data (and the state of each
         torch.Generator attribute), but `info` (given again by `start`) and references to the
         live parameters (`info.params` and `info.live`, linked again on load); it leaves
         callables and parameter models out and refuses, with a TypeError naming it, any other
