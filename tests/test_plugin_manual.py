@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import copy
 import csv
+import dataclasses
 import importlib.util
+import inspect
 import json
 import os
 import re
 import sys
 import types
+import typing
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +32,10 @@ from testbed.config.scenario import TaskConfig
 from testbed.engine.gradients import loss_and_grad
 from testbed.engine.model import Architecture, ParamSpace, forward, pair_index, per_seed_loss
 from testbed.errors import UserError
-from testbed.plugin_api import ENTRY_POINT_GROUP, Activation, Curriculum, Norm, Panel, Plugin, Probe, UpdateRule, hookimpl, plugin
+from testbed.plugin_api import ENTRY_POINT_GROUP, Activation, Curriculum, Evaluation, Norm, Panel, Plugin, Probe, RunInfo, UpdateRule, hookimpl, plugin
+from testbed.plugin_api.differentiable import Differentiable
+from testbed.plugin_api.hookspecs import BASES, TestbedSpecs
+from testbed.plugin_api.hookspecs import KINDS as KIND_HOOKS
 from testbed.plugin_api.registry import Registry, check_entry_point_names
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "plugins.md"
@@ -252,18 +258,28 @@ def test_the_panel_renders_through_the_command(run_dir, env):
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_the_panel_draws_each_class_mean(modules, tmp_path):
-    """On the quantities of a run of built-ins: the panel's markers sit at the class means."""
-    from matplotlib.figure import Figure
-
+@pytest.fixture(scope="module")
+def quantities(tmp_path_factory):
+    """The quantities of 4 frames of a run of built-ins whose sizes all differ (F = 4, d = 2,
+    n_tokens = 3, hidden = 7, L = 6, n = 5 snapshots), so a shape cannot match by accident."""
     from testbed.render import rundata
     from testbed.render.quantities import snapshot_quantities
 
+    tmp_path = tmp_path_factory.mktemp("quantities")
     data = copy.deepcopy(TINY) | {"seeds": "0"}
+    data["task"]["p"], data["model"]["hidden"] = 3, 7
+    data["probes"] = ["metrics", "step_loss", "spikes", {"name": "snapshots", "every": 1}]
     (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(data))
     proc = cli_here("run", str(tmp_path / "tiny.yaml"), "--out", str(tmp_path / "run"), "-q")
     assert proc.returncode == 0, proc.stderr
-    q = snapshot_quantities(rundata.load(tmp_path / "run"), 0, np.array([0, 1, 2]))
+    return snapshot_quantities(rundata.load(tmp_path / "run"), 0, np.array([0, 1, 2, 3]))
+
+
+def test_the_panel_draws_each_class_mean(modules, quantities):
+    """On the quantities of a run of built-ins: the panel's markers sit at the class means."""
+    from matplotlib.figure import Figure
+
+    q = quantities
     panel = built(modules["my_class_means"])
     ax = Figure().subplots()
     panel.setup(ax, q, panel.extent(q))
@@ -276,6 +292,144 @@ def test_the_panel_draws_each_class_mean(modules, tmp_path):
         for y, marker in panel.means.items():
             np.testing.assert_allclose(marker.get_offsets()[0], xi[labels == y].mean(0))
     assert set(panel.means) == set(np.unique(labels)) and len(panel.artists) == 1 + len(panel.means)
+
+
+def reference_module() -> types.ModuleType:
+    spec = importlib.util.spec_from_file_location("plugin_reference", DOC.with_name("plugin_reference.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_reference_is_the_code_s_docstrings():
+    """The page's table of kinds and its reference section are what docs/plugin_reference.py
+    makes of the docstrings now: edit a docstring without running it, and this fails."""
+    reference = reference_module()
+    page = DOC.read_text()
+    assert reference.render(page) == page, "docs/plugins.md is stale: run python docs/plugin_reference.py"
+    tampered = page.replace("**`Curriculum.restricts_logits() -> bool`**", "**`Curriculum.restricts_logits() -> int`**")
+    assert tampered != page and reference.render(tampered) == page, "the generated part is rewritten, not kept"
+
+
+CONTRACTS = (Norm, Activation, UpdateRule, Curriculum, Probe, Panel, Differentiable, RunInfo, Evaluation)
+
+
+def test_every_public_member_of_the_contracts_is_documented_in_the_page():
+    """Each public method, property and attribute of the base classes (and of what probes are
+    given) has a docstring, which says "Required." exactly where the method is abstract, and
+    appears in the page under its class's name."""
+    reference = reference_module()
+    page = DOC.read_text()
+    for cls in CONTRACTS:
+        assert cls.__doc__ and f"### {cls.__name__}\n" in page, cls
+        for name in reference.public_names(cls):
+            title, text = reference.member(cls, name)
+            where = f"{cls.__name__}.{name}"
+            if dataclasses.is_dataclass(cls) and name in {f.name for f in dataclasses.fields(cls)}:
+                assert f"`{name}" in cls.__doc__, f"{where}: a field its docstring does not name"
+                continue
+            assert text, f"{where} has no docstring"
+            assert f"**{title}**\n\n{text}\n" in page, where
+            abstract = getattr(vars(cls).get(name), "__isabstractmethod__", False)
+            assert text.startswith("Required.") == abstract, f"{where}: 'Required.' exactly where abstract"
+        annotated = [n for n in vars(cls).get("__annotations__", {}) if not n.startswith("_")]
+        assert all(n in reference.public_names(cls) for n in annotated)
+    for kind, base in BASES.items():  # every kind's methods, inherited ones included, in its row of the table
+        row = next(line for line in page.splitlines() if line.startswith(f"| {kind} | `{KIND_HOOKS[kind]}` |"))
+        for name in reference.contract(base):
+            documented = inspect.getdoc(getattr(base, name)) or ""
+            if documented.startswith(("Required", "Optional")):
+                assert f"`{name}(" in row, (kind, name)
+    for word in ("restricts_logits", "combine", "steps_on_device", "forward_and_vjp"):
+        assert page.count(word) >= 3, word  # in the prose, the table or the reference, and a docstring
+
+
+def test_the_hooks_point_to_the_base_classes():
+    """A hook's docstring says where a scenario chooses the kind and what build receives, and
+    leaves the object's contract to its base class instead of restating it."""
+    for kind, hook in KIND_HOOKS.items():
+        text = " ".join(inspect.getdoc(getattr(TestbedSpecs, hook)).split())
+        assert f"The contract: `{BASES[kind].__name__}`" in text, hook
+        assert f"-> {BASES[kind].__name__}``" in text, hook
+        assert len(inspect.getdoc(getattr(TestbedSpecs, hook)).splitlines()) <= 8, f"{hook}: the contract belongs in {BASES[kind].__name__}'s docstrings"
+    assert "say the same as this page" not in DOC.read_text()
+
+
+def test_forward_and_vjp_is_used_with_vjp_only_and_gives_call_s_and_vjp_s_bits():
+    """What Differentiable's docstrings promise: the training step takes `forward_and_vjp` only
+    from a class that overrides `vjp`, and every built-in norm and activation gives there the
+    very bits of `__call__` (what evaluation and rendering use) and of `vjp`."""
+    from testbed.plugin_api.differentiable import forward_and_backward
+    from testbed.plugin_api.registry import default_registry
+
+    class OnlyForward(Norm):  # forward_and_vjp without vjp: ignored, autograd differentiates
+        def __call__(self, x):
+            return x * 2.0
+
+        def forward_and_vjp(self, x):
+            raise AssertionError("called without an own vjp")
+
+    x = torch.randn(3, 4, 2, dtype=torch.float64)
+    y, back = forward_and_backward(OnlyForward(), x)
+    torch.testing.assert_close(back(torch.ones_like(x)), torch.full_like(x, 2.0))
+
+    registry, g = default_registry(), torch.Generator().manual_seed(3)
+    shapes = {"norm": (3, 50, 2), "activation": (3, 20, 7)}
+    checked = 0
+    for kind, shape in shapes.items():
+        for name in registry.names(kind):
+            plugin_ = registry.get(kind, name)
+            if not plugin_.source.startswith("testbed "):
+                continue
+            choices = [{}]  # the defaults, and each value of every Literal field (smooth's shapes, gelu's approximations)
+            for field, info in plugin_.params.model_fields.items():
+                if typing.get_origin(info.annotation) is typing.Literal:
+                    choices += [{field: value} for value in typing.get_args(info.annotation)]
+            for choice in choices:
+                fn = plugin_.build(plugin_.params(**choice))
+                assert fn.has_own_vjp(), (kind, name)
+                x = torch.randn(*shape, generator=g) * torch.logspace(-3, 1, shape[1])[:, None]
+                grad = torch.randn(*shape, generator=g)
+                y, back = forward_and_backward(fn, x)
+                assert torch.equal(y, fn(x)) and torch.equal(back(grad), fn.vjp(x, fn(x), grad)), (kind, name, choice)
+                checked += 1
+    assert checked >= 12
+
+
+SHAPE = re.compile(r"`([\w.]+)` \(([\w, ]*?),?\)")
+
+
+def documented_shapes(bullet: str) -> dict[str, list[str]]:
+    """name -> its documented axes, from one `q.<dict>` bullet of the panel contract."""
+    (text,) = [b for b in inspect.getdoc(Panel).split("\n- ") if b.startswith(bullet)]
+    return {name: [axis.strip() for axis in axes.split(",") if axis.strip()] for name, axes in SHAPE.findall(" ".join(text.split()))}
+
+
+def test_the_panel_contract_lists_every_quantity_with_its_shape(quantities):
+    """What a panel is given, read off the code: every name in q.params, q.trace and q.tables
+    is in Panel's docstring with the shape it has, and every public attribute of q, of its
+    sentences and of its run is named there."""
+    q, arch = quantities, quantities.run.arch
+    sizes = {"F": q.n_frames, "d": arch.d, "n_tokens": arch.n_tokens, "L": arch.seq_len, "hidden": arch.hidden,
+             "N": len(q.sentences.labels), "Nc": len(q.cloud_tokens), "n": len(q.history_epochs)}
+    assert len(set(sizes.values())) == len(sizes), sizes  # no two sizes alike: a wrong axis cannot pass
+    for bullet, arrays in (("`q.params`", q.params), ("`q.trace`", q.trace), ("`q.tables`", q.tables)):
+        shapes = documented_shapes(bullet)
+        assert set(shapes) == set(arrays), bullet
+        for name, axes in shapes.items():
+            assert tuple(sizes[a] for a in axes) == arrays[name].shape, (bullet, name, axes, arrays[name].shape)
+    text = " ".join(inspect.getdoc(Panel).split())
+    public = [f.name for f in dataclasses.fields(q) if not f.name.startswith("_")]
+    public += [n for n, v in vars(type(q)).items() if not n.startswith("_") and (callable(v) or isinstance(v, property)) and n != "build"]
+    for name in public:
+        assert f"`q.{name}" in text, name
+    for part, obj in (("sentences", q.sentences), ("run", q.run)):
+        names = [f.name for f in dataclasses.fields(obj)] + [n for n in vars(type(obj)) if not n.startswith("_")]
+        bullet = next(b for b in inspect.getdoc(Panel).split("\n- ") if b.startswith(f"`q.{part}`"))
+        for name in names:
+            if name in ("seed_index", "snapshot_index"):  # the render command's own look-ups, not a panel's
+                continue
+            assert f"`{name}" in bullet, (part, name)
 
 
 FAILING = '''

@@ -1,8 +1,9 @@
 """Everything a plugin author needs, in one place (docs/plugins.md is the manual).
 
-The machinery: hook specifications (`hookspecs`, each docstring the manual of its kind), the
-registry that resolves plugins through pluggy entry points (`registry`), the plugin and its
-parameters (`base`), and the base class of each of the six kinds.
+The machinery: hook specifications (`hookspecs`: where a scenario chooses each kind, what its
+build receives), the registry that resolves plugins through pluggy entry points (`registry`),
+the plugin and its parameters (`base`), and the base class of each of the six kinds, whose
+docstrings are each kind's contract (docs/plugins.md's reference is generated from them).
 """
 
 from typing import TYPE_CHECKING, Any

@@ -10,14 +10,16 @@ from testbed.plugin_api.differentiable import Differentiable
 
 
 class Activation(Differentiable):
-    """Base class of MLP activations. Required: `__call__(x)`. Optional: `vjp(x, y, grad)`
-    (default: autograd differentiates `__call__`).
+    """Base class of MLP activations. Required: `__call__(x)`; optional: `vjp(x, y, grad)` and
+    `forward_and_vjp(x)` (see `Differentiable` for when each is called, why the backward is
+    hand-written, and what none may do).
 
-    `x` holds the MLP's pre-activations, (S, N, hidden) in training (other leading shapes when
-    `testbed render` draws fields). The function must be elementwise: each output depends on
-    the input at the same position only.
+    `x` holds the MLP's pre-activations, (S, N, hidden) in training (N the batch size, or a
+    piece of the data set in evaluation; other leading shapes when `testbed render` draws
+    fields). The function must be elementwise: each output depends on the input at the same
+    position only, so `vjp` multiplies `grad` by the derivative at x.
     """
 
     @abstractmethod
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        """x -> act(x) elementwise, same shape and dtype. Do not modify x in place."""
+        """Required. x -> act(x) elementwise, same shape and dtype. Do not modify x in place."""

@@ -14,32 +14,56 @@ Backward = Callable[[torch.Tensor], torch.Tensor]
 
 
 class Differentiable(ABC):
-    """A function of one tensor with an optional hand-written backward pass."""
+    """A function of one tensor that the training step differentiates: what the `Norm` and
+    `Activation` contracts share.
+
+    Why a backward of its own: the reference engine's training step (`testbed.engine.gradients`)
+    derives every gradient by hand, because autograd's bookkeeping costs more than this small
+    model's arithmetic, and a pluggable function is the one piece it cannot derive. Each step
+    calls `forward_and_vjp(x)` where the class overrides `vjp`, else runs `__call__` under
+    autograd on a detached copy of x; either way it keeps the output and later maps
+    d(loss)/d(output) back to d(loss)/dx. Without `vjp` a plugin is correct, only slower.
+
+    Where it runs: in every training step and every evaluation, on `training.device`, in
+    float32, the seed axis first (evaluation may pass a group of the seeds at a time); `testbed
+    render`, spike forensics and the loss barrier call it again on the CPU, with frames or grid
+    points in place of seeds. So it may not modify its input in place, keep state that changes
+    between calls, draw random numbers, or let one seed's rows influence another's. A scenario
+    using a third-party norm or activation trains on the reference engine: the fused engine
+    implements the built-ins only (`training.engine: auto` falls back by itself).
+    """
 
     @abstractmethod
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        """The output, of x's shape. Do not modify x in place."""
+        """Required. The output, a new tensor of x's shape and dtype on x's device; x stays
+        unchanged. Called with autograd on or off (it must not depend on which)."""
 
     def vjp(self, x: torch.Tensor, y: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
-        """d(loss)/dx given grad = d(loss)/dy, where y = self(x); all three of x's shape.
+        """Optional. d(loss)/dx given `grad` = d(loss)/dy, where y = self(x); all three of x's
+        shape, and so is the result: a new tensor (or `grad` itself), leaving x, y and grad
+        unchanged. It must agree with autograd on `__call__` (test it in float64).
 
-        Optional. By default autograd differentiates `__call__` (in training, from the very
-        forward pass whose output the model uses, so nothing is computed twice). Override it
-        with a closed form to save autograd's bookkeeping; return a new tensor (or `grad`
-        itself) and leave x, y and grad unchanged."""
+        Overriding it takes the plugin off autograd in the training step (the engine then calls
+        `forward_and_vjp`). The default differentiates `__call__` by autograd, so `vjp` works
+        on any norm or activation (what tests compare a closed form with)."""
         return autograd_forward(self, x)[1](grad)
 
     def forward_and_vjp(self, x: torch.Tensor) -> tuple[torch.Tensor, Backward]:
-        """self(x) and the map grad -> vjp(x, self(x), grad).
+        """Optional, and used only where `vjp` is overridden too: (y, backward) with y = self(x)
+        and backward(grad) = vjp(x, y, grad). The training step calls it once per site and step,
+        runs the forward with y and later backward with d(loss)/dy.
 
-        Optional: a plugin with its own `vjp` may override it to keep what the forward pass
-        computed for the backward (a norm's radius) instead of computing it twice. It must give
-        the very values of `__call__` and `vjp`."""
+        The default calls `__call__` and then `vjp`, which computes what both share twice (a
+        norm's radius); override it to keep those from the forward for the backward. It must
+        give the very values, bit for bit, of `__call__` and `vjp`: evaluation and rendering
+        use `__call__`, the training step this."""
         y = self(x)
         return y, lambda g: self.vjp(x, y, g)
 
     @classmethod
     def has_own_vjp(cls) -> bool:
+        """Whether the class overrides `vjp` (then the training step uses `forward_and_vjp`,
+        else autograd). The engine's question; not to be overridden."""
         return cls.vjp is not Differentiable.vjp
 
 

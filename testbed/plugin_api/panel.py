@@ -25,36 +25,92 @@ LABEL_SIZE = 6.5
 
 
 class Panel(ABC):
-    """Base class of panels. Required: `setup` and `update`. Optional: `points` (what must stay
-    in view). Set `title` and the axis labels as class attributes; `geometric = False` for
+    """Base class of panels: one quantity of a frame drawn onto matplotlib axes, for `testbed
+    render` (images, videos, the spike figures). Required: `setup` and `update`; optional:
+    `points` (what must stay in view); `extent`, `prepare` and `keep` are helpers to call, not
+    to override. Set `title` and the axis labels as class attributes; `geometric = False` for
     panels that are not points in the plane (curves, images with their own axes).
 
-    `testbed render` builds the panel with its parameters (`self.params`), computes
-    `extent(q)` over every frame it will draw, calls `setup(ax, q, extent)` once and then
-    `update(q, i)` for each frame i. Frames come in batches: a video calls `update` with later
-    batches' `Quantities` than the one `setup` saw, so read everything that changes between
-    frames from the `q` that `update` receives. Register every artist that `update` changes
-    with `keep` (a video redraws only those over a fixed background); what `setup` draws
-    without `keep` must not change.
+    `testbed render` builds the panel with its parameters (`self.params`) for each figure (and
+    in each worker process of a video), computes `extent(q)` over every frame it will draw,
+    calls `setup(ax, q, extent)` once and then `update(q, i)` for each frame i. Frames come in
+    batches: a video calls `update` with later batches' `Quantities` than the one `setup` saw,
+    so read everything that changes between frames from the `q` that `update` receives.
+    Register every artist that `update` changes with `keep` (a video redraws only those over a
+    fixed background); what `setup` draws without `keep` must not change. A panel draws only:
+    it may not modify `q` (every panel of a figure shares it) or write files.
+
+    What `q` (a `Quantities`) holds: F frames of one seed, numpy arrays (float32 but for
+    tokens and labels) with the frame axis first; d is the embedding dimension
+    (`q.run.arch.d`), n_tokens the number of token embeddings (`q.run.arch.n_tokens`), L the
+    sequence length (`q.run.arch.seq_len`), hidden the MLP width (`q.run.arch.hidden`), N the
+    number of probe sentences, Nc of the cloud sentences, n of the run's snapshots.
+
+    - `q.params`, the model's parameters at each frame, by name: `tok_emb` (F, n_tokens, d)
+      the token embeddings E (also the unembedding), `pos_emb` (F, L, d) the position
+      embeddings P, `query` (F, d), `value` (F, d, d), `mlp.fc1.weight` (F, hidden, d),
+      `mlp.fc1.bias` (F, hidden), `mlp.fc2.weight` (F, d, hidden), `mlp.fc2.bias` (F, d).
+    - `q.trace`, the forward pass of the probe sentences: `attn` (F, N, L) the attention
+      weights, `xi` (F, N, d) the attention output, `mlp_in` (F, N, d) xi after the MLP norm,
+      `pre` (F, N, hidden) and `hidden` (F, N, hidden) the MLP before and after the activation,
+      `zeta` (F, N, d) the residual stream after the MLP, `logits` (F, N, n_tokens) and `probs`
+      (F, N, n_tokens).
+    - `q.tables`, every (token, position) pair: `x` (F, n_tokens, L, d) = E[v] + P[t], `z`
+      (F, n_tokens, L, d) its embedding norm, `vz` (F, n_tokens, L, d) = V z.
+    - `q.sentences`, the probe sentences: `tokens` (N, L), `labels` (N,) the class y, `group`
+      (N,) and `n_groups` (prefixes with the same token counts), `colors` (N, 3), `labelled`
+      (N,) the few that carry a text label, `k`, `p`, `text(i)` (sentence i's prefix),
+      `by_class()` ([(y, indices)]).
+    - `q.seed`; `q.epochs` (F,) the epoch of each frame (fractional where `q.step_level`: the
+      frames of a spike figure, steps apart); `q.n_frames` = F; `q.captions` (F strings).
+    - `q.cloud_tokens` (Nc, L) random sentences and `q.cloud_xi` (F, Nc, d) their xi;
+      `q.focus_tokens` (L,) the sentence followed over training, `q.focus_attn` (F, L) its
+      attention and `q.focus_prev` (F, L) that of the frame before; `q.history_epochs` (n,) and
+      `q.history_attn` (n, L) its attention at every snapshot of the run.
+    - `q.field(kind, extent, G)`: (F, G, G, 3) the colour-wheel image of p(y | point) over the
+      square `extent`, a point taken as xi (`kind="xi"`) or zeta (`"zeta"`); row 0 the bottom.
+    - `q.run`, the run: `arch` (`d`, `hidden`, `n_tokens`, `seq_len`, the built
+      `embedding_norm`, `mlp_norm` and `activation`), `scenario` (validated), `space`, `k` (the
+      task's sparsity), `p` (the largest vocabulary the run uses), `epochs` (n,) and `params`
+      (name -> (n, S, *shape)) of every snapshot, `seed_params(column, index)` (name -> those
+      of one seed column at snapshots `index`), `seeds`, `steps_per_epoch`, `spikes` (rows of
+      spikes.csv), `metrics`, `seed_metrics(seed)` (column -> values of one seed, by epoch, or
+      None), `step_losses()` ((steps, S), or None), `path` and `run` (its directory and files).
     """
 
     title: str = ""
+    """Class attribute: the panel's title (`prepare` sets it)."""
     xlabel: str = ""
+    """Class attribute: the x axis label."""
     ylabel: str = ""
-    geometric: bool = True  # equal aspect, square view fitted to `points`
-    include_origin: bool = True  # keep the origin in view (where norms are steep)
-    labels: bool = True  # text labels on points; videos turn them off (text is the dearest to draw)
+    """Class attribute: the y axis label."""
+    geometric: bool = True
+    """Class attribute. True: points in the plane, drawn with equal aspect in a square view
+    fitted to `points` over all frames, so motion shows against fixed axes; False: curves,
+    tables, images with axes of their own (`extent` is then None)."""
+    include_origin: bool = True
+    """Class attribute: keep the origin in view (where norms are steep)."""
+    labels: bool = True
+    """Text labels on points; `testbed render` sets it False for videos (text is the dearest
+    thing to draw)."""
 
     def __init__(self, params=None):
         self.params = params
+        """The validated parameters it was built with (the model's defaults: `--panels` takes
+        names only)."""
         self.artists: list[Artist] = []
+        """The artists `keep` registered: what a video redraws each frame."""
 
     def points(self, q: Quantities) -> np.ndarray | None:
-        """(F, n, 2) what must stay in view; None for panels with fixed coordinates."""
+        """Optional. (F, n, 2), the n points of each frame of q that must stay in view (NaN
+        and infinities are ignored); a geometric panel's `extent` is fitted to them. Default:
+        None, for panels with fixed coordinates (then `extent` is None)."""
         return None
 
     def extent(self, q: Quantities) -> tuple[float, float, float, float] | None:
-        """A square view holding `points` over the frames of q (robust to a few outlying frames)."""
+        """A helper, not to override: (x0, x1, y0, y1), a square view holding `points` over the
+        frames of q (robust to a few outlying frames), or None without points. `testbed render`
+        calls it with every frame it will draw and passes the result to `setup`."""
         pts = self.points(q)
         if pts is None:
             return None
@@ -66,8 +122,9 @@ class Panel(ABC):
         return square_extent(pts, include_origin=self.include_origin)
 
     def prepare(self, ax: Axes, extent) -> None:
-        """Title, axis labels and tick sizes; for a geometric panel also the square view
-        `extent` (x0, x1, y0, y1) with the axes through the origin. Call it first in `setup`."""
+        """A helper: call it first in `setup`. Title, axis labels and tick sizes; for a
+        geometric panel also the square view `extent` (x0, x1, y0, y1) with the axes through
+        the origin. Keeps `ax` as `self.ax`."""
         self.ax = ax
         ax.set_title(self.title, fontsize=TITLE_SIZE)
         ax.set_xlabel(self.xlabel, fontsize=LABEL_SIZE + 1, labelpad=1)
@@ -82,14 +139,20 @@ class Panel(ABC):
 
     @abstractmethod
     def setup(self, ax: Axes, q: Quantities, extent: tuple[float, float, float, float] | None) -> None:
-        """Draw what stays and create the artists that `update` moves (registered with `keep`)."""
+        """Required. Once per figure, before any `update`: `ax` the panel's empty matplotlib
+        Axes, `q` the first batch of frames, `extent` what `extent` returned over all frames.
+        Call `self.prepare(ax, extent)`, draw what never changes, and create the artists that
+        `update` changes, registered with `keep`; return nothing."""
 
     @abstractmethod
     def update(self, q: Quantities, i: int) -> None:
-        """Show frame i of q (0 <= i < q.n_frames): change the data of the kept artists."""
+        """Required. For every frame, in order: show frame i of q (0 <= i < q.n_frames) by
+        changing the data of the kept artists only (`set_offsets`, `set_data`, `set_array`,
+        `set_text`, ...); create nothing, return nothing."""
 
     def keep(self, *artists: Artist):
-        """Register artists that change between frames; returns them (one artist alone)."""
+        """A helper: register artists that `update` changes (in `setup`); returns them (one
+        artist alone)."""
         self.artists.extend(artists)
         return artists[0] if len(artists) == 1 else artists
 
