@@ -543,3 +543,22 @@ def _describe_params(model) -> str:
         default = field.get_default(call_default_factory=True)
         parts.append(f"{name}={default!r}" if not field.is_required() else f"{name} (required)")
     return ", ".join(parts) or "-"
+
+
+@app.command()
+def view(
+    paths: list[Path] = typer.Argument(None, help="run, report (comparison) or study directories, or folders of them (default: runs/)"),
+    port: int = typer.Option(8765, "--port", min=0, max=65535, help="port to listen on (0: any free one)"),
+    host: str = typer.Option("127.0.0.1", "--host", help="address to listen on; other than loopback, anyone who can reach it sees the runs"),
+    no_browser: bool = typer.Option(False, "--no-browser", help="print the address without opening a browser"),
+) -> None:
+    """Explore runs in the browser: each seed's frames on an epoch slider (the panels of `render`), curves with the spikes,
+    a comparison's runs side by side, a study's cells as a heatmap, a run still training as it goes. Needs pip install 'testbed[view]'."""
+    try:
+        from testbed.view.serve import serve
+    except ImportError as exc:
+        raise UserError(f"testbed view needs the web app's packages ({exc.name}): pip install 'testbed[view]'") from None
+    _load_plugins()
+    err = Console(stderr=True)
+    serve(list(paths or []), host=host, port=port, browser=not no_browser,
+          say=lambda line: print(line, flush=True), warn=lambda line: err.print(line, style="bold yellow", highlight=False, soft_wrap=True))
