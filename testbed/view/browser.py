@@ -17,17 +17,22 @@ def chromium_path() -> str | None:
 
 @contextmanager
 def chromium(viewport=(1500, 1000)):
-    """A fresh page (console messages collected in `page.console_errors`) in a new profile."""
+    """A browser context in a fresh profile; open pages with `watched_page`."""
     from playwright.sync_api import sync_playwright
 
     with tempfile.TemporaryDirectory(prefix="testbed-chromium-") as profile, sync_playwright() as pw:
         context = pw.chromium.launch_persistent_context(profile, executable_path=chromium_path(), args=CHROMIUM_FLAGS, headless=True,
                                                         viewport={"width": viewport[0], "height": viewport[1]})
         try:
-            page = context.pages[0] if context.pages else context.new_page()
-            page.console_errors = []
-            page.on("console", lambda m: page.console_errors.append(m.text) if m.type == "error" else None)
-            page.on("pageerror", lambda e: page.console_errors.append(str(e)))
-            yield page
+            yield context
         finally:
             context.close()
+
+
+def watched_page(context):
+    """A new page whose console errors and uncaught exceptions collect in `page.console_errors`."""
+    page = context.new_page()
+    page.console_errors = []
+    page.on("console", lambda m: page.console_errors.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: page.console_errors.append(str(e)))
+    return page

@@ -69,7 +69,11 @@ class Scrubber {
     i = Math.max(0, Math.min(this.epochs.length - 1, i)); this.i = i;
     this.imgs.forEach((img, k) => {
       const url = this.urlOf(k, i);
-      img.onload = () => { if (this.i === i && k === 0) { window.viewLatencies.push(performance.now() - started); img.dataset.shown = String(this.epochs[i]); } };
+      img.onload = () => {
+        if (this.i !== i) return;
+        img.dataset.shown = String(this.epochs[i]);
+        if (k === 0) window.viewLatencies.push(performance.now() - started);
+      };
       img.src = url;
     });
     this.onMove(i);
@@ -156,9 +160,13 @@ async function showRun(id, seedAsked) {
   const drawCurves = () => curves($("#curves"), data, scrub ? scrub.epochs[scrub.i] : null,
     (epoch) => scrub && scrub.show(scrub.nearest(epoch)), (s) => { showSpike(s); if (scrub) scrub.show(scrub.nearest(s.epoch)); });
   const showSpike = (s) => {
-    const skip = new Set(["seed"]);
-    $("#spikes").innerHTML = `<h3>Spike at epoch ${s.epoch}${s.cause ? ": " + esc(s.cause) : ""}</h3>` +
-      "<table>" + Object.entries(s).filter(([k]) => !skip.has(k)).map(([k, v]) => `<tr><th>${esc(k)}</th><td>${esc(fmt(v))}</td></tr>`).join("") + "</table>";
+    const rows = (entries) => "<table>" + entries.map(([k, v]) => `<tr><th>${esc(k)}</th><td>${esc(fmt(v))}</td></tr>`).join("") + "</table>";
+    const jumps = Object.entries(s).filter(([k]) => k.startsWith("jump_"));
+    const head = [["peak step", s.peak], ["loss ratio to baseline", s.ratio], ["cause", s.cause], ["why", s.cause_reason], ["loss jump of the step", s.jump]]
+      .filter(([, v]) => v !== undefined);
+    $("#spikes").innerHTML = `<h3>Spike at epoch ${s.epoch}${s.cause ? ": " + esc(s.cause) : ""}</h3>` + rows(head) +
+      (jumps.length ? "<h4>Loss jump explained by each parameter group's update</h4>" + rows(jumps.map(([k, v]) => [k.slice(5), v])) : "") +
+      "<details><summary>every column of the forensics</summary>" + rows(Object.entries(s).filter(([k]) => k !== "seed")) + "</details>";
   };
   async function loadCurves() {
     data = await get(`/api/run/${id}/curves/${seed}`);
@@ -207,11 +215,15 @@ async function showComparison(id) {
     <div class="controls">left <select id="a">${options}</select> right <select id="b">${options}</select> seed <select id="seed"></select>
     <button id="play">▶ play</button><input type="range" id="slider" min="0" value="0"><span id="epoch-label"></span></div>
     <p id="no-frames" class="note"></p><div class="pair"><img id="fa" class="frame" alt="left"> <img id="fb" class="frame" alt="right"></div>
+    <h3>Tables of the report</h3>
     <div id="tables"></div><div class="figs" id="figs"></div>`;
   if (c.runs.length > 1) $("#b").value = "1";
-  for (const [name, t] of Object.entries(c.tables)) {
-    $("#tables").insertAdjacentHTML("beforeend", `<h3>${esc(name)}</h3>`);
-    $("#tables").appendChild(table(t.columns, t.rows.map((r) => Object.fromEntries(t.columns.map((col, k) => [col, r[k]])))));
+  for (const name of ["statistics.csv", "comparison.csv"].filter((n) => c.tables[n])) {
+    const t = c.tables[name], box = document.createElement("details");
+    box.open = name === "statistics.csv";
+    box.innerHTML = `<summary>${esc(name)} (${t.rows.length} rows)</summary>`;
+    box.appendChild(table(t.columns, t.rows.map((r) => Object.fromEntries(t.columns.map((col, k) => [col, r[k]])))));
+    $("#tables").appendChild(box);
   }
   c.figures.forEach((f) => $("#figs").insertAdjacentHTML("beforeend", `<img src="/files/${id}/${f}" alt="${esc(f)}">`));
   const runs = await Promise.all(c.runs.map((r) => get(`/api/run/${r.id}`)));
