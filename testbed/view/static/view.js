@@ -58,6 +58,7 @@ class Scrubber {
     this.epochs = epochs; this.imgs = imgs; this.urlOf = urlOf; this.onMove = onMove; this.i = epochs.length - 1;
     this.kept = new Map();  // url -> loaded Image: scrubbing only swaps a decoded image
     this.playing = null;
+    window.viewScrubber = this;  // the benchmark waits on `kept.size` before timing warm scrubbing
   }
   prefetch() {
     const urls = []; for (let i = 0; i < this.epochs.length; i++) for (let k = 0; k < this.imgs.length; k++) urls.push(this.urlOf(k, i));
@@ -122,7 +123,7 @@ function curves(svg, data, epochNow, onEpoch, onSpike) {
     const sy = (v) => p.top + T + (1 - ((p.log ? Math.log10(v) : v) - y0) / (y1 - y0)) * (H - T - B);
     out += `<text x="${L}" y="${p.top + 12}">${p.title}</text>`;
     out += `<line x1="${L}" y1="${p.top + H - B}" x2="${W - R}" y2="${p.top + H - B}" stroke="#888"/><line x1="${L}" y1="${p.top + T}" x2="${L}" y2="${p.top + H - B}" stroke="#888"/>`;
-    for (const v of [y0, (y0 + y1) / 2, y1]) { const val = p.log ? 10 ** v : v; out += `<text x="${L - 4}" y="${sy(val) + 4}" text-anchor="end">${val.toPrecision(2)}</text>`; }
+    for (const v of [y0, (y0 + y1) / 2, y1]) { const val = p.log ? 10 ** v : v; out += `<text x="${L - 4}" y="${sy(val) + 4}" text-anchor="end">${val.toPrecision(y1 - y0 < 0.05 ? 4 : 2)}</text>`; }
     for (const e of [x0, Math.round((x0 + x1) / 2), x1]) out += `<text x="${sx(e)}" y="${p.top + H - B + 14}" text-anchor="middle">${e}</text>`;
     out += `<text x="${W - R}" y="${p.top + H - 2}" text-anchor="end">epoch</text>`;
     p.cols.forEach((c, k) => {
@@ -190,6 +191,7 @@ async function showRun(id, seedAsked) {
     } else {
       $("#no-frames").textContent = live ? "frames appear when the run has finished (its snapshots are written at the end)" : run.no_frames;
       $("#slider").disabled = true; $("#play").disabled = true;
+      for (const sel of ["#frame", "#png", "#svg"]) $(sel).hidden = true;
     }
     loadCurves();
   }
