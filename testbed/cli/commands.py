@@ -420,6 +420,8 @@ def render(
     grid: str | None = typer.Option(None, "--grid", help="ROWSxCOLUMNS, e.g. 4x5"),
     dpi: float | None = typer.Option(None, "--dpi", min=20, max=600, help="resolution (default 110 for frames, 60 for videos)"),
     workers: int = typer.Option(0, "--workers", min=0, help="video worker processes (0: one per core)"),
+    fps: float | None = typer.Option(None, "--fps", help="with --video: frames per second (default: 1000 epochs in about 30 s)"),
+    epochs: str | None = typer.Option(None, "--epochs", help="with --video: FIRST-LAST[:STEP] epochs, e.g. 0-1000:10 (default: every snapshot)"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar"),
 ) -> None:
     """Draw every layer of the model in the plane from a run's snapshots: a frame, a video, or spikes;
@@ -430,7 +432,8 @@ def render(
     err = Console(stderr=True)
     with _user_paths(run_dir, out):
         written = render_run(run_dir, epoch=epoch, seed=seed, out=out, video=video, spikes=spikes, top=top, panels=panels,
-                             grid=grid, dpi=dpi, workers=workers, console=err, quiet=quiet, sparsity=sparsity, grad_norms=grad_norms, attention=attention)
+                             grid=grid, dpi=dpi, workers=workers, console=err, quiet=quiet, sparsity=sparsity, grad_norms=grad_norms, attention=attention,
+                             fps=fps, epochs=epochs)
     for path in written:
         print(path)
 
