@@ -121,7 +121,7 @@ def test_a_frame_is_the_frame_render_draws(served, run_dir, tmp_path):
 
 def test_viewing_never_writes_into_the_run(run_dir):
     before = checksums(run_dir)
-    app = Background([run_dir])
+    app = Background([run_dir], panels=["seq_emb", "xi_field", "loss"])  # what is written does not depend on the panels
     try:
         run = json.loads(get(app, "/api/run/0")[1])
         for seed in (0, 2):
@@ -202,3 +202,16 @@ def test_the_command_prints_its_address_and_serves(run_dir, tmp_path):
         proc.terminate()
         _, err = proc.communicate(timeout=30)
     assert "warning: --host 0.0.0.0" in err
+
+
+def test_export_refuses_a_folder_in_use_and_writes_nothing_on_bad_input(run_dir, tmp_path):
+    used = tmp_path / "used"
+    used.mkdir()
+    (used / "x").write_text("mine\n")
+    r = cli_here("view", str(run_dir), "--export", str(used))
+    assert r.returncode == 2 and "--export" in r.stderr and (used / "x").read_text() == "mine\n"
+    r = cli_here("view", str(run_dir), "--export", str(tmp_path / "e"), "--epochs", "90-99")
+    assert r.returncode == 2 and "no snapshot in epochs 90-99" in r.stderr and not (tmp_path / "e").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["used"]  # no staging folder left
+    r = cli_here("view", str(run_dir), "--seed", "1")
+    assert r.returncode == 2 and "--export" in r.stderr

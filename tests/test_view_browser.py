@@ -28,6 +28,8 @@ SPIKY = {**TINY, "name": "tiny_spiky", "optimizer": {"name": "adam", "lr": 0.2},
          "probes": ["metrics", "step_loss", {"name": "spikes", "min_history": 5, "window": 10, "ratio": 1.1, "min_delta": 0.01, "z": 1.5},
                     {"name": "snapshots", "every": 4}]}
 WAIT_MS = 30_000
+# Four panels rather than twenty: the same code path at a fifth of the drawing (test_view.py draws the default grid).
+PANELS = ["token_emb", "seq_emb", "loss", "step_loss"]
 
 
 def scenario_file(folder: Path, data: dict) -> Path:
@@ -56,7 +58,7 @@ def browser():
 
 
 def served_page(browser, paths):
-    app = Background(paths)
+    app = Background(paths, panels=PANELS)
     return app, watched_page(browser)
 
 
@@ -131,7 +133,7 @@ def test_a_comparison_side_by_side_on_one_slider(browser, spiky, root, tmp_path)
 def test_a_study_cell_opens_its_run(browser, root, tmp_path):
     cell = scenario_file(root, {**TINY, "name": "tiny_cell", "probes": ["metrics", "step_loss", "spikes", {"name": "snapshots", "every": 2}]})
     study = root / "study.yaml"
-    study.write_text(yaml.safe_dump({"name": "tiny_study", "scenarios": [cell.name], "seeds": "0-2",
+    study.write_text(yaml.safe_dump({"name": "tiny_study", "scenarios": [cell.name], "seeds": "0-1",
                                      "axes": {"model.hidden": [4, 8], "training.batch_size": [16, 48]}}))
     out = root / "sweeps" / "tiny"
     api.sweep(study, out=out, store=False)
@@ -187,3 +189,31 @@ def test_a_run_still_training_grows_then_lands(browser, root, tmp_path):
         page.close()
         app.stop()
         shutil.rmtree(out, ignore_errors=True)
+
+
+def test_an_export_opens_from_disk(browser, spiky, tmp_path):
+    """`--export`: frames rendered ahead and a page that needs no server: opened as a file,
+    its slider shows another frame, and it asks for nothing outside its folder."""
+    from conftest import cli_here
+
+    out = tmp_path / "export"
+    r = cli_here("view", str(spiky), "--export", str(out), "--seed", "1", "--epochs", "0-40:8", "-q")
+    assert r.returncode == 0, r.stderr
+    frames = sorted(p.name for p in (out / "frames").iterdir())
+    assert frames == [f"epoch{e:06d}.webp" for e in (0, 8, 16, 24, 32, 40)]  # snapshots every 4 epochs, one in two
+    page = watched_page(browser)
+    asked = []
+    page.on("request", lambda request: asked.append(request.url))
+    try:
+        page.goto((out / "index.html").as_uri())
+        page.wait_for_function("document.querySelector('#frame').complete && document.querySelector('#frame').naturalWidth > 0", timeout=WAIT_MS)
+        assert page.inner_text("#epoch-label") == "epoch 40"
+        page.focus("#slider")
+        page.keyboard.press("Home")
+        page.wait_for_function("document.querySelector('#frame').dataset.shown === '0' && document.querySelector('#frame').complete", timeout=WAIT_MS)
+        assert page.get_attribute("#frame", "src") == "frames/epoch000000.webp"
+        page.screenshot(path=str(tmp_path / "export.png"))
+        assert all(url.startswith(out.as_uri()) or url.startswith("data:") for url in asked), asked
+        assert page.console_errors == []
+    finally:
+        page.close()

@@ -34,12 +34,13 @@ class SeedFrames:
     """Every snapshot of one seed of a run, drawn on demand and cached (thread-safe: a matplotlib
     figure draws one frame at a time)."""
 
-    def __init__(self, run: rundata.SnapshotRun, seed: int, panels: list[str] | None = None, dpi: float = DPI):
+    def __init__(self, run: rundata.SnapshotRun, seed: int, panels: list[str] | None = None, dpi: float = DPI, snapshots: np.ndarray | None = None):
         self.run, self.seed, self.dpi = run, seed, dpi
         self.names = figure.parse_panels(",".join(panels) if panels else None)
         self.shape = figure.parse_grid(None, len(self.names))
         s = run.seed_index(seed)
-        self.q = snapshot_quantities(run, s, np.arange(len(run.epochs)))
+        self.snapshots = np.arange(len(run.epochs)) if snapshots is None else np.asarray(snapshots)  # frame i shows snapshot snapshots[i]
+        self.q = snapshot_quantities(run, s, self.snapshots)
         built = figure.build_panels(self.names)
         self.extents = [p.extent(self.q) for p in built]
         self.grid = figure.Grid(built, self.shape, self.q, self.extents, dpi)
@@ -51,7 +52,7 @@ class SeedFrames:
 
     @property
     def n(self) -> int:
-        return len(self.run.epochs)
+        return len(self.snapshots)
 
     def png(self, i: int) -> bytes:
         """PNG bytes of frame i."""
@@ -64,6 +65,11 @@ class SeedFrames:
                     got = self.cache[i] = png(self.grid.frame(self.q, i))
         self.prefetch()
         return got
+
+    def pixels(self, i: int) -> np.ndarray:
+        """(H, W, 3) pixels of frame i, drawn here, nothing kept (an export draws every frame once, in order)."""
+        with self.lock:
+            return self.grid.frame(self.q, i)
 
     def vector(self, i: int, fmt: str) -> bytes:
         """Frame i as an SVG (or PDF): drawn in full, text kept as text."""
