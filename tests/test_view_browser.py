@@ -26,7 +26,7 @@ pytestmark = [pytest.mark.browser, pytest.mark.xdist_group("browser")]
 # A detector sensitive enough to find spikes in a tiny run's noisy step losses.
 SPIKY = {**TINY, "name": "tiny_spiky", "optimizer": {"name": "adam", "lr": 0.2}, "training": {"epochs": 40, "batch_size": 16},
          "probes": ["metrics", "step_loss", {"name": "spikes", "min_history": 5, "window": 10, "ratio": 1.1, "min_delta": 0.01, "z": 1.5},
-                    {"name": "snapshots", "every": 4}]}
+                    {"name": "snapshots", "every": 4, "spike_steps": True}]}
 WAIT_MS = 30_000
 # Four panels rather than twenty: the same code path at a fifth of the drawing (test_view.py draws the default grid).
 PANELS = ["token_emb", "seq_emb", "loss", "step_loss"]
@@ -92,6 +92,13 @@ def test_a_run_slider_spikes_and_seeds(browser, spiky, tmp_path):
         page.click("#curves .spike[data-k='0']")
         page.wait_for_function(f"document.querySelector('#frame').dataset.shown === '{nearest}'", timeout=WAIT_MS)
         assert f"Spike at epoch {spike['epoch']}: {spike['cause']}" in page.inner_text("#spikes")
+        # the step itself, from the weights the snapshots probe kept around it (spike_steps: true)
+        page.click("#step-after")
+        page.wait_for_function("(document.querySelector('#frame').dataset.shown || '').endsWith(' after')", timeout=WAIT_MS)
+        assert page.inner_text("#epoch-label").endswith("after the spike")
+        step_urls = [app.url + f"api/run/0/spike/0/{spike['start']}-{spike['end']}/{which}.png" for which in (0, 1)]
+        before, after = (page.request.get(url) for url in step_urls)
+        assert before.status == after.status == 200 and before.body() != after.body()
         page.screenshot(path=str(tmp_path / "run.png"), full_page=True)
         # another seed: its row picks it, its curves and frames follow
         page.click("#seeds tbody tr:nth-child(3)")

@@ -102,7 +102,7 @@ class Viewer:
         table = self._seed_table(run)
         epochs = [int(e) for e in run.snapshots.epochs] if run.has("snapshots.npz") else []
         return {"id": source.id, "kind": kind, "name": run.scenario.name, "path": str(source.path), "seeds": table,
-                "epochs": epochs, "total_epochs": run.scenario.training.epochs,
+                "epochs": epochs, "total_epochs": run.scenario.training.epochs, "spike_steps": run.has("spike_steps.npz"),
                 "no_frames": None if epochs else f"{source.path}: no snapshots.npz (add the snapshots probe to draw frames)"}
 
     @staticmethod
@@ -219,6 +219,18 @@ def build_app(viewer: Viewer) -> Starlette:
             headers["Content-Disposition"] = f'attachment; filename="{frames.run.scenario.name}-seed{seed}-epoch{epoch}.{fmt}"'
         return Response(body, media_type=MEDIA[fmt], headers=headers)
 
+    def spike_frame(request: Request):
+        """One of the two step-level frames of a spike (spike_steps.npz): which = 0 before, 1 after."""
+        src = source(request)
+        p = request.path_params
+        if src.kind != "run" or p["which"] not in (0, 1):
+            return _json({"error": "not found"}, 404)
+        got = viewer.frames(src).spike(p["seed"], p["start"], p["end"])
+        if got is None:
+            return _json({"error": "no step-level weights kept for this spike (snapshots probe: spike_steps: true)"}, 404)
+        frames, labels = got
+        return Response(frames[p["which"]], media_type="image/png", headers={"Cache-Control": "private, max-age=3600", "X-Step": labels[p["which"]]})
+
     def served(request: Request):
         target = viewer.file(request.path_params["sid"], request.path_params["path"])
         if target is None:
@@ -231,6 +243,7 @@ def build_app(viewer: Viewer) -> Starlette:
         Route("/api/run/{sid}", api(lambda r: _json(viewer.run(source(r))))),
         Route("/api/run/{sid}/curves/{seed:int}", api(lambda r: _json(viewer.curves(source(r), r.path_params["seed"])))),
         Route("/api/run/{sid}/frame/{seed:int}/{i:int}.{fmt}", api(frame)),
+        Route("/api/run/{sid}/spike/{seed:int}/{start:int}-{end:int}/{which:int}.png", api(spike_frame)),
         Route("/api/comparison/{sid}", api(lambda r: _json(viewer.comparison(source(r))))),
         Route("/api/study/{sid}", api(lambda r: _json(viewer.study(source(r))))),
         Route("/files/{sid}/{path:path}", served),

@@ -103,6 +103,7 @@ class RunFrames:
         self.path, self.panels, self.dpi = Path(path), panels, dpi
         self._run: rundata.SnapshotRun | None = None
         self._seeds: dict[int, SeedFrames] = {}
+        self._spikes: dict[tuple[int, int, int], tuple[list[bytes], list[str]] | None] = {}
         self._lock = threading.Lock()
 
     @property
@@ -112,9 +113,43 @@ class RunFrames:
                 self._run = rundata.load(self.path)
             return self._run
 
+    def spike(self, seed: int, start: int, end: int):
+        """`spike_step_frames` of a spike, drawn once."""
+        key = (seed, start, end)
+        if key not in self._spikes:
+            self._spikes[key] = spike_step_frames(self.run, seed, start, end, self.panels, self.dpi)
+        return self._spikes[key]
+
     def seed(self, seed: int) -> SeedFrames:
         run = self.run
         with self._lock:
             if seed not in self._seeds:
                 self._seeds[seed] = SeedFrames(run, seed, self.panels, self.dpi)
             return self._seeds[seed]
+
+
+def spike_step_frames(run: rundata.SnapshotRun, seed: int, start: int, end: int, panels: list[str] | None = None,
+                      dpi: float = DPI) -> tuple[list[bytes], list[str]] | None:
+    """The frames of the weights just before and just after the step of a spike (seed, start,
+    end of spikes.csv), from spike_steps.npz, as `testbed render --spikes` draws them; None
+    where the run kept no weights for it. -> ([before PNG, after PNG], their labels)."""
+    from testbed.render.quantities import Quantities
+    from testbed.render.spike_figures import _step_pair
+
+    steps = rundata.load_spike_steps(run.path)
+    pair = _step_pair(steps, run, seed, start, end)
+    if pair is None:
+        return None
+    before, after, b_step, a_step = pair
+    s = run.seed_index(seed)
+    params = {n: np.stack([before[n], after[n]]) for n in before}
+    prev = {n: np.stack([before[n], before[n]]) for n in before}  # the attention graph's 'after' shows the spike's update
+    spe = run.steps_per_epoch
+    labels = [f"{run.scenario.name} - seed {seed} - before the spike: step {b_step} (epoch {b_step / spe:.2f})",
+              f"{run.scenario.name} - seed {seed} - after the spike: step {a_step} (epoch {a_step / spe:.2f})"]
+    q = Quantities.build(run, s, params, prev, np.array([b_step / spe, a_step / spe]), labels)
+    q.step_level = True
+    names = figure.parse_panels(",".join(panels) if panels else None)
+    built = figure.build_panels(names)
+    grid = figure.Grid(built, figure.parse_grid(None, len(names)), q, [p.extent(q) for p in built], dpi)
+    return [png(grid.frame(q, i)) for i in (0, 1)], [f"step {b_step}", f"step {a_step}"]

@@ -165,9 +165,18 @@ async function showRun(id, seedAsked) {
     const jumps = Object.entries(s).filter(([k]) => k.startsWith("jump_"));
     const head = [["peak step", s.peak], ["loss ratio to baseline", s.ratio], ["cause", s.cause], ["why", s.cause_reason], ["loss jump of the step", s.jump]]
       .filter(([, v]) => v !== undefined);
-    $("#spikes").innerHTML = `<h3>Spike at epoch ${s.epoch}${s.cause ? ": " + esc(s.cause) : ""}</h3>` + rows(head) +
+    const steps = run.spike_steps && run.epochs.length ? `<p>The step itself: <button id="step-before">before</button> <button id="step-after">after</button> <span id="step-note" class="note"></span></p>` : "";
+    $("#spikes").innerHTML = `<h3>Spike at epoch ${s.epoch}${s.cause ? ": " + esc(s.cause) : ""}</h3>` + steps + rows(head) +
       (jumps.length ? "<h4>Loss jump explained by each parameter group's update</h4>" + rows(jumps.map(([k, v]) => [k.slice(5), v])) : "") +
       "<details><summary>every column of the forensics</summary>" + rows(Object.entries(s).filter(([k]) => k !== "seed")) + "</details>";
+    if (steps) [["#step-before", 0, "before"], ["#step-after", 1, "after"]].forEach(([sel, which, word]) => $(sel).addEventListener("click", async () => {
+      const url = `/api/run/${id}/spike/${seed}/${s.start}-${s.end}/${which}.png`, r = await fetch(url);
+      if (!r.ok) { $("#step-note").textContent = (await r.json()).error; return; }
+      const img = $("#frame");
+      img.onload = () => { img.dataset.shown = `${r.headers.get("X-Step")} ${word}`; };
+      img.src = url;  // fetched once: the browser keeps it
+      $("#epoch-label").textContent = `${r.headers.get("X-Step")}, ${word} the spike`;
+    }));
   };
   async function loadCurves() {
     data = await get(`/api/run/${id}/curves/${seed}`);
