@@ -104,7 +104,7 @@ function sliderControls(scrub, slider, label, playButton) {
 
 // ---- curves: loss (log) and accuracy, spikes marked, a click jumps there -------------------
 function curves(svg, data, epochNow, onEpoch, onSpike) {
-  const W = 520, H = 170, L = 52, R = 10, T = 18, B = 28;
+  const W = 520, H = 170, L = 58, R = 24, T = 18, B = 28;
   const ep = data.epoch || [];
   svg.setAttribute("width", W); svg.setAttribute("height", 2 * H); svg.innerHTML = "";
   if (!ep.length) { svg.innerHTML = `<text x="20" y="30">no evaluated epochs yet</text>`; return; }
@@ -123,7 +123,9 @@ function curves(svg, data, epochNow, onEpoch, onSpike) {
     const sy = (v) => p.top + T + (1 - ((p.log ? Math.log10(v) : v) - y0) / (y1 - y0)) * (H - T - B);
     out += `<text x="${L}" y="${p.top + 12}">${p.title}</text>`;
     out += `<line x1="${L}" y1="${p.top + H - B}" x2="${W - R}" y2="${p.top + H - B}" stroke="#888"/><line x1="${L}" y1="${p.top + T}" x2="${L}" y2="${p.top + H - B}" stroke="#888"/>`;
-    for (const v of [y0, (y0 + y1) / 2, y1]) { const val = p.log ? 10 ** v : v; out += `<text x="${L - 4}" y="${sy(val) + 4}" text-anchor="end">${val.toPrecision(y1 - y0 < 0.05 ? 4 : 2)}</text>`; }
+    for (const v of [y0, (y0 + y1) / 2, y1]) { const val = p.log ? 10 ** v : v, digits = y1 - y0 < 0.05 ? 4 : 2;
+      const shown = val !== 0 && Math.abs(val) < 1e-3 ? val.toExponential(digits - 1) : val.toPrecision(digits);
+      out += `<text x="${L - 4}" y="${sy(val) + 4}" text-anchor="end">${shown}</text>`; }
     for (const e of [x0, Math.round((x0 + x1) / 2), x1]) out += `<text x="${sx(e)}" y="${p.top + H - B + 14}" text-anchor="middle">${e}</text>`;
     out += `<text x="${W - R}" y="${p.top + H - 2}" text-anchor="end">epoch</text>`;
     p.cols.forEach((c, k) => {
