@@ -215,3 +215,22 @@ def test_export_refuses_a_folder_in_use_and_writes_nothing_on_bad_input(run_dir,
     assert sorted(p.name for p in tmp_path.iterdir()) == ["used"]  # no staging folder left
     r = cli_here("view", str(run_dir), "--seed", "1")
     assert r.returncode == 2 and "--export" in r.stderr
+
+
+def test_alone_it_lists_runs_and_the_run_store(tmp_path, monkeypatch):
+    """`testbed view` with no path: the runs under runs/ and the run store's shards, named by
+    their scenario (a store entry's folder is a digest)."""
+    from testbed.view.serve import default_paths
+
+    monkeypatch.chdir(tmp_path)
+    file = scenario_file(tmp_path, {**SCENARIO, "name": "tiny_listed"})
+    api.run(file, out="runs/mine")  # through the run store ($TESTBED_STORE, outside runs/)
+    paths = default_paths()
+    assert [str(p) for p in paths[:1]] == ["runs"] and len(paths) == 2
+    app = Background(paths)
+    try:
+        listed = json.loads(get(app, "/api/sources")[1])["sources"]
+    finally:
+        app.stop()
+    runs = [s["label"] for s in listed if s["kind"] == "run"]
+    assert "mine" in runs and any(label.startswith("tiny_listed seeds-0-2 (run store ") for label in runs), runs

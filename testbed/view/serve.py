@@ -14,7 +14,18 @@ from testbed.errors import UserError
 from testbed.view.app import Viewer, build_app
 
 DEFAULT_PORT = 8765
-DEFAULT_PATHS = ("runs",)
+
+
+def default_paths() -> list[Path]:
+    """What `testbed view` alone shows: runs/ and the run store (its shards are run
+    directories; its trainings in progress, runs still training), where they exist."""
+    from testbed.store.run_store import RunStore
+
+    paths = [Path("runs")] if Path("runs").is_dir() else []
+    store = RunStore(None).root
+    if store.is_dir() and not any(store.absolute().is_relative_to(p.absolute()) for p in paths):
+        paths.append(store)
+    return paths
 
 
 def is_loopback(host: str) -> bool:
@@ -55,9 +66,9 @@ def serve(paths: list[Path], host: str = "127.0.0.1", port: int = DEFAULT_PORT, 
           say: Callable[[str], None] = print, warn: Callable[[str], None] = print) -> None:
     """Serve `paths` (default: runs/) until interrupted."""
     if not paths:
-        paths = [Path(p) for p in DEFAULT_PATHS if Path(p).is_dir()]
+        paths = default_paths()
         if not paths:
-            raise UserError("testbed view: give run, report or study directories (there is no runs/ here)")
+            raise UserError("testbed view: give run, report or study directories (there is no runs/ here, and no run store)")
     viewer = Viewer(paths)
     if not is_loopback(host):
         warn(f"warning: --host {host}: the viewer is reachable from other machines; it serves the files of {', '.join(map(str, paths))} to anyone who connects")

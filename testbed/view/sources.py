@@ -57,6 +57,21 @@ def kind_of(path: Path) -> str | None:
     return None
 
 
+def _label(path: Path, within: Path) -> str:
+    """A listed directory as the page names it: its path under the folder given, and for a
+    shard of the run store, the scenario's name (the entry's folder is a digest)."""
+    label = str(path.relative_to(within))
+    entry = path.parent / "entry.json"
+    if entry.is_file():
+        try:
+            name = json.loads(entry.read_text()).get("name")
+        except (OSError, ValueError):
+            name = None
+        if name:
+            label = f"{name} {path.name} (run store {path.parent.name[:12]})"
+    return label
+
+
 class Library:
     """Every source by id. `roots` are the directories given: the only ones whose files are served."""
 
@@ -101,13 +116,13 @@ class Library:
                 target = final_path(child)
                 if target != child:  # a staging folder: a run still training, unless it has landed
                     if (child / "scenario.yaml").is_file() and not target.exists():
-                        found.append(self.add(target, str(target.relative_to(folder.path))))
+                        found.append(self.add(target, _label(target, folder.path)))
                     continue
                 if child.name.startswith("."):
                     continue
                 kind = kind_of(child)
                 if kind in ("run", "comparison", "study"):
-                    found.append(self.add(child, str(child.relative_to(folder.path))))
+                    found.append(self.add(child, _label(child, folder.path)))
                 elif depth > 1:
                     walk(child, depth - 1)
 
