@@ -9,8 +9,9 @@ import imageio_ffmpeg
 import numpy as np
 import pytest
 import yaml
-from conftest import TINY, cli, cli_here
+from conftest import TINY, cli_here
 
+from testbed import api
 from testbed.render.video import default_fps
 
 PANELS = "seq_emb,loss"
@@ -22,23 +23,21 @@ def run_dir(tmp_path_factory):
     data = copy.deepcopy(TINY) | {"name": "tiny_video", "training": {"epochs": 6, "batch_size": 16}, "seeds": "0"}
     data["probes"] = ["metrics", "step_loss", {"name": "snapshots", "every": 1}]
     (root / "tiny.yaml").write_text(yaml.safe_dump(data))
-    assert cli("run", "tiny.yaml", "--out", "run", "--quiet", "--no-store", cwd=root).returncode == 0
-    return root / "run"
+    return api.run(root / "tiny.yaml", out=root / "run", store=False).path
 
 
 def frames_and_seconds(path) -> tuple[int, float]:
     return imageio_ffmpeg.count_frames_and_secs(str(path))
 
 
-@pytest.mark.subprocess
 def test_an_epoch_range_at_a_frame_rate(run_dir, tmp_path):
     out = tmp_path / "range.mp4"
-    proc = cli("render", str(run_dir), "--video", "--epochs", "2-5", "--fps", "2", "--panels", PANELS, "--out", str(out))
+    proc = cli_here("render", str(run_dir), "--video", "--epochs", "2-5", "--fps", "2", "--panels", PANELS, "--out", str(out))
     assert proc.returncode == 0, proc.stderr
     frames, seconds = frames_and_seconds(out)
     assert frames == 4 and seconds == pytest.approx(2.0, abs=0.1)  # epochs 2, 3, 4, 5 at 2 frames a second
     stepped = tmp_path / "stepped.mp4"
-    proc = cli("render", str(run_dir), "--video", "--epochs", "0-6:3", "--fps", "3", "--panels", PANELS, "--out", str(stepped))
+    proc = cli_here("render", str(run_dir), "--video", "--epochs", "0-6:3", "--fps", "3", "--panels", PANELS, "--out", str(stepped))
     assert proc.returncode == 0, proc.stderr
     assert frames_and_seconds(stepped) == (3, pytest.approx(1.0, abs=0.1))  # epochs 0, 3, 6
 
