@@ -69,6 +69,12 @@ class Viewer:
                 self._frames[source.id] = RunFrames(source.path, self.panels, self.dpi)
             return self._frames[source.id]
 
+    def close(self) -> None:
+        """Stop every background rendering."""
+        with self._lock:
+            for frames in self._frames.values():
+                frames.close()
+
     # --- the JSON of each page -------------------------------------------------------------
 
     def sources(self) -> dict:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -34,8 +35,10 @@ class SeedFrames:
     """Every snapshot of one seed of a run, drawn on demand and cached (thread-safe: a matplotlib
     figure draws one frame at a time)."""
 
-    def __init__(self, run: rundata.SnapshotRun, seed: int, panels: list[str] | None = None, dpi: float = DPI, snapshots: np.ndarray | None = None):
+    def __init__(self, run: rundata.SnapshotRun, seed: int, panels: list[str] | None = None, dpi: float = DPI, snapshots: np.ndarray | None = None,
+                 wanted: Callable[[], bool] = lambda: True):
         self.run, self.seed, self.dpi = run, seed, dpi
+        self.wanted_still = wanted  # prefetching stops when this says the seed is no longer looked at
         self.names = figure.parse_panels(",".join(panels) if panels else None)
         self.shape = figure.parse_grid(None, len(self.names))
         s = run.seed_index(seed)
@@ -82,13 +85,14 @@ class SeedFrames:
             return buf.getvalue()
 
     def prefetch(self) -> None:
-        """Start (once) the background thread that renders the frames not yet cached."""
-        if self._prefetch is None:
+        """Start the background thread that renders the frames not yet cached (again, if it
+        stopped while another seed was looked at)."""
+        if self._prefetch is None or not self._prefetch.is_alive():
             self._prefetch = threading.Thread(target=self._fill, name=f"frames-seed{self.seed}", daemon=True)
             self._prefetch.start()
 
     def _fill(self) -> None:
-        while len(self.cache) < self.n:
+        while len(self.cache) < self.n and self.wanted_still():
             missing = [i for i in range(self.n) if i not in self.cache]
             i = min(missing, key=lambda j: (abs(j - self.wanted), j))
             with self.lock:
@@ -105,6 +109,12 @@ class RunFrames:
         self._seeds: dict[int, SeedFrames] = {}
         self._spikes: dict[tuple[int, int, int], tuple[list[bytes], list[str]] | None] = {}
         self._lock = threading.Lock()
+        self.current: int | None = None  # the seed last asked for: the only one prefetched
+        self.closed = False
+
+    def close(self) -> None:
+        """Stop prefetching (the server is stopping)."""
+        self.closed = True
 
     @property
     def run(self) -> rundata.SnapshotRun:
@@ -123,8 +133,9 @@ class RunFrames:
     def seed(self, seed: int) -> SeedFrames:
         run = self.run
         with self._lock:
+            self.current = seed
             if seed not in self._seeds:
-                self._seeds[seed] = SeedFrames(run, seed, self.panels, self.dpi)
+                self._seeds[seed] = SeedFrames(run, seed, self.panels, self.dpi, wanted=lambda: self.current == seed and not self.closed)
             return self._seeds[seed]
 
 

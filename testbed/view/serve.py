@@ -80,6 +80,7 @@ def serve(paths: list[Path], host: str = "127.0.0.1", port: int = DEFAULT_PORT, 
     try:
         _server(viewer).run(sockets=[sock])
     finally:
+        viewer.close()
         sock.close()
 
 
@@ -96,5 +97,6 @@ class Background:
 
     def stop(self) -> None:
         self.server.should_exit = True
+        self.viewer.close()
         self.thread.join(timeout=10)
         self.sock.close()
