@@ -170,20 +170,58 @@ def test_loopback_unless_told_otherwise():
     assert not is_loopback("0.0.0.0") and not is_loopback("192.168.1.2")
 
 
-def test_bad_paths_are_refused_with_one_line(tmp_path):
+def test_bad_paths_are_refused_with_one_line(tmp_path, run_dir):
     r = cli_here("view", str(tmp_path / "nothing"), "--no-browser", "--port", "0")
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and "nothing" in r.stderr, r.stderr
+    r = cli_here("view", str(run_dir), "--no-browser", "--port", "0", "--panels", "seq_emb,no_such_panel")
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "no_such_panel" in r.stderr, r.stderr
+
+
+# A panel from a package testbed has never heard of, installed through the entry-point group.
+ACME_PANEL = '''
+import numpy as np
+from testbed.plugin_api.base import Params, plugin
+from testbed.plugin_api.hookspecs import hookimpl
+from testbed.plugin_api.panel import Panel
+
+
+class Radius(Panel):
+    title, geometric = "radius of xi", False
+
+    def setup(self, ax, q, extent):
+        self.prepare(ax, extent)
+        self.bars = ax.bar(np.arange(len(q.sentences.labels)), np.zeros(len(q.sentences.labels)))
+        self.keep(*self.bars)
+        ax.set_ylim(0, 5)
+
+    def update(self, q, i):
+        for bar, r in zip(self.bars, np.linalg.norm(q.trace["xi"][i], axis=1)):
+            bar.set_height(r)
+
+
+@plugin("xi_radius")
+def xi_radius(params: Params):
+    """Distance of each probe sentence's xi from the origin."""
+    return Radius(params)
+
+
+@hookimpl
+def testbed_panels():
+    return [xi_radius]
+'''
 
 
 @pytest.mark.subprocess
-def test_the_command_prints_its_address_and_serves(run_dir, tmp_path):
+def test_the_command_prints_its_address_and_serves_a_third_partys_panel(run_dir, tmp_path):
+    import os
     import subprocess
     import time
 
-    from conftest import TESTBED
+    from conftest import TESTBED, third_party_package
 
-    proc = subprocess.Popen([TESTBED, "view", str(run_dir), "--port", "0", "--no-browser", "--host", "0.0.0.0"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    env = dict(os.environ, **third_party_package(tmp_path, "acme_radius", ACME_PANEL, "acme-radius", "0.1"))
+    proc = subprocess.Popen([TESTBED, "view", str(run_dir), "--port", "0", "--no-browser", "--host", "0.0.0.0", "--panels", "xi_radius,seq_emb"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     try:
         line = proc.stdout.readline()
         assert line.startswith("testbed view: http://0.0.0.0:"), line
@@ -198,6 +236,9 @@ def test_the_command_prints_its_address_and_serves(run_dir, tmp_path):
             except ConnectionRefusedError:
                 assert time.monotonic() < deadline
         assert response.status == 200 and json.loads(response.read())["name"] == "tiny_view"
+        conn.request("GET", "/api/run/0/frame/0/1.png")
+        frame = conn.getresponse()
+        assert frame.status == 200 and frame.read()[:4] == b"\x89PNG"
     finally:
         proc.terminate()
         _, err = proc.communicate(timeout=30)

@@ -554,6 +554,7 @@ def view(
     port: int = typer.Option(8765, "--port", min=0, max=65535, help="port to listen on (0: any free one)"),
     host: str = typer.Option("127.0.0.1", "--host", help="address to listen on; other than loopback, anyone who can reach it sees the runs"),
     no_browser: bool = typer.Option(False, "--no-browser", help="print the address without opening a browser"),
+    panels: str | None = typer.Option(None, "--panels", help="comma-separated panel names, as render's (see testbed plugins --kind panel)"),
     export: Path | None = typer.Option(None, "--export", help="write one seed's frames and a page that opens from disk into this folder, instead of serving"),
     seed: int | None = typer.Option(None, "--seed", help="with --export: the seed (default: the run's first)"),
     epochs: str | None = typer.Option(None, "--epochs", help="with --export: FIRST-LAST[:STEP] epochs, e.g. 0-1000:10 (default: every snapshot)"),
@@ -568,15 +569,15 @@ def view(
     _load_plugins()
     err = Console(stderr=True)
     if export is not None:
-        _export_view(list(paths or []), export, seed, epochs, err, quiet)
+        _export_view(list(paths or []), export, seed, epochs, panels, err, quiet)
         return
     if seed is not None or epochs is not None:
         raise UserError(f"{'--seed' if seed is not None else '--epochs'} chooses the frames of --export; use it with --export DIR")
-    serve(list(paths or []), host=host, port=port, browser=not no_browser,
+    serve(list(paths or []), host=host, port=port, browser=not no_browser, panels=panels,
           say=lambda line: print(line, flush=True), warn=lambda line: err.print(line, style="bold yellow", highlight=False, soft_wrap=True))
 
 
-def _export_view(paths: list[Path], out: Path, seed: int | None, epochs: str | None, err: Console, quiet: bool) -> None:
+def _export_view(paths: list[Path], out: Path, seed: int | None, epochs: str | None, panels: str | None, err: Console, quiet: bool) -> None:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     from testbed.view.export import export
@@ -586,6 +587,7 @@ def _export_view(paths: list[Path], out: Path, seed: int | None, epochs: str | N
     bar = Progress(TextColumn("[bold]exporting"), BarColumn(), MofNCompleteColumn(), TextColumn("frames"), TimeRemainingColumn(), console=err, disable=quiet)
     with bar, _user_paths(paths[0], out):
         task = bar.add_task("export", total=None)
-        written = export(paths[0], out, seed=seed, epochs=epochs, advance=lambda done, total: bar.update(task, completed=done, total=total))
+        written = export(paths[0], out, seed=seed, epochs=epochs, panels=panels.split(",") if panels else None,
+                         advance=lambda done, total: bar.update(task, completed=done, total=total))
     size = sum(f.stat().st_size for f in written.rglob("*") if f.is_file())
     print(f"{written / 'index.html'} ({size / 1e6:.1f} MB)")

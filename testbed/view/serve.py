@@ -62,14 +62,18 @@ def _server(viewer: Viewer):
     return uvicorn.Server(config)
 
 
-def serve(paths: list[Path], host: str = "127.0.0.1", port: int = DEFAULT_PORT, browser: bool = True,
+def serve(paths: list[Path], host: str = "127.0.0.1", port: int = DEFAULT_PORT, browser: bool = True, panels: str | None = None,
           say: Callable[[str], None] = print, warn: Callable[[str], None] = print) -> None:
-    """Serve `paths` (default: runs/) until interrupted."""
+    """Serve `paths` (default: runs/ and the run store) until interrupted; frames show the
+    panels `panels` ('a,b,c', default: render's default grid)."""
+    from testbed.render.figure import parse_panels
+
+    names = parse_panels(panels) if panels else None  # an unknown panel is refused before anything starts
     if not paths:
         paths = default_paths()
         if not paths:
             raise UserError("testbed view: give run, report or study directories (there is no runs/ here, and no run store)")
-    viewer = Viewer(paths)
+    viewer = Viewer(paths, panels=names)
     if not is_loopback(host):
         warn(f"warning: --host {host}: the viewer is reachable from other machines; it serves the files of {', '.join(map(str, paths))} to anyone who connects")
     sock = bind(host, port)
