@@ -73,10 +73,11 @@ def test_files_inside_the_given_directory_are_served_and_nothing_outside(served,
     secret.write_text("not the viewer's\n")
     (run_dir / "link").symlink_to(secret)
     for path in ("/files/0/../secret.txt", "/files/0/%2e%2e/secret.txt", "/files/0/render/../../secret.txt", "/files/0//etc/passwd",
-                 "/files/0/%2Fetc%2Fpasswd", "/files/0/link", "/files/1/render/note.txt", "/files/0/", "/files/0/render"):
+                 "/files/0/%2Fetc%2Fpasswd", "/files/0/link", "/files/1/render/note.txt", "/files/0/", "/files/0/render",
+                 "/static/../app.py", "/static/%2e%2e/app.py", "/static/..%2fapp.py"):
         status, body, _ = get(served, path)
         assert status == 404, (path, status, body[:100])
-        assert b"not the viewer" not in body and b"root:" not in body
+        assert b"not the viewer" not in body and b"root:" not in body and b"Starlette" not in body
 
 
 def test_a_run_its_seeds_curves_and_frames(served, run_dir):

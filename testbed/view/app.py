@@ -192,7 +192,7 @@ class Viewer:
 
 
 def build_app(viewer: Viewer) -> Starlette:
-    def source(request: Request, kind: str | None = None) -> Source:
+    def source(request: Request) -> Source:
         return viewer.library.get(request.path_params["sid"])
 
     def api(handler):
