@@ -550,7 +550,7 @@ def _describe_params(model) -> str:
 
 @app.command()
 def view(
-    paths: list[Path] = typer.Argument(None, help="run, report (comparison) or study directories, or folders of them (default: runs/)"),
+    paths: list[Path] = typer.Argument(None, help="run, report (comparison) or study directories, or folders of them (default: runs/ and the run store)"),
     port: int = typer.Option(8765, "--port", min=0, max=65535, help="port to listen on (0: any free one)"),
     host: str = typer.Option("127.0.0.1", "--host", help="address to listen on; other than loopback, anyone who can reach it sees the runs"),
     no_browser: bool = typer.Option(False, "--no-browser", help="print the address without opening a browser"),
