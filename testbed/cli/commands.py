@@ -420,6 +420,8 @@ def render(
     grid: str | None = typer.Option(None, "--grid", help="ROWSxCOLUMNS, e.g. 4x5"),
     dpi: float | None = typer.Option(None, "--dpi", min=20, max=600, help="resolution (default 110 for frames, 60 for videos)"),
     workers: int = typer.Option(0, "--workers", min=0, help="video worker processes (0: one per core)"),
+    fps: float | None = typer.Option(None, "--fps", help="with --video: frames per second (default: 1000 epochs in about 30 s)"),
+    epochs: str | None = typer.Option(None, "--epochs", help="with --video: FIRST-LAST[:STEP] epochs, e.g. 0-1000:10 (default: every snapshot)"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar"),
 ) -> None:
     """Draw every layer of the model in the plane from a run's snapshots: a frame, a video, or spikes;
@@ -430,7 +432,8 @@ def render(
     err = Console(stderr=True)
     with _user_paths(run_dir, out):
         written = render_run(run_dir, epoch=epoch, seed=seed, out=out, video=video, spikes=spikes, top=top, panels=panels,
-                             grid=grid, dpi=dpi, workers=workers, console=err, quiet=quiet, sparsity=sparsity, grad_norms=grad_norms, attention=attention)
+                             grid=grid, dpi=dpi, workers=workers, console=err, quiet=quiet, sparsity=sparsity, grad_norms=grad_norms, attention=attention,
+                             fps=fps, epochs=epochs)
     for path in written:
         print(path)
 
@@ -543,3 +546,48 @@ def _describe_params(model) -> str:
         default = field.get_default(call_default_factory=True)
         parts.append(f"{name}={default!r}" if not field.is_required() else f"{name} (required)")
     return ", ".join(parts) or "-"
+
+
+@app.command()
+def view(
+    paths: list[Path] = typer.Argument(None, help="run, report (comparison) or study directories, or folders of them (default: runs/ and the run store)"),
+    port: int = typer.Option(8765, "--port", min=0, max=65535, help="port to listen on (0: any free one)"),
+    host: str = typer.Option("127.0.0.1", "--host", help="address to listen on; other than loopback, anyone who can reach it sees the runs"),
+    no_browser: bool = typer.Option(False, "--no-browser", help="print the address without opening a browser"),
+    panels: str | None = typer.Option(None, "--panels", help="comma-separated panel names, as render's (see testbed plugins --kind panel)"),
+    export: Path | None = typer.Option(None, "--export", help="write one seed's frames and a page that opens from disk into this folder, instead of serving"),
+    seed: int | None = typer.Option(None, "--seed", help="with --export: the seed (default: the run's first)"),
+    epochs: str | None = typer.Option(None, "--epochs", help="with --export: FIRST-LAST[:STEP] epochs, e.g. 0-1000:10 (default: every snapshot)"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="with --export: no progress bar"),
+) -> None:
+    """Explore runs in the browser: each seed's frames on an epoch slider (the panels of `render`), curves with the spikes,
+    a comparison's runs side by side, a study's cells as a heatmap, a run still training as it goes. Needs pip install 'testbed[view]'."""
+    try:
+        from testbed.view.serve import serve
+    except ImportError as exc:
+        raise UserError(f"testbed view needs the web app's packages ({exc.name}): pip install 'testbed[view]'") from None
+    _load_plugins()
+    err = Console(stderr=True)
+    if export is not None:
+        _export_view(list(paths or []), export, seed, epochs, panels, err, quiet)
+        return
+    if seed is not None or epochs is not None:
+        raise UserError(f"{'--seed' if seed is not None else '--epochs'} chooses the frames of --export; use it with --export DIR")
+    serve(list(paths or []), host=host, port=port, browser=not no_browser, panels=panels,
+          say=lambda line: print(line, flush=True), warn=lambda line: err.print(line, style="bold yellow", highlight=False, soft_wrap=True))
+
+
+def _export_view(paths: list[Path], out: Path, seed: int | None, epochs: str | None, panels: str | None, err: Console, quiet: bool) -> None:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from testbed.view.export import export
+
+    if len(paths) != 1:
+        raise UserError(f"--export writes one run's page: give one run directory, not {len(paths)}")
+    bar = Progress(TextColumn("[bold]exporting"), BarColumn(), MofNCompleteColumn(), TextColumn("frames"), TimeRemainingColumn(), console=err, disable=quiet)
+    with bar, _user_paths(paths[0], out):
+        task = bar.add_task("export", total=None)
+        written = export(paths[0], out, seed=seed, epochs=epochs, panels=panels.split(",") if panels else None,
+                         advance=lambda done, total: bar.update(task, completed=done, total=total))
+    size = sum(f.stat().st_size for f in written.rglob("*") if f.is_file())
+    print(f"{written / 'index.html'} ({size / 1e6:.1f} MB)")

@@ -32,7 +32,8 @@ def _out_path(out: Path | None, default: Path, allowed: tuple[str, ...], flag: s
 def render(run_dir: Path, *, epoch: int | None = None, seed: int | None = None, out: Path | None = None,
            video: bool = False, spikes: bool = False, top: int | None = None, panels: str | None = None,
            grid: str | None = None, dpi: float | None = None, workers: int = 0, console: Console | None = None,
-           quiet: bool = False, sparsity: bool = False, grad_norms: bool = False, attention: bool = False) -> list[Path]:
+           quiet: bool = False, sparsity: bool = False, grad_norms: bool = False, attention: bool = False,
+           fps: float | None = None, epochs: str | None = None) -> list[Path]:
     """Draw a run: one frame (the default), a video (`video`), the spike figures (`spikes`), or
     the figure of a probe's file (`sparsity`: sparsity.npz, `grad_norms`: grad_norms.npz and
     metrics.csv), with the meaning of the command's options of the same names; returns the
@@ -47,6 +48,8 @@ def render(run_dir: Path, *, epoch: int | None = None, seed: int | None = None, 
     if attention:
         return [_attention(run_dir, seed, epoch, out, dpi, {"--video": video or None, "--spikes": spikes or None, "--top": top,
                                                             "--panels": panels, "--grid": grid})]
+    if (fps is not None or epochs is not None) and not video:
+        raise UserError(f"{'--fps' if fps is not None else '--epochs'} sets a video's frames; use it with --video")
     if video and spikes:
         raise UserError("--video and --spikes: choose one")
     if top is not None and not spikes:
@@ -63,7 +66,7 @@ def render(run_dir: Path, *, epoch: int | None = None, seed: int | None = None, 
 
         return render_spikes(run, seed, names, out, dpi or STILL_DPI, console, top, quiet)
     if video:
-        return [_video(run, s, names, shape, out, dpi or VIDEO_DPI, workers, console, quiet)]
+        return [_video(run, s, names, shape, out, dpi or VIDEO_DPI, workers, console, quiet, fps, run.snapshot_range(epochs))]
     i, note = run.snapshot_index(epoch)
     if note:
         console.print(note, highlight=False, soft_wrap=True)
@@ -113,24 +116,28 @@ def _attention(run_dir: Path, seed: int | None, epoch: int | None, out: Path | N
     return attention_figure.draw(run, s, end, path, dpi or STILL_DPI)
 
 
-def _video(run, s, names, shape, out, dpi, workers, console, quiet) -> Path:
+def _video(run, s, names, shape, out, dpi, workers, console, quiet, fps=None, frames=None) -> Path:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
     from testbed.render import video
 
     default = run.path / "render" / f"seed{run.seeds[s]}.mp4"
     path = _out_path(out, default, VIDEO_FORMATS, "--video")
-    frames = np.arange(len(run.epochs))
+    frames = np.arange(len(run.epochs)) if frames is None else frames
+    if fps is not None and not 0 < fps <= video.MAX_FPS:
+        raise UserError(f"--fps {fps:g}: give a frame rate above 0 and at most {video.MAX_FPS}")
+    fps = fps if fps is not None else video.default_fps(run.epochs[frames])
     started = time.perf_counter()
     # Views are fixed over the whole video: fitted once to every frame's data (no fields needed).
     q_all = snapshot_quantities(run, s, frames)
     extents = tuple(p.extent(q_all) for p in figure.build_panels(names))
-    job = video.Job(str(run.path.absolute()), s, tuple(names), shape, extents, dpi, path.suffix.lower().lstrip("."))
+    job = video.Job(str(run.path.absolute()), s, tuple(names), shape, extents, dpi, path.suffix.lower().lstrip("."), fps=fps)
     bar = Progress(TextColumn("[bold]rendering"), BarColumn(), MofNCompleteColumn(), TextColumn("frames"),
                    TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(), console=console, disable=quiet)
     with bar:
         task = bar.add_task("render", total=len(frames))
         video.write(job, frames, path, workers, lambda n: bar.advance(task, n))
     if not quiet:
-        console.print(f"{len(frames)} frames in {time.perf_counter() - started:.1f} s", highlight=False, soft_wrap=True)
+        console.print(f"{len(frames)} frames in {time.perf_counter() - started:.1f} s; {len(frames) / fps:.1f} s at {fps:.3g} fps",
+                      highlight=False, soft_wrap=True)
     return path

@@ -5,6 +5,7 @@ them, the step-level parameters around each spike."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -55,6 +56,24 @@ class SnapshotRun:
         i = int(np.argmin(np.abs(self.epochs - epoch)))
         note = None if self.epochs[i] == epoch else f"no snapshot at epoch {epoch}; using the nearest, epoch {self.epochs[i]}"
         return i, note
+
+    def snapshot_range(self, spec: str | None, flag: str = "--epochs") -> np.ndarray:
+        """Snapshot indices of 'A-B' (every snapshot from epoch A to B) or 'A-B:STEP' (the
+        snapshot nearest each of A, A + STEP, ... B); None: every snapshot."""
+        if spec is None:
+            return np.arange(len(self.epochs))
+        m = re.fullmatch(r"\s*(\d+)\s*-\s*(\d+)\s*(?::\s*(\d+)\s*)?", spec)
+        if not m or int(m.group(1)) > int(m.group(2)) or (m.group(3) is not None and int(m.group(3)) < 1):
+            raise UserError(f"{flag} {spec!r}: expected FIRST-LAST or FIRST-LAST:STEP epochs, e.g. 0-1000:10")
+        lo, hi = int(m.group(1)), int(m.group(2))
+        inside = np.flatnonzero((self.epochs >= lo) & (self.epochs <= hi))
+        if len(inside) == 0:
+            raise UserError(f"{flag} {spec}: no snapshot in epochs {lo}-{hi}; snapshots cover epochs {int(self.epochs[0])}-{int(self.epochs[-1])}")
+        if m.group(3) is None:
+            return inside
+        targets = np.arange(lo, hi + 1, int(m.group(3)))
+        picked = inside[np.abs(self.epochs[inside][None, :] - targets[:, None]).argmin(1)]
+        return np.unique(picked)
 
     def seed_params(self, s: int, index=slice(None)) -> dict[str, np.ndarray]:
         """name -> (F, ...) parameters of seed column s at snapshot indices `index`."""

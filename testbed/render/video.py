@@ -16,7 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-FPS = 25
+SECONDS_PER_1000_EPOCHS = 30  # the default frame rate plays 1000 epochs in about 30 s, however often snapshots were kept
+MAX_FPS = 60
 IN_PROCESS_BELOW = 60  # by default, fewer frames than this render in this process (no worker start-up)
 
 
@@ -32,6 +33,16 @@ class Job:
     dpi: float
     fmt: str  # "mp4" or "gif"
     labels: bool = False  # point labels cost more to draw than anything else in a frame
+    fps: float = 25.0
+
+
+def default_fps(epochs: np.ndarray) -> float:
+    """Frames per second that show the epochs `epochs` (of the frames, in order) at
+    SECONDS_PER_1000_EPOCHS: 1001 snapshots of 1000 epochs at 33 fps, 101 at 3.4 fps."""
+    span = float(epochs[-1] - epochs[0]) if len(epochs) > 1 else 0.0
+    if span <= 0:
+        return 1.0
+    return float(min(MAX_FPS, max(1.0, len(epochs) / (SECONDS_PER_1000_EPOCHS * span / 1000))))
 
 
 class ChunkRenderer:
@@ -59,7 +70,7 @@ class ChunkRenderer:
         if self.grid is None:  # the panels' setup needs a frame's quantities
             self.grid = Grid(build_panels(list(job.panels)), job.grid, q, list(job.extents), job.dpi, pixel_multiple=16, labels=job.labels)
             self.grid.start_blitting()
-        with imageio.get_writer(segment, format="FFMPEG", mode="I", fps=FPS, codec="libx264", quality=None,
+        with imageio.get_writer(segment, format="FFMPEG", mode="I", fps=job.fps, codec="libx264", quality=None,
                                 pixelformat="yuv420p", macro_block_size=16,
                                 ffmpeg_params=["-preset", "veryfast", "-crf", "20", "-threads", "1"],
                                 ffmpeg_log_level="error") as w:

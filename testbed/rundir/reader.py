@@ -267,3 +267,31 @@ class Run:
     def provenance(self) -> dict[str, Any]:
         """run.json: where the run came from (versions, plugins, git commit, threads, device, times)."""
         return _json(self.file("run.json"))
+
+    def checkpoint_metrics(self) -> pd.DataFrame | None:
+        """For a run still training (its staging folder, `.NAME.partial`, read as a `Run`): the
+        evaluations its last checkpoint holds, in the layout of metrics.csv; None where there is
+        no checkpoint or no metrics probe. Read afresh on every call (the checkpoint is replaced
+        as training goes), tensors mapped rather than read, nothing written."""
+        import torch
+
+        names = [probe.name for probe in self.scenario.probes]
+        if "metrics" not in names or not self.has("checkpoint.pt"):
+            return None
+        file = self.file("checkpoint.pt")
+        try:
+            saved = torch.load(file.path, weights_only=True, mmap=True)
+            state = saved["probes"][names.index("metrics")]["rows"]
+        except FileNotFoundError:  # renamed away as the run landed
+            return None
+        except Exception as exc:
+            raise UserError(f"{file.shown}: unreadable ({type(exc).__name__})") from None
+        seeds = self.seeds
+        columns: dict[str, list] = {c: [] for c in METRIC_COLUMNS}
+        for i, (epoch, p) in enumerate(zip(state["epoch"], state["p"])):
+            columns["seed"] += seeds
+            columns["epoch"] += [int(epoch)] * len(seeds)
+            columns["p"] += [int(p)] * len(seeds)
+            for name in ("train_loss", "train_acc", "test_loss", "test_acc"):
+                columns[name] += state[name][i].tolist()
+        return pd.DataFrame(columns).astype(METRIC_COLUMNS)
