@@ -15,7 +15,7 @@ from conftest import TINY
 from test_resume import VARIANTS, differences, raises_stop, scenario, stop_after
 
 import testbed
-from testbed.config.scenario import validate
+from testbed.rundir.scenarios import validate
 from testbed.config.validation_errors import ScenarioError
 from testbed.engine.loop import build, train
 from testbed.engine.model import forward, pair_index, per_seed_loss
