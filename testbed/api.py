@@ -25,10 +25,9 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-from pydantic import BaseModel
-
-from testbed.config import scenario as scenario_mod
+from testbed.config.schema import Scenario
 from testbed.errors import UserError
+from testbed.rundir import scenarios
 from testbed.rundir.reader import Run, Snapshots
 from testbed.trainer import Progress, run_scenario
 
@@ -48,7 +47,7 @@ def load_scenario(path: PathLike, *, seeds: str | Sequence[int] | None = None, *
     Returns the validated, frozen Scenario."""
     if isinstance(seeds, range):
         seeds = list(seeds)
-    return scenario_mod.load(path, fields, seeds)
+    return scenarios.load(path, fields, seeds)
 
 
 @contextmanager
@@ -64,7 +63,7 @@ def _progress(progress: ProgressOption) -> Iterator[Callable[[Any], None] | None
 
 
 def run(
-    scenario,
+    scenario: Scenario | PathLike,
     *,
     out: PathLike | None = None,
     force: bool = False,
@@ -94,7 +93,7 @@ def run(
     `out` is made from it: asking again trains nothing, asking for more seeds trains only the
     new ones. A stopped training keeps its checkpoint in the store, where the same call
     continues it. `store=False` trains every seed straight into `out`, checkpoints beside it."""
-    if not isinstance(scenario, BaseModel):
+    if not isinstance(scenario, Scenario):
         scenario = load_scenario(scenario)
     options = dict(threads=threads, resume=resume, checkpoint_every=checkpoint_every)
     with _progress(progress) as callback:

@@ -17,6 +17,7 @@ from rich.table import Table
 
 from testbed.config import scenario as scenario_mod
 from testbed.errors import UserError
+from testbed.rundir import scenarios
 
 EXIT_STATUS = (
     "Exit status: 0 done; 1 a failure during the work, one line naming what failed (the plugin, its "
@@ -122,7 +123,7 @@ def run(
     from testbed.cli.tables import divergence_lines, run_table, store_line
 
     _load_plugins()
-    sc = scenario_mod.load(scenario, (set_ or []) + ([f"training.device={device}"] if device else []), seeds)
+    sc = scenarios.load(scenario, (set_ or []) + ([f"training.device={device}"] if device else []), seeds)
     err = Console(stderr=True)
     with ProgressDisplay(err) as display:
 
@@ -357,7 +358,7 @@ def validate(
 ) -> None:
     """Check a scenario file; report every error with its path in the file."""
     _load_plugins()
-    sc = scenario_mod.load(scenario, set_ or [])
+    sc = scenarios.load(scenario, set_ or [])
     print(f"{scenario}: ok ({sc.name}: {len(sc.seeds)} seeds, {sc.training.epochs} epochs)")
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from testbed.config.schema import Scenario
 from testbed.engine.model import Architecture, ParamSpace
 from testbed.errors import UserError
 from testbed.rundir.reader import SPIKE_COLUMNS, Run
@@ -22,7 +23,7 @@ class SnapshotRun:
     """A run as render sees it: its snapshots with the architecture that evaluates them."""
 
     run: Run
-    scenario: object
+    scenario: Scenario
     arch: Architecture
     space: ParamSpace
     k: int

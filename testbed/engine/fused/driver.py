@@ -12,6 +12,7 @@ import numba
 import numpy as np
 import torch
 
+from testbed.config.schema import Scenario
 from testbed.engine.fused import kernels as K
 from testbed.engine.stage import Stage, eval_table
 from testbed.plugin_api.probe import Evaluation
@@ -49,7 +50,7 @@ def power(base: float, n: int) -> float:
 class FusedEngine:
     """Runs a scenario's steps and evaluations in the fused kernels."""
 
-    def __init__(self, scenario, components):
+    def __init__(self, scenario: Scenario, components):
         self.arch, self.space, self.optimizer = components.arch, components.space, components.optimizer
         self.layout = layout(self.space)
         self.norm1, self.prm1 = norm_code(self.arch.embedding_norm)
