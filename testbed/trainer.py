@@ -107,12 +107,15 @@ def _train_staged(scenario: Scenario, path, force, continuation, policy, ident, 
     epochs = scenario.training.epochs
     with rundir.staged(path, force, continuation, finish=checksums.seal if seal else None, named=named) as stage:
         (stage / "scenario.yaml").write_text(scenario_mod.to_yaml(scenario))
-        advance = None
+        advance: Callable[[int, Evaluation | None], None] | None = None
         if progress is not None:
             progress(Progress(label, continuation.epoch, epochs, resumed_from=continuation.file))
+            report = progress
 
-            def advance(epoch: int, evaluation: Evaluation | None) -> None:
-                progress(Progress(label, epoch, epochs, evaluation))
+            def each_epoch(epoch: int, evaluation: Evaluation | None) -> None:
+                report(Progress(label, epoch, epochs, evaluation))
+
+            advance = each_epoch
 
         checkpoints = checkpoint.Checkpointing(stage / rundir.CHECKPOINT, policy, ident, resume=continuation.file is not None)
         with intra_op_threads(choose_threads(len(scenario.seeds), threads)):

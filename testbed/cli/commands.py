@@ -12,6 +12,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import typer
+import typer.core
 from rich.console import Console
 from rich.table import Table
 
@@ -504,13 +505,13 @@ def spikes(
     with _user_paths(run_dir, out):
         result = api.spike_causes(run_dir, out=out, replay=not no_replay, sharpness=not no_sharpness, threads=threads)
     counts = result.per_cause()
-    shown = ", ".join(f"{r.cause} {r.count}" for r in counts.itertuples())
+    shown = ", ".join(f"{cause} {count}" for cause, count in zip(counts["cause"], counts["count"]))
     n = len(result.table)
     parts = ", ".join(f"{k} {v:.1f} s" for k, v in (result.timings or {}).items())
     print(f"{n} spike{'s' if n != 1 else ''}: {shown}; weights kept {result.kept}, replayed {result.replayed}, missing {result.missing}; "
           f"{result.seconds:.1f} s ({parts})")
-    if "check" in result.table and (result.table["check"] == "MISMATCH").any():
-        bad = int((result.table["check"] == "MISMATCH").sum())
+    if "check" in result.table and (result.table["check"] == "MISMATCH").any():  # type: ignore[truthy-bool]  # pandas' types do not follow this column through
+        bad = int((result.table["check"] == "MISMATCH").sum())  # type: ignore[arg-type]  # pandas' types do not follow this column through
         Console(stderr=True).print(f"warning: {bad} spike(s) whose recomputed loss is not the run's step loss (column check): "
                                    "this version of testbed does not reproduce the run's steps", style="bold red", highlight=False, soft_wrap=True)
     print(result.path)

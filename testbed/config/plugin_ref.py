@@ -19,7 +19,6 @@ from pydantic_core import CoreSchema
 from testbed.plugin_api.base import Params
 from testbed.plugin_api.registry import Registry, default_registry
 
-
 if TYPE_CHECKING:
     _Options = Params  # what every reference is at run time: its plugin's options model, a Params
 else:

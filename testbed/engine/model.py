@@ -16,11 +16,15 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 
 from testbed.engine import arithmetic
 from testbed.engine.seeding import generator
+
+if TYPE_CHECKING:
+    from testbed.plugin_api.differentiable import Differentiable
 
 Fn = Callable[[torch.Tensor], torch.Tensor]
 
@@ -43,9 +47,9 @@ class Architecture:
     hidden: int
     n_tokens: int
     seq_len: int
-    embedding_norm: Fn
-    mlp_norm: Fn
-    activation: Fn
+    embedding_norm: Differentiable  # the plugins' objects: callables with a vjp
+    mlp_norm: Differentiable
+    activation: Differentiable
     mlp_bias: bool = True  # false: fc1 and fc2 have no bias (their parameters are held at 0, see `absent`)
 
     def absent(self) -> tuple[str, ...]:

@@ -114,6 +114,7 @@ class _Capture(Probe):
             self._take(0, flat)
 
     def after_step(self, step, epoch, loss, grad) -> None:
+        assert self.info.params is not None  # the loop sets the live parameters before the first step
         self._take(step, self.info.params)
 
 

@@ -51,6 +51,7 @@ class TestbedSpecs:
         hand-written training step; with it, no autograd runs. A hand-written vjp must agree
         with autograd (docs/plugins.md shows how to test that).
         """
+        ...
 
     @hookspec
     def testbed_activations(self) -> list[Plugin]:
@@ -63,6 +64,7 @@ class TestbedSpecs:
         same shape out. `Activation.vjp(x, y, grad)`, optional, as for norms: d(loss)/dx from
         grad = d(loss)/dy, elementwise; without it autograd differentiates `__call__`.
         """
+        ...
 
     @hookspec
     def testbed_optimizers(self) -> list[Plugin]:
@@ -92,6 +94,7 @@ class TestbedSpecs:
         data and set it back; they refuse, with a TypeError naming it, any other value (a
         numpy array, an object of your own), which calls for overriding both.
         """
+        ...
 
     @hookspec
     def testbed_curricula(self) -> list[Plugin]:
@@ -109,6 +112,7 @@ class TestbedSpecs:
         list[int]`: every p used, so the model gets max(vocab_sizes) token embeddings (or the
         scenario's `model.n_tokens`, validated to be at least that).
         """
+        ...
 
     @hookspec
     def testbed_probes(self) -> list[Plugin]:
@@ -147,6 +151,7 @@ class TestbedSpecs:
           (`info.params`) at the new one, leave callables and parameter models as built, and
           refuse any other value with a TypeError naming it.
         """
+        ...
 
     @hookspec
     def testbed_panels(self) -> list[Plugin]:
@@ -168,6 +173,7 @@ class TestbedSpecs:
         (`x`, `z`, `vz`: (F, n_tokens, L, d) for every token and position), and `q.run` (the
         run: `arch`, `seeds`, `p`, `k`, `scenario`, `seed_metrics(seed)`, `step_losses()`).
         """
+        ...
 
 
 # Plugin kind -> hook name; the order is the order of `testbed plugins`.

@@ -57,7 +57,7 @@ class SnapshotRun:
         note = None if self.epochs[i] == epoch else f"no snapshot at epoch {epoch}; using the nearest, epoch {self.epochs[i]}"
         return i, note
 
-    def seed_params(self, s: int, index=slice(None)) -> dict[str, np.ndarray]:
+    def seed_params(self, s: int, index: int | slice | np.ndarray = slice(None)) -> dict[str, np.ndarray]:
         """name -> (F, ...) parameters of seed column s at snapshot indices `index`."""
         return {n: np.ascontiguousarray(a[index, s]) for n, a in self.params.items()}
 

@@ -161,10 +161,11 @@ class Plan:
 
     def sources(self) -> list[tuple[Shard, list[int]]]:
         """Every part, the newly trained shard included; each wanted seed comes from one."""
-        extra = [(self.trained, list(self.missing))] if self.missing else []
-        if self.missing and self.trained is None:
+        if not self.missing:
+            return list(self.parts)
+        if self.trained is None:
             raise RuntimeError("the missing seeds have not been trained")
-        return self.parts + extra
+        return [*self.parts, (self.trained, list(self.missing))]
 
 
 class RunStore:

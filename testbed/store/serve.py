@@ -36,7 +36,11 @@ class Served:
 
 
 def open_store(store: RunStore | str | Path | bool | None) -> RunStore:
-    return store if isinstance(store, RunStore) else RunStore(None if store in (None, True) else store)
+    if isinstance(store, RunStore):
+        return store
+    if store is False:
+        raise ValueError("store=False is no store: the caller trains without one")
+    return RunStore(None if store is None or store is True else store)
 
 
 def serve(scenario: Scenario, out: str | Path | None, *, store: RunStore | str | Path | bool | None = None, force: bool = False, **train: Any) -> Served:

@@ -68,6 +68,7 @@ def _import_ray():
     os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "error")  # not a warning a second while a join is retried: our one line says it
     try:
         import ray
+        import ray.exceptions
     except ImportError:
         raise UserError(f"--executor ray: Ray is not installed ({RAY_INSTALL})") from None
     return ray
