@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterator, Sequence
 from math import comb
 from typing import Any
 
-from testbed.config.curriculum import build_curriculum
+from testbed.config.scenario_curriculum import build_curriculum
 from testbed.config.schema import Scenario
 from testbed.plugin_api.registry import Registry
 

@@ -14,8 +14,8 @@ from typing import Any
 from pydantic import ValidationError
 
 from testbed.config.checks import Check, Problem, check
-from testbed.config.curriculum import build_curriculum, curriculum_switches
 from testbed.config.overrides import apply_overrides
+from testbed.config.scenario_curriculum import build_curriculum, curriculum_switches
 from testbed.config.schema import ModelConfig, OutputConfig, Scenario, Strict, TaskConfig, TrainingConfig, WarmStart, json_schema, scenario_model
 from testbed.config.seeds import MAX_SEEDS, Seeds, format_seeds, parse_seeds
 from testbed.config.validation_errors import ScenarioError, format_errors
