@@ -45,7 +45,7 @@ ProgressCallback = Callable[[Progress], None]
 
 
 def run_scenario(
-    scenario,
+    scenario: Scenario,
     out: str | Path | None = None,
     *,
     force: bool = False,
