@@ -23,12 +23,12 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel
-
-from testbed.config import scenario as scenario_mod
+from testbed.config.schema import Scenario
 from testbed.errors import UserError
+from testbed.rundir import scenarios
 from testbed.rundir.reader import Run, Snapshots
 from testbed.trainer import Progress, run_scenario
 
@@ -37,7 +37,7 @@ __all__ = [
     "Run", "Snapshots", "Progress", "UserError",
 ]
 
-PathLike = str | os.PathLike
+PathLike = str | Path  # what the commands take: a str or a pathlib.Path
 ProgressOption = bool | Callable[[Any], None] | None
 
 
@@ -48,7 +48,7 @@ def load_scenario(path: PathLike, *, seeds: str | Sequence[int] | None = None, *
     Returns the validated, frozen Scenario."""
     if isinstance(seeds, range):
         seeds = list(seeds)
-    return scenario_mod.load(path, fields, seeds)
+    return scenarios.load(path, fields, seeds)
 
 
 @contextmanager
@@ -64,7 +64,7 @@ def _progress(progress: ProgressOption) -> Iterator[Callable[[Any], None] | None
 
 
 def run(
-    scenario,
+    scenario: Scenario | PathLike,
     *,
     out: PathLike | None = None,
     force: bool = False,
@@ -72,7 +72,7 @@ def run(
     threads: int | None = None,
     resume: bool | None = None,
     checkpoint_every: int | str | None = None,
-    store: str | os.PathLike | bool | None = None,
+    store: str | Path | bool | None = None,
 ) -> Run:
     """Train every seed of `scenario` (a Scenario, or the path of a scenario file) into the run
     directory `out` (default: a new folder under the scenario's output root, runs/), which
@@ -94,9 +94,9 @@ def run(
     `out` is made from it: asking again trains nothing, asking for more seeds trains only the
     new ones. A stopped training keeps its checkpoint in the store, where the same call
     continues it. `store=False` trains every seed straight into `out`, checkpoints beside it."""
-    if not isinstance(scenario, BaseModel):
+    if not isinstance(scenario, Scenario):
         scenario = load_scenario(scenario)
-    options = dict(threads=threads, resume=resume, checkpoint_every=checkpoint_every)
+    options: dict[str, Any] = dict(threads=threads, resume=resume, checkpoint_every=checkpoint_every)
     with _progress(progress) as callback:
         if store is False:  # (a source scenario to start from is still served by the default store)
             from testbed.store.serve import bound
@@ -122,7 +122,7 @@ def compare(
     lr_grid: Sequence[float] | str | None = None,
     progress: ProgressOption = None,
     threads: int | None = None,
-    store: str | os.PathLike | bool | None = None,
+    store: str | Path | bool | None = None,
     spike_causes: bool = False,
 ):
     """Compare two or more scenarios seed by seed, as `testbed compare` does, and write its
@@ -165,7 +165,7 @@ def until_decided(
     force: bool = False,
     progress: ProgressOption = None,
     threads: int | None = None,
-    store: str | os.PathLike | bool | None = None,
+    store: str | Path | bool | None = None,
 ):
     """`testbed compare A B --until-decided`: train seeds 0 .. batch − 1 of both scenario files
     (or Scenario objects), then the next batch, ..., through the run store, until the
@@ -199,7 +199,7 @@ def power(
     force: bool = False,
     progress: ProgressOption = None,
     threads: int | None = None,
-    store: str | os.PathLike | bool | None = None,
+    store: str | Path | bool | None = None,
 ):
     """`testbed power A B --pilot 0-19`: from the pilot seeds of two scenarios (trained through
     the run store, or run directories holding them), the paired seeds each metric of `compare`
@@ -232,7 +232,7 @@ def sweep(
     cpus_per_cell: int = 1,
     progress: ProgressOption = None,
     threads: int | None = None,
-    store: str | os.PathLike | bool | None = None,
+    store: str | Path | bool | None = None,
     confirm: Callable[[int, float], bool] | None = None,
 ):
     """Train every cell of the study file `study` through the run store and analyse it, as
@@ -352,6 +352,6 @@ def figure(run: PathLike | Run, kind: str, *, out: PathLike | None = None, dpi: 
 
     if kind not in FIGURE_KINDS:
         raise UserError(f"figure: kind {kind!r} is not one of {', '.join(FIGURE_KINDS)}")
-    path = run.path if isinstance(run, Run) else run
-    return render(path, out=out, dpi=dpi, seed=seed, epoch=epoch,
+    path = run.path if isinstance(run, Run) else Path(run)
+    return render(path, out=Path(out) if out is not None else None, dpi=dpi, seed=seed, epoch=epoch,
                   sparsity=kind == "sparsity", grad_norms=kind == "grad_norms", attention=kind == "attention")[0]

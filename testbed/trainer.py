@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from testbed.config import scenario as scenario_mod
+from testbed.config.schema import Scenario
 from testbed.engine import checkpoint
 from testbed.engine.loop import train
 from testbed.engine.threads import choose as choose_threads
@@ -44,7 +45,7 @@ ProgressCallback = Callable[[Progress], None]
 
 
 def run_scenario(
-    scenario,
+    scenario: Scenario,
     out: str | Path | None = None,
     *,
     force: bool = False,
@@ -102,16 +103,19 @@ def _kept_notes(stage: Path, epochs: int) -> list[str]:
     return [f"the checkpoint of epoch {epoch} of {epochs} is kept in {stage}", "the same command continues from it"]
 
 
-def _train_staged(scenario, path, force, continuation, policy, ident, progress, label, threads, seal, named) -> Run:
+def _train_staged(scenario: Scenario, path, force, continuation, policy, ident, progress, label, threads, seal, named) -> Run:
     epochs = scenario.training.epochs
     with rundir.staged(path, force, continuation, finish=checksums.seal if seal else None, named=named) as stage:
         (stage / "scenario.yaml").write_text(scenario_mod.to_yaml(scenario))
-        advance = None
+        advance: Callable[[int, Evaluation | None], None] | None = None
         if progress is not None:
             progress(Progress(label, continuation.epoch, epochs, resumed_from=continuation.file))
+            report = progress
 
-            def advance(epoch: int, evaluation: Evaluation | None) -> None:
-                progress(Progress(label, epoch, epochs, evaluation))
+            def each_epoch(epoch: int, evaluation: Evaluation | None) -> None:
+                report(Progress(label, epoch, epochs, evaluation))
+
+            advance = each_epoch
 
         checkpoints = checkpoint.Checkpointing(stage / rundir.CHECKPOINT, policy, ident, resume=continuation.file is not None)
         with intra_op_threads(choose_threads(len(scenario.seeds), threads)):
@@ -131,7 +135,7 @@ def _train_staged(scenario, path, force, continuation, policy, ident, progress, 
     return Run(path)
 
 
-def _write_outputs(stage: Path, scenario, result, run_record: dict) -> list[tuple[RunFailure, str]]:
+def _write_outputs(stage: Path, scenario: Scenario, result, run_record: dict) -> list[tuple[RunFailure, str]]:
     """summary.json, run.json and curves.png of a trained run; -> what failed, each with what
     it leaves missing (first the probes whose finish raised), listed in summary.json's
     `failures`."""

@@ -15,10 +15,10 @@ from conftest import TINY
 from test_resume import VARIANTS, differences, raises_stop, scenario, stop_after
 
 import testbed
-from testbed.config.scenario import validate
 from testbed.config.validation_errors import ScenarioError
 from testbed.engine.loop import build, train
 from testbed.engine.model import forward, pair_index, per_seed_loss
+from testbed.rundir.scenarios import validate
 
 numba = pytest.importorskip("numba")
 # One xdist worker runs these: numba compiles the kernels once per process (about 40 s).

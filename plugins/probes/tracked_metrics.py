@@ -16,6 +16,7 @@ import yaml
 from pydantic import Field
 
 from testbed.config.scenario import to_yaml
+from testbed.config.schema import Scenario
 from testbed.errors import UserError
 from testbed.plugin_api.base import Params
 from testbed.plugin_api.probe import Evaluation, Probe, stack_evaluations, unstack_evaluations
@@ -38,7 +39,7 @@ def require(module: str, probe: str) -> ModuleType:
         raise UserError(f"probe '{probe}' needs the tracking extra ({reason}): {INSTALL}") from None
 
 
-def scenario_parameters(scenario) -> dict[str, Any]:
+def scenario_parameters(scenario: Scenario) -> dict[str, Any]:
     """The resolved scenario exactly as scenario.yaml writes it, flattened to dotted keys
     (`optimizer.lr`, `model.norm.radius`, `probes.0.name`) with YAML scalar values; an empty
     mapping or list stays one key whose value is {} or []."""

@@ -51,7 +51,7 @@ def spread(a: np.ndarray, b: np.ndarray, kind: Kind, censor_at: float = math.inf
 def _mcnemar_n(effect: float, discordant: float, alpha: float, power: float) -> float:
     """Connor's approximate n (a start for the exact search)."""
     psi = max(discordant, abs(effect))
-    za, zb = stats.norm.ppf(1 - alpha / 2), stats.norm.ppf(power)
+    za, zb = float(stats.norm.ppf(1 - alpha / 2)), float(stats.norm.ppf(power))
     return (za * math.sqrt(psi) + zb * math.sqrt(max(psi - effect**2, 0.0))) ** 2 / effect**2
 
 

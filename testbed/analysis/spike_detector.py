@@ -30,12 +30,12 @@ from testbed.plugin_api.base import Params
 
 
 class SpikeParams(Params):
-    window: int = Field(50, ge=2, description="steps in the trailing median baseline")
-    min_history: int = Field(10, ge=1, description="steps of history needed before detecting")
-    ratio: float = Field(2.0, gt=1, description="loss / baseline above which a step is elevated")
-    min_delta: float = Field(0.05, ge=0, description="loss - baseline above which a step is elevated")
-    z: float = Field(6.0, ge=0, description="loss - baseline above this many robust standard deviations (1.4826 MAD)")
-    merge_gap: int = Field(20, ge=0, description="elevated steps at most this far apart form one spike")
+    window: int = Field(default=50, ge=2, description="steps in the trailing median baseline")
+    min_history: int = Field(default=10, ge=1, description="steps of history needed before detecting")
+    ratio: float = Field(default=2.0, gt=1, description="loss / baseline above which a step is elevated")
+    min_delta: float = Field(default=0.05, ge=0, description="loss - baseline above which a step is elevated")
+    z: float = Field(default=6.0, ge=0, description="loss - baseline above this many robust standard deviations (1.4826 MAD)")
+    merge_gap: int = Field(default=20, ge=0, description="elevated steps at most this far apart form one spike")
 
 
 @dataclass(frozen=True)

@@ -140,7 +140,7 @@ def paired(a: np.ndarray, b: np.ndarray, kind: Kind, censor_at: float = math.inf
         return PairedTest(n, diff, lo, hi, 1.0, "Wilcoxon signed-rank")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        p = stats.wilcoxon(a, b, zero_method="pratt").pvalue
+        p = stats.wilcoxon(a, b, zero_method="pratt").pvalue  # type: ignore[attr-defined]  # scipy types its result as a bare tuple
     return PairedTest(n, diff, lo, hi, float(p), "Wilcoxon signed-rank")
 
 

@@ -125,6 +125,7 @@ def main() -> None:
 def _main() -> None:
     from testbed.cli.commands import app
 
+    code: object = 0
     options: dict = {"debug": False}  # `testbed --debug` (or TESTBED_DEBUG), and an interrupt, set by testbed.cli.commands
     terminate_as_interrupt(options)
     try:
@@ -143,8 +144,9 @@ def _main() -> None:
         _fail(str(failure), failure.__cause__ or failure, options["debug"], logged=failure.log is not None)
     except Exception as exc:
         # Usage errors of the command-line parser (typer's click): exit_code 2 and a message.
-        if getattr(exc, "exit_code", None) == 2 and hasattr(exc, "format_message"):
-            print(f"error: {exc.format_message()}", file=sys.stderr)
+        format_message = getattr(exc, "format_message", None)
+        if getattr(exc, "exit_code", None) == 2 and callable(format_message):
+            print(f"error: {format_message()}", file=sys.stderr)
             sys.exit(2)
         if type(exc).__name__ == "Abort":
             print("aborted", file=sys.stderr)

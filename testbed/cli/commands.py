@@ -12,11 +12,13 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import typer
+import typer.core
 from rich.console import Console
 from rich.table import Table
 
 from testbed.config import scenario as scenario_mod
 from testbed.errors import UserError
+from testbed.rundir import scenarios
 
 EXIT_STATUS = (
     "Exit status: 0 done; 1 a failure during the work, one line naming what failed (the plugin, its "
@@ -122,7 +124,7 @@ def run(
     from testbed.cli.tables import divergence_lines, run_table, store_line
 
     _load_plugins()
-    sc = scenario_mod.load(scenario, (set_ or []) + ([f"training.device={device}"] if device else []), seeds)
+    sc = scenarios.load(scenario, (set_ or []) + ([f"training.device={device}"] if device else []), seeds)
     err = Console(stderr=True)
     with ProgressDisplay(err) as display:
 
@@ -357,7 +359,7 @@ def validate(
 ) -> None:
     """Check a scenario file; report every error with its path in the file."""
     _load_plugins()
-    sc = scenario_mod.load(scenario, set_ or [])
+    sc = scenarios.load(scenario, set_ or [])
     print(f"{scenario}: ok ({sc.name}: {len(sc.seeds)} seeds, {sc.training.epochs} epochs)")
 
 
@@ -506,13 +508,13 @@ def spikes(
     with _user_paths(run_dir, out):
         result = api.spike_causes(run_dir, out=out, replay=not no_replay, sharpness=not no_sharpness, threads=threads)
     counts = result.per_cause()
-    shown = ", ".join(f"{r.cause} {r.count}" for r in counts.itertuples())
+    shown = ", ".join(f"{cause} {count}" for cause, count in zip(counts["cause"], counts["count"]))
     n = len(result.table)
     parts = ", ".join(f"{k} {v:.1f} s" for k, v in (result.timings or {}).items())
     print(f"{n} spike{'s' if n != 1 else ''}: {shown}; weights kept {result.kept}, replayed {result.replayed}, missing {result.missing}; "
           f"{result.seconds:.1f} s ({parts})")
-    if "check" in result.table and (result.table["check"] == "MISMATCH").any():
-        bad = int((result.table["check"] == "MISMATCH").sum())
+    if "check" in result.table and (result.table["check"] == "MISMATCH").any():  # type: ignore[truthy-bool]  # pandas' types do not follow this column through
+        bad = int((result.table["check"] == "MISMATCH").sum())  # type: ignore[arg-type]  # pandas' types do not follow this column through
         Console(stderr=True).print(f"warning: {bad} spike(s) whose recomputed loss is not the run's step loss (column check): "
                                    "this version of testbed does not reproduce the run's steps", style="bold red", highlight=False, soft_wrap=True)
     print(result.path)

@@ -4,7 +4,7 @@ as a rich bar per run on a terminal, and as a line every tenth of a run in logs 
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import numpy as np
 from rich.console import Console
@@ -16,6 +16,7 @@ from testbed.trainer import Progress
 
 if TYPE_CHECKING:  # the comparison (scipy) is imported only by the command that compares
     from testbed.comparison.result import Analysing
+    from testbed.comparison.until_decided import Checked
     from testbed.study.sweep_table import AnalysingCell
 
 
@@ -64,8 +65,10 @@ class Bar:
         self.bar.start()
 
     def advance(self, epoch: int, ev: Evaluation | None) -> None:
-        fields = {"status": status(ev)} if ev is not None else {}
-        self.bar.update(self.task, completed=epoch, **fields)
+        if ev is None:
+            self.bar.update(self.task, completed=epoch)
+        else:
+            self.bar.update(self.task, completed=epoch, status=status(ev))
 
     def stop(self) -> None:
         self.bar.stop()
@@ -91,22 +94,25 @@ class ProgressDisplay:
             self.current.stop()
         self.current, self.label = None, None
 
-    def __call__(self, event: Progress | Analysing | AnalysingCell) -> None:
+    def __call__(self, event: Progress | Analysing | AnalysingCell | Checked) -> None:
+        # Told apart by their fields: the classes of the analyses are not imported until a command needs them.
         if hasattr(event, "done"):  # a study's analysis reads its cells: a line at every tenth
+            cell = cast("AnalysingCell", event)
             self.close()
-            if event.done == 1 or event.done == event.cells or event.done * 10 // event.cells > (event.done - 1) * 10 // event.cells:
-                self.console.print(f"analysing: {event.done}/{event.cells} cells read ({event.label})", highlight=False, soft_wrap=True)
+            if cell.done == 1 or cell.done == cell.cells or cell.done * 10 // cell.cells > (cell.done - 1) * 10 // cell.cells:
+                self.console.print(f"analysing: {cell.done}/{cell.cells} cells read ({cell.label})", highlight=False, soft_wrap=True)
             return
         if hasattr(event, "decision"):  # compare --until-decided looked at a batch: a line per look
             self.close()
-            self.console.print(event.text, highlight=False, soft_wrap=True)
+            self.console.print(cast("Checked", event).text, highlight=False, soft_wrap=True)
             return
         if not isinstance(event, Progress):  # a comparison's analysis begins
+            begins = cast("Analysing", event)
             self.close()
-            grid = " and the learning-rate grid" if event.grid else ""
-            self.console.print(f"analysing {event.runs} runs{grid} on {event.seeds} seeds: spikes, statistics, figures", highlight=False)
+            grid = " and the learning-rate grid" if begins.grid else ""
+            self.console.print(f"analysing {begins.runs} runs{grid} on {begins.seeds} seeds: spikes, statistics, figures", highlight=False)
             return
-        if event.label != self.label:
+        if self.current is None or event.label != self.label:
             self.close()
             kind = Bar if self.console.is_terminal else LogLines
             self.current, self.label = kind(self.console, event.label, event.epochs), event.label

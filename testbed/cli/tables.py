@@ -102,7 +102,7 @@ def show_sequential(decided, console: Console) -> None:
     for name in ("seeds", f"{b} − {a}", "interval", "decision"):
         t.add_column(name, justify="right")
     for k in decided.looks:
-        t.add_row(str(k.n), format_difference(k.estimate, m), interval_text(k, m), decide(k.low, k.high, decided.margin, m.better))
+        t.add_row(str(k.n), format_difference(k.estimate, m), interval_text(k, m), str(decide(k.low, k.high, decided.margin, m.better)))
     console.print(t)
     console.print(f"decision: {decided.sentence}", highlight=False, soft_wrap=True)
 

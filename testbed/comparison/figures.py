@@ -7,6 +7,7 @@ leaves the caller's backend (a notebook's, say) as it was."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import matplotlib.ticker
 import numpy as np
@@ -19,7 +20,7 @@ from testbed.analysis.stats import estimate
 from testbed.comparison.lr_sweep import SweepResult
 from testbed.rundir.summary import SUCCESS_ACC
 
-COLORS = colormaps["tab10"].colors
+COLORS = colormaps["tab10"].colors  # type: ignore[attr-defined]  # a ListedColormap; matplotlib types colormaps[...] as the base Colormap
 STEP_BINS = 400  # step losses are averaged into this many bins per seed before the median
 
 
@@ -27,8 +28,8 @@ def colors(labels: list[str]) -> dict[str, tuple]:
     return {label: COLORS[i % len(COLORS)] for i, label in enumerate(labels)}
 
 
-def _figure(ncols: int, figsize: tuple[float, float], **subplots) -> tuple[Figure, np.ndarray]:
-    """A figure with one row of `ncols` axes, laid out by constrained layout."""
+def _figure(ncols: int, figsize: tuple[float, float], **subplots) -> tuple[Figure, Any]:
+    """A figure with one row of `ncols` axes (one Axes when `ncols` is 1, else an array of them), laid out by constrained layout."""
     fig = Figure(figsize=figsize, layout="constrained")
     FigureCanvasAgg(fig)
     return fig, fig.subplots(1, ncols, **subplots)

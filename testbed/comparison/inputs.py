@@ -9,25 +9,25 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel
-
 from testbed.config import scenario as scenario_mod
 from testbed.config.overrides import apply_overrides
 from testbed.config.scenario import format_seeds, parse_seeds
+from testbed.config.schema import Scenario
 from testbed.errors import UserError
+from testbed.rundir import scenarios
 from testbed.rundir.reader import Run
 
 RUN_FILES = ("metrics.csv",)  # what a comparison needs of a run directory (step_loss.npz, where kept, gives the spike metrics)
 REQUIRED_PROBES = ("metrics", "step_loss", "spikes")
 
-Input = Path | BaseModel  # a scenario file, a run or report directory, or a validated Scenario
+Input = Path | Scenario  # a scenario file, a run or report directory, or a validated Scenario
 
 
 @dataclass(frozen=True)
 class Entry:
     label: str  # unique name in the comparison (the scenario's name unless two share it)
     source: Path | str  # the scenario file or run directory given, or "scenario object"
-    scenario: object  # validated Scenario (for a run directory: its resolved scenario.yaml)
+    scenario: Scenario  # validated Scenario (for a run directory: its resolved scenario.yaml)
     run_dir: Path | None  # an existing run to reuse, or None when the scenario must be trained
 
 
@@ -35,25 +35,25 @@ def is_run_dir(path: Path) -> bool:
     return path.is_dir() and (path / "scenario.yaml").is_file()
 
 
-def with_probes(scenario):
+def with_probes(scenario: Scenario):
     """The scenario with the probes a comparison reads added when missing."""
     names = [p.name for p in scenario.probes]
     missing = [name for name in REQUIRED_PROBES if name not in names]
     if not missing:
         return scenario
-    return scenario_mod.revised(scenario, probes=[p.model_dump(mode="json") for p in scenario.probes] + missing)
+    return scenarios.revised(scenario, probes=[p.model_dump(mode="json") for p in scenario.probes] + missing)
 
 
-def with_seeds(scenario, seeds: list[int]):
-    return scenario if list(scenario.seeds) == seeds else scenario_mod.revised(scenario, seeds=seeds)
+def with_seeds(scenario: Scenario, seeds: list[int]):
+    return scenario if list(scenario.seeds) == seeds else scenarios.revised(scenario, seeds=seeds)
 
 
 def _load(item: Input, overrides: Sequence[str] | Mapping[str, Any]):
     """(scenario, run directory to reuse or None) of one input."""
-    if isinstance(item, BaseModel):  # a scenario built in Python: trained like a file, overrides applied
+    if isinstance(item, Scenario):  # a scenario built in Python: trained like a file, overrides applied
         if not overrides:
             return item, None
-        return scenario_mod.validate(apply_overrides(item.model_dump(mode="json"), overrides), item.name), None
+        return scenarios.validate(apply_overrides(item.model_dump(mode="json"), overrides), item.name), None
     path = Path(item)
     if not path.exists():
         raise UserError(f"{path}: no such file or directory")
@@ -63,14 +63,14 @@ def _load(item: Input, overrides: Sequence[str] | Mapping[str, Any]):
         run = Run(path)
         run.require(*RUN_FILES, needed_by="compare")
         return run.scenario, path
-    return scenario_mod.load(path, overrides), None
+    return scenarios.load(path, overrides), None
 
 
 def _source(item: Input) -> Path | str:
-    return "scenario object" if isinstance(item, BaseModel) else Path(item)
+    return "scenario object" if isinstance(item, Scenario) else Path(item)
 
 
-def _labels(loaded: list[tuple[Path | str, object]]) -> list[str]:
+def _labels(loaded: list[tuple[Path | str, Scenario]]) -> list[str]:
     """Scenario names, made unique with the file or folder name, then a counter."""
     names = [sc.name for _, sc in loaded]
     labels = []
@@ -84,14 +84,14 @@ def _labels(loaded: list[tuple[Path | str, object]]) -> list[str]:
     return labels
 
 
-def final_task(scenario) -> dict:
+def final_task(scenario: Scenario) -> dict:
     """The task a run ends on: its fields, p the curriculum's at the last epoch."""
     task = scenario.task.model_dump()
     task["p"] = scenario_mod.build_curriculum(scenario).p_at(scenario.training.epochs)
     return task
 
 
-def switch_epochs(scenario) -> list[int]:
+def switch_epochs(scenario: Scenario) -> list[int]:
     """The first epochs of the curriculum's later stages (where p changes)."""
     return [epoch for epoch, _, _ in scenario_mod.curriculum_switches(scenario)]
 

@@ -20,8 +20,9 @@ from scipy import stats
 
 from testbed.analysis.outcomes import RunData
 from testbed.analysis.stats import BOOTSTRAP_SEED, CONFIDENCE, N_RESAMPLES
-from testbed.config import scenario as scenario_mod
+from testbed.config.schema import Scenario
 from testbed.errors import UserError
+from testbed.rundir import scenarios
 from testbed.rundir.summary import SUCCESS_ACC
 
 
@@ -36,11 +37,11 @@ def parse_grid(spec: str) -> list[float]:
     return values
 
 
-def with_lr(scenario, lr: float):
-    return scenario_mod.revised(scenario, optimizer={**scenario.optimizer.model_dump(mode="json"), "lr": lr})
+def with_lr(scenario: Scenario, lr: float):
+    return scenarios.revised(scenario, optimizer={**scenario.optimizer.model_dump(mode="json"), "lr": lr})
 
 
-def lr_of(scenario) -> float:
+def lr_of(scenario: Scenario) -> float:
     return float(scenario.optimizer.lr)
 
 

@@ -25,6 +25,7 @@ from testbed.comparison.lr_sweep import lr_of, parse_grid, summarize, with_lr
 from testbed.comparison.pairwise import Analysis, analyze, pairs
 from testbed.comparison.result import Analysing, Comparison
 from testbed.config.scenario import format_seeds
+from testbed.config.schema import Scenario
 from testbed.errors import Interrupted, RunFailure, UserError, describe
 from testbed.rundir import writer as rundir
 from testbed.rundir.reader import Run
@@ -40,7 +41,7 @@ class Job:
 
     label: str
     lr: float
-    scenario: object
+    scenario: Scenario
     rel: Path  # where it lives, relative to the report directory if trained, else as given
     trained: bool
 
@@ -303,7 +304,7 @@ def _plugin_text(ref) -> str:
     return ref.name + (f"({', '.join(f'{k}={v}' for k, v in params.items())})" if params else "")
 
 
-def _norm_text(scenario) -> str:
+def _norm_text(scenario: Scenario) -> str:
     m = scenario.model
     emb, mlp = _plugin_text(m.embedding_norm or m.norm), _plugin_text(m.mlp_norm or m.norm)
     return emb if emb == mlp else f"{emb} / {mlp}"

@@ -148,7 +148,7 @@ def until_decided(
         d = np.concatenate(differences)
         ns = np.cumsum([len(x) for x in differences]).tolist()
         looks = sq.sequence(d, ns, alpha, bound_of(chosen, censor_at))
-        decision = sq.decide(looks[-1].low, looks[-1].high, margin, chosen.better)
+        decision = str(sq.decide(looks[-1].low, looks[-1].high, margin, chosen.better))  # scalars give a str
         if progress is not None:
             progress(Checked(looks[-1], decision, chosen, look_line(looks[-1], chosen, decision)))
         if decision != "undecided":

@@ -3,7 +3,12 @@
 
 from __future__ import annotations
 
-from pydantic import ValidationError
+import difflib
+import types
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
+
+from pydantic import BaseModel, ValidationError
+from pydantic_core import ErrorDetails
 
 from testbed.errors import UserError
 
@@ -48,7 +53,7 @@ def _clean_loc(loc: tuple) -> str:
     return printable(".".join(str(p) for p in out)) or "(top level)"
 
 
-def _message(err: dict) -> str:
+def _message(err: ErrorDetails) -> str:
     template = _MESSAGES.get(err["type"])
     if template:
         ctx = {k: f"{v:g}" if isinstance(v, float) else v for k, v in (err.get("ctx") or {}).items()}
@@ -57,12 +62,64 @@ def _message(err: dict) -> str:
     return msg.removeprefix("Value error, ").removeprefix("Assertion failed, ")
 
 
-def format_errors(exc: ValidationError) -> list[tuple[str, str]]:
-    """(path, message) per error, deduplicated, in the file's order."""
+def format_errors(exc: ValidationError, model: type[BaseModel] | None = None) -> list[tuple[str, str]]:
+    """(path, message) per error, deduplicated, in the file's order; an unknown key of `model`
+    gets the known keys closest to it."""
     seen: dict[tuple[str, str], None] = {}
     for err in exc.errors():
-        seen[(_clean_loc(tuple(err["loc"])), _message(err))] = None
+        loc = tuple(err["loc"])
+        message = _message(err)
+        if err["type"] == "extra_forbidden" and model is not None:
+            message += _suggestion(model, loc)
+        seen[(_clean_loc(loc), message)] = None
     return list(seen)
+
+
+def _suggestion(model: type[BaseModel], loc: tuple) -> str:
+    """'; did you mean training.epochs?' for the unknown key at `loc` (pydantic's location,
+    with its union tags), or '' when no known key is close."""
+    keys = _keys_at(model, loc[:-1])
+    close = difflib.get_close_matches(str(loc[-1]), keys, n=1, cutoff=0.6)
+    if not close:
+        return ""
+    parent = _clean_loc(loc[:-1])
+    return f"; did you mean {close[0] if parent == '(top level)' else parent + '.' + close[0]}?"
+
+
+def _keys_at(model: type[BaseModel], loc: tuple) -> list[str]:
+    """The field names of the section at `loc`, found by following the schema's types."""
+    node: Any = model
+    for part in loc:
+        node = _step(node, part)
+    node = _members(node)
+    return [name for m in node if isinstance(m, type) and issubclass(m, BaseModel) for name in m.model_fields]
+
+
+def _members(tp: Any) -> list[Any]:
+    """The types a value of `tp` may have: unions flattened, Annotated unwrapped."""
+    if get_origin(tp) is Annotated:
+        return _members(get_args(tp)[0])
+    if get_origin(tp) in (Union, types.UnionType):
+        return [m for arg in get_args(tp) for m in _members(arg)]
+    return [tp]
+
+
+def _step(tp: Any, part: Any) -> Any:
+    """The type one step further along a location: a field, a list item, a union's member by its tag."""
+    members = _members(tp)
+    if isinstance(part, int):
+        return next((get_args(m)[0] for m in members if get_origin(m) is list), None)
+    for m in members:
+        if isinstance(m, type) and issubclass(m, BaseModel) and part in m.model_fields:
+            return m.model_fields[part].annotation
+    for m in members:  # a union's tag: a plugin's name, or a member class's name
+        if isinstance(m, type) and issubclass(m, BaseModel):
+            name = m.model_fields.get("name")
+            if (name is not None and get_origin(name.annotation) is Literal and part in get_args(name.annotation)) or part == m.__name__ or (
+                isinstance(part, str) and part.endswith(f", {m.__name__}]")
+            ):
+                return m
+    return tp if isinstance(part, str) and part.startswith(("literal[", "function-", "nullable[")) else None
 
 
 class ScenarioError(UserError):

@@ -53,6 +53,14 @@ class _FixedOrder:
     """What both arithmetics build from their own `sum` and `bmm` (each a fixed order)."""
 
     @classmethod
+    def sum(cls, x: torch.Tensor, dim: int, keepdim: bool = False) -> torch.Tensor:
+        raise NotImplementedError  # each arithmetic sums in its own fixed order
+
+    @classmethod
+    def bmm(cls, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError  # each arithmetic multiplies in its own fixed order
+
+    @classmethod
     def mean(cls, x: torch.Tensor, dim: int, keepdim: bool = False) -> torch.Tensor:
         return cls.sum(x, dim, keepdim) / x.shape[dim]
 

@@ -71,7 +71,7 @@ def _trace(arch: Architecture, weights: dict[str, torch.Tensor], tokens: np.ndar
 
 def _best_direction(m: np.ndarray) -> tuple[np.ndarray, float]:
     """The unit direction along which the points m (M, 2) are farthest apart (min gap)."""
-    best, best_gap = None, -1.0
+    best, best_gap = np.array([1.0, 0.0]), -1.0  # replaced at the first direction (every gap beats -1)
     for a in np.linspace(0, math.pi, DIRECTIONS, endpoint=False):
         w = np.array([math.cos(a), math.sin(a)])
         x = np.sort(m @ w)

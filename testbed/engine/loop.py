@@ -14,10 +14,12 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import cast
 
 import torch
 
 from testbed.analysis.spike_detector import first_nonfinite
+from testbed.config.schema import Scenario
 from testbed.engine import blame, checkpoint, step_graphs
 from testbed.engine.batch_order import BatchOrders
 from testbed.engine.device import available, resolve
@@ -33,6 +35,7 @@ from testbed.plugin_api.base import Plugin
 from testbed.plugin_api.curriculum import RESETS, Curriculum
 from testbed.plugin_api.probe import METRIC_FIELDS, Evaluation, Probe, RunInfo
 from testbed.plugin_api.registry import Registry, default_registry
+from testbed.plugin_api.update_rule import OptimizerParams, UpdateRule
 
 
 @dataclass
@@ -45,10 +48,10 @@ class Components:
     curriculum: Curriculum
     probes: list[Probe]
     made: list[tuple[object, Plugin]] = field(default_factory=list)  # every plugin object and its plugin, to name a failing one
-    new_rule: Callable[[], object] | None = None  # builds the optimizer's rule afresh (a curriculum's reset)
+    new_rule: Callable[[], UpdateRule] | None = None  # builds the optimizer's rule afresh (a curriculum's reset)
 
 
-def build(scenario, registry: Registry | None = None) -> Components:
+def build(scenario: Scenario, registry: Registry | None = None) -> Components:
     """Build every plugin the scenario names (each checked to be of its kind's base class)."""
     registry = registry or default_registry()
     m = scenario.model
@@ -77,7 +80,8 @@ def build(scenario, registry: Registry | None = None) -> Components:
         mlp_bias=m.mlp_bias,
     )
     space = ParamSpace(arch.shapes())
-    optimizer = Optimizer(make("optimizer", scenario.optimizer), scenario.optimizer, space)
+    options = cast(OptimizerParams, scenario.optimizer)  # every optimizer plugin's options subclass OptimizerParams
+    optimizer = Optimizer(make("optimizer", scenario.optimizer), options, space)
     probes = [make("probe", ref) for ref in scenario.probes]
     return Components(arch, space, optimizer, curriculum, probes, made, new_rule=lambda: make("optimizer", scenario.optimizer))
 
@@ -102,7 +106,7 @@ ProgressFn = Callable[[int, Evaluation | None], None]
 
 
 def train(
-    scenario,
+    scenario: Scenario,
     out_dir: Path | None = None,
     registry: Registry | None = None,
     progress: ProgressFn | None = None,
@@ -135,6 +139,7 @@ def _reset(c: Components, flat: torch.Tensor, seeds: list[int], epoch: int) -> N
     if unknown:
         raise ValueError(f"resets_at({epoch}) returned {sorted(unknown)}; known: {sorted(RESETS)}")
     if "optimizer" in resets:
+        assert c.new_rule is not None  # `build` always sets it
         c.optimizer.reset(c.new_rule())
     old_p, new_p = c.curriculum.p_at(epoch - 1), c.curriculum.p_at(epoch)
     if "new_tokens" in resets and new_p > old_p:
@@ -164,7 +169,7 @@ def _initial_weights(init, c: Components, task, seeds: list[int]) -> torch.Tenso
 
 
 def _train(
-    scenario,
+    scenario: Scenario,
     c: Components,
     out_dir: Path | None,
     progress: ProgressFn | None,
@@ -239,7 +244,7 @@ def _train(
         for probe in c.probes:
             probe.after_epoch(0, host, evaluation)
     schedule = checkpoint.Schedule(checkpoints.policy) if checkpoints is not None else None
-    if schedule is not None and checkpoints.policy.enabled:
+    if schedule is not None and schedule.policy.enabled:
         live.check()
 
     for epoch in range(done + 1, epochs + 1):
@@ -279,7 +284,7 @@ def _train(
         to_host()
         for probe in c.probes:
             probe.after_epoch(epoch, host, evaluation)
-        if schedule is not None and schedule.due(epoch, epochs):
+        if schedule is not None and checkpoints is not None and schedule.due(epoch, epochs):
             began = schedule.clock()
             seconds = seconds_before + time.perf_counter() - started
             state = live.capture(epoch, step, evaluation, seconds, checkpoints.identity)
@@ -306,10 +311,10 @@ def _train(
     orders.close()
     diverged = first_nonfinite(info.step_losses.numpy()).tolist()
     seconds = seconds_before + time.perf_counter() - started
-    return RunResult(seeds, evaluation, columns, seconds, step, diverged, steps_per_epoch, failures)
+    return RunResult(seeds, cast(Evaluation, evaluation), columns, seconds, step, diverged, steps_per_epoch, failures)  # the last epoch is always evaluated
 
 
-def _fused_engine(scenario, c: Components):
+def _fused_engine(scenario: Scenario, c: Components):
     """The fused engine's driver where `training.engine` picks it (`fused.coverage.choose`)."""
     if scenario.training.engine == "reference":
         return None
@@ -365,7 +370,7 @@ def _step(
 HOST = "cpu"  # the device whose tensors probes can read in place (tests set another to run the copying path on the CPU)
 
 
-def _device(scenario) -> torch.device:
+def _device(scenario: Scenario) -> torch.device:
     """The device `training.device` names, checked to be usable here."""
     name = resolve(scenario.training.device)
     why = available(name)

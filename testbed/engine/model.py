@@ -16,11 +16,15 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 
 from testbed.engine import arithmetic
 from testbed.engine.seeding import generator
+
+if TYPE_CHECKING:
+    from testbed.plugin_api.differentiable import Differentiable
 
 Fn = Callable[[torch.Tensor], torch.Tensor]
 
@@ -43,9 +47,9 @@ class Architecture:
     hidden: int
     n_tokens: int
     seq_len: int
-    embedding_norm: Fn
-    mlp_norm: Fn
-    activation: Fn
+    embedding_norm: Differentiable  # the plugins' objects: callables with a vjp
+    mlp_norm: Differentiable
+    activation: Differentiable
     mlp_bias: bool = True  # false: fc1 and fc2 have no bias (their parameters are held at 0, see `absent`)
 
     def absent(self) -> tuple[str, ...]:
@@ -54,17 +58,22 @@ class Architecture:
         return () if self.mlp_bias else ("mlp.fc1.bias", "mlp.fc2.bias")
 
     def shapes(self) -> dict[str, tuple[int, ...]]:
-        d, h = self.d, self.hidden
-        return {
-            "tok_emb": (self.n_tokens, d),
-            "pos_emb": (self.seq_len, d),
-            "query": (d,),
-            "value": (d, d),
-            "mlp.fc1.weight": (h, d),
-            "mlp.fc1.bias": (h,),
-            "mlp.fc2.weight": (d, h),
-            "mlp.fc2.bias": (d,),
-        }
+        return parameter_shapes(self.d, self.hidden, self.n_tokens, self.seq_len)
+
+
+def parameter_shapes(d: int, h: int, n_tokens: int, seq_len: int) -> dict[str, tuple[int, ...]]:
+    """Each parameter's shape, in storage order; they depend on the sizes alone (a warm start's
+    source is checked against them before any model is built)."""
+    return {
+        "tok_emb": (n_tokens, d),
+        "pos_emb": (seq_len, d),
+        "query": (d,),
+        "value": (d, d),
+        "mlp.fc1.weight": (h, d),
+        "mlp.fc1.bias": (h,),
+        "mlp.fc2.weight": (d, h),
+        "mlp.fc2.bias": (d,),
+    }
 
 
 class ParamSpace:

@@ -6,6 +6,7 @@ the paired bootstrap interval and the Wilcoxon signed-rank test of `testbed.anal
 from __future__ import annotations
 
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import pandas as pd
@@ -18,12 +19,12 @@ MEASURES = {"count": "spikes per seed", "size": "total spike size per seed"}
 def per_seed(table: pd.DataFrame, seeds: list[int]) -> dict[tuple[str, str], np.ndarray]:
     """{(cause, 'count' | 'size'): (S,) values in `seeds` order}, spikes of other seeds left out."""
     t = table[table["seed"].isin(seeds)]
-    size = (t["peak_loss"] - t["baseline"]).to_numpy(dtype=float)
+    size = (t["peak_loss"] - t["baseline"]).to_numpy(dtype=float)  # type: ignore[attr-defined]  # pandas' types do not follow this column through
     out: dict[tuple[str, str], np.ndarray] = {}
     for cause in CAUSES:
         mine = (t["cause"] == cause).to_numpy()
-        count = pd.Series(1.0, index=t.index[mine]).groupby(t["seed"][mine]).sum()
-        total = pd.Series(np.nan_to_num(size[mine], nan=0.0, posinf=0.0), index=t.index[mine]).groupby(t["seed"][mine]).sum()
+        count = cast(pd.Series, pd.Series(1.0, index=t.index[mine]).groupby(t["seed"][mine]).sum())  # a sum per group is a Series
+        total = cast(pd.Series, pd.Series(np.nan_to_num(size[mine], nan=0.0, posinf=0.0), index=t.index[mine]).groupby(t["seed"][mine]).sum())
         out[(cause, "count")] = count.reindex(seeds, fill_value=0.0).to_numpy()
         out[(cause, "size")] = total.reindex(seeds, fill_value=0.0).to_numpy()
     return out

@@ -24,8 +24,8 @@ from testbed.render.probe_figures import save
 from testbed.rundir.reader import Run
 
 CAUSE_STYLE = {"norm_curvature": ("crimson", "v"), "mlp_boundary": ("navy", "o"), "other": ("gold", "s"), "unknown": ("black", "x")}
-SCENARIO_COLORS = colormaps["tab10"].colors
-SEED_COLORS = colormaps["Set2"].colors  # pale, so that the markers of the causes stand out
+SCENARIO_COLORS = colormaps["tab10"].colors  # type: ignore[attr-defined]  # a ListedColormap; matplotlib types colormaps[...] as the base Colormap
+SEED_COLORS = colormaps["Set2"].colors  # pale, so that the markers of the causes stand out  # type: ignore[attr-defined]  # a ListedColormap; matplotlib types colormaps[...] as the base Colormap
 MAX_POINTS = 1500  # step losses are drawn as at most this many bins (max per bin, so spikes stay visible)
 
 
@@ -141,7 +141,7 @@ def compare_figures(runs: dict[str, Path | None], seeds: list[int], folder: Path
 
     if any(p is None for p in runs.values()):
         return []
-    loaded = {label: Run(p) for label, p in runs.items()}
+    loaded = {label: Run(p) for label, p in runs.items() if p is not None}  # none is None here
     if not any(r.has("sharpness.npz") for r in loaded.values()):
         return []
     path = compare_overview(loaded, seeds, folder / "figures" / "sharpness.png")

@@ -17,6 +17,7 @@ from collections import defaultdict
 
 import torch
 
+from testbed.config.schema import Scenario
 from testbed.engine.loop import build, train
 from testbed.engine.seeding import generator
 from testbed.engine.stage import Stage, batches
@@ -29,7 +30,7 @@ from testbed.plugin_api.registry import Registry, default_registry
 class StepData:
     """The data side of a run's scenario: each seed's stage per vocabulary size, and batches."""
 
-    def __init__(self, scenario, registry: Registry | None = None):
+    def __init__(self, scenario: Scenario, registry: Registry | None = None):
         self.scenario = scenario
         bare = scenario.model_copy(update={"probes": []})
         self.components = build(bare, registry)
@@ -113,10 +114,11 @@ class _Capture(Probe):
             self._take(0, flat)
 
     def after_step(self, step, epoch, loss, grad) -> None:
+        assert self.info.params is not None  # the loop sets the live parameters before the first step
         self._take(step, self.info.params)
 
 
-def replay_weights(scenario, wanted: list[tuple[int, int]], registry: Registry | None = None) -> dict[tuple[int, int], torch.Tensor]:
+def replay_weights(scenario: Scenario, wanted: list[tuple[int, int]], registry: Registry | None = None) -> dict[tuple[int, int], torch.Tensor]:
     """The weights (P,) entering each (seed, step) wanted, by training those seeds again up to
     the last step wanted."""
     if not wanted:

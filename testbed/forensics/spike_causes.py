@@ -64,7 +64,7 @@ class SpikeForensics:
 
 def per_cause(table: pd.DataFrame) -> pd.DataFrame:
     size = table["peak_loss"] - table["baseline"]
-    rows = [{"cause": c, "count": int((table["cause"] == c).sum()), "mean_size": float(size[table["cause"] == c].mean())} for c in CAUSES]
+    rows = [{"cause": c, "count": int((table["cause"] == c).sum()), "mean_size": float(size[table["cause"] == c].mean())} for c in CAUSES]  # type: ignore[arg-type]  # pandas' types do not follow this column through
     return pd.DataFrame(rows)
 
 
@@ -112,7 +112,7 @@ def _spike_causes(run: Run, out, rule: Rule, replay: bool, use_kept: bool, with_
     if steps_file is not None and use_kept:
         for j, (sd, st) in enumerate(zip(steps_file["seed"].tolist(), steps_file["step"].tolist())):
             kept_at.setdefault((int(sd), int(st)), j)
-    wanted = [(int(r.seed), int(r.start)) for r in spikes.itertuples()]
+    wanted = [(int(sd), int(st)) for sd, st in zip(spikes["seed"], spikes["start"])]
     # A spike at the very first step (a divergence there) has no step before it to examine.
     source = ["kept" if w in kept_at else ("replayed" if replay and w[1] >= 1 else "missing") for w in wanted]
     need = sorted({(sd, st + k) for (sd, st), src in zip(wanted, source) if src == "replayed" for k in (-1, 0)})
@@ -126,6 +126,7 @@ def _spike_causes(run: Run, out, rule: Rule, replay: bool, use_kept: bool, with_
     for k, i in enumerate(rows):
         sd, st = wanted[i]
         if source[i] == "kept":
+            assert steps_file is not None  # a spike is kept only where spike_steps.npz is
             j = kept_at[(sd, st)]
             before[k], after[k] = _flat(steps_file, "before", j, space), _flat(steps_file, "after", j, space)
         else:
@@ -139,7 +140,7 @@ def _spike_causes(run: Run, out, rule: Rule, replay: bool, use_kept: bool, with_
     if rows:
         clock = time.perf_counter()
         found = data.batches_at([wanted[i] for i in rows])
-        baseline = table["baseline"].to_numpy(dtype=float)
+        baseline = table["baseline"].to_numpy(dtype=float)  # type: ignore[attr-defined]  # pyright reads table[name] as the array last assigned to it; pandas made it a Series
         for width in sorted({x.shape[1] for x, _ in found}):  # batches of one width at a time (a short last batch apart)
             ks = [k for k, (x, _) in enumerate(found) if x.shape[1] == width]
             at = [rows[k] for k in ks]
@@ -158,7 +159,7 @@ def _spike_causes(run: Run, out, rule: Rule, replay: bool, use_kept: bool, with_
             for name, values in cols.items():
                 if name not in table:
                     table[name] = np.full(len(table), np.nan, dtype=object if values.dtype == object or values.dtype.kind == "U" else float)
-                column = table[name].to_numpy().copy()
+                column = table[name].to_numpy().copy()  # type: ignore[attr-defined]  # pyright reads table[name] as the array last assigned to it; pandas made it a Series
                 column[at] = values
                 table[name] = column
         timings["attribution"] = time.perf_counter() - clock
@@ -179,17 +180,17 @@ def _spike_causes(run: Run, out, rule: Rule, replay: bool, use_kept: bool, with_
     else:
         table["cause"] = pd.Series([None] * len(table), dtype=object)
     if "loss_after" in table:  # the recovered weights and batch are the run's: their loss is the one it recorded
-        recorded = table["step_loss"].to_numpy(dtype=float)
+        recorded = table["step_loss"].to_numpy(dtype=float)  # type: ignore[attr-defined]  # pyright reads table[name] as the array last assigned to it; pandas made it a Series
         with np.errstate(invalid="ignore"):
-            close = np.abs(table["loss_after"].to_numpy(dtype=float) - recorded) <= CHECK_TOLERANCE * (1.0 + np.abs(recorded))
+            close = np.abs(table["loss_after"].to_numpy(dtype=float) - recorded) <= CHECK_TOLERANCE * (1.0 + np.abs(recorded))  # type: ignore[attr-defined]  # pyright reads table[name] as the array last assigned to it; pandas made it a Series
         table["check"] = np.where(table["weights"] == "missing", "none", np.where(close | ~np.isfinite(recorded), "ok", "MISMATCH"))
     probe = [_probe_series(run, sd, st - 1) for sd, st in wanted]
     table["probe_sharpness"] = [p[0] for p in probe]
     table["probe_preconditioned"] = [p[1] for p in probe]
     table["probe_step"] = [p[2] for p in probe]
-    table["cause"] = table["cause"].where(table["weights"] != "missing", "unknown")
+    table["cause"] = table["cause"].where(table["weights"] != "missing", "unknown")  # type: ignore[attr-defined]  # pyright reads table[name] as the array last assigned to it; pandas made it a Series
     if "cause_reason" in table:
-        table["cause_reason"] = table["cause_reason"].where(table["weights"] != "missing", "no_weights")
+        table["cause_reason"] = table["cause_reason"].where(table["weights"] != "missing", "no_weights")  # type: ignore[attr-defined]  # pyright reads table[name] as the array last assigned to it; pandas made it a Series
     seconds = time.perf_counter() - started
 
     path = Path(out) if out is not None else run.path / "spike_causes.csv"
@@ -203,4 +204,4 @@ def _spike_causes(run: Run, out, rule: Rule, replay: bool, use_kept: bool, with_
     except OSError as exc:
         raise UserError(f"{path}: cannot write spike_causes.csv ({exc.strerror or exc})") from None
     n = {s: source.count(s) for s in ("kept", "replayed", "missing")}
-    return SpikeForensics(table, path, seconds, n["kept"], n["replayed"], n["missing"], timings)
+    return SpikeForensics(table, path, seconds, n["kept"], n["replayed"], n["missing"], timings)  # type: ignore[arg-type]  # pandas' types do not follow this column through

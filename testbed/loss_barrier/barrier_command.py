@@ -4,6 +4,7 @@ write barrier.csv, barriers.csv, barrier.png and report.md into a staged report 
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -46,7 +47,7 @@ def _two(text: str | tuple | list | None, flag: str) -> tuple[int, int] | None:
     return values  # type: ignore[return-value]
 
 
-def _splits(split: str | list | tuple) -> list[str]:
+def _splits(split: str | Sequence[str]) -> list[str]:
     names = [s.strip() for s in split.split(",")] if isinstance(split, str) else list(split)
     bad = [s for s in names if s not in SPLITS]
     if bad or not names:
@@ -98,7 +99,7 @@ def _label(pair: Pair, runs: int) -> str:
 
 
 def barrier(run_a: Path | str, run_b: Path | str | None = None, *, seed: int | None = None, seeds=None, pair_seeds: bool = False,
-            epochs=None, points: int = 51, extend: float = 0.0, split="train,test", out: Path | str | None = None,
+            epochs=None, points: int = 51, extend: float = 0.0, split: str | Sequence[str] = "train,test", out: Path | str | None = None,
             force: bool = False) -> BarrierResult:
     """See `testbed.api.barrier`."""
     from testbed.comparison.report import Figure, Paragraph, Report, Table, to_markdown
@@ -160,7 +161,7 @@ def barrier(run_a: Path | str, run_b: Path | str | None = None, *, seed: int | N
         Paragraph("Barrier: the largest excess, over t in [0, 1], of the loss over the straight line between the end losses "
                   "(0 when the loss is convex along the line); t_max: where it is reached."),  # fmt: skip
         Table(["pair", "ends", "split", "loss at 0", "loss at 1", "barrier", "t_max"],
-              [[str(r.pair), labels[r.pair], r.split, f"{r.loss_0:.4g}", f"{r.loss_1:.4g}", f"{r.barrier:.4g}", f"{r.t_max:.3g}"]
+              [[str(r.pair), labels[r.pair], r.split, f"{r.loss_0:.4g}", f"{r.loss_1:.4g}", f"{r.barrier:.4g}", f"{r.t_max:.3g}"]  # type: ignore[attr-defined]  # named tuples of the columns
                for r in barriers.itertuples()], "Barrier height per pair and split"),  # fmt: skip
         Figure(Path("barrier.png"), "Loss and accuracy along the line, one line per pair (solid: train, dashed: test)"),
     )

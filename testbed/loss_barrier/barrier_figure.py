@@ -24,7 +24,7 @@ def draw(curves: pd.DataFrame, labels: dict[int, str], title: str, out: Path) ->
     for k, (pair, label) in enumerate(labels.items()):
         color = cmap(k / n) if len(labels) > LEGEND_PAIRS else cmap(k % 10)
         for split, style in STYLES.items():
-            rows = curves[(curves["pair"] == pair) & (curves["split"] == split)].sort_values("t")
+            rows = curves[(curves["pair"] == pair) & (curves["split"] == split)].sort_values("t")  # type: ignore[call-overload]  # pandas' types do not follow this column through
             if rows.empty:
                 continue
             legend = f"{label}, {split}" if len(labels) <= LEGEND_PAIRS else None

@@ -13,6 +13,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
+from numpy.typing import ArrayLike
 
 from testbed.config.scenario import build_curriculum
 from testbed.engine.stage import EVAL_CHUNK_ELEMENTS, Stage, eval_table, eval_width, evaluate
@@ -139,7 +140,7 @@ def evaluate_rows(end: SnapshotRun, p: int, flat: torch.Tensor, data_seeds: list
     return {k: torch.cat(v).double().numpy() for k, v in out.items()}
 
 
-def barrier_height(t: np.ndarray, loss: np.ndarray) -> tuple[float, float, float, float]:
+def barrier_height(t: ArrayLike, loss: ArrayLike) -> tuple[float, float, float, float]:
     """(loss at t = 0, loss at t = 1, barrier, t of the barrier) of one curve: the largest excess
     of the loss over the straight line between its end losses, over t in [0, 1]."""
     t, loss = np.asarray(t, dtype=np.float64), np.asarray(loss, dtype=np.float64)

@@ -45,6 +45,7 @@ class TestbedSpecs:
         when a run starts, and again wherever a run's model is rebuilt (`testbed render`,
         spike forensics, the loss barrier). The contract: `Norm` (and `Differentiable`).
         """
+        ...
 
     @hookspec
     def testbed_activations(self) -> list[Plugin]:
@@ -53,6 +54,7 @@ class TestbedSpecs:
         ``build(params) -> Activation``, when a run starts and wherever its model is rebuilt.
         The contract: `Activation` (and `Differentiable`).
         """
+        ...
 
     @hookspec
     def testbed_optimizers(self) -> list[Plugin]:
@@ -63,6 +65,7 @@ class TestbedSpecs:
         whose fields (`lr`, `lr_multipliers`, `clip_grad_norm`, `warmup_steps`) the engine
         applies around the rule. The contract: `UpdateRule`.
         """
+        ...
 
     @hookspec
     def testbed_curricula(self) -> list[Plugin]:
@@ -73,6 +76,7 @@ class TestbedSpecs:
         `test_split`). It is built when the scenario is validated, again to train, to render
         and to analyse a run. The contract: `Curriculum`.
         """
+        ...
 
     @hookspec
     def testbed_probes(self) -> list[Plugin]:
@@ -82,6 +86,7 @@ class TestbedSpecs:
         run store, which asks whether it overrides `Probe.combine` and calls that alone. The
         contract: `Probe`, and `RunInfo` and `Evaluation` for what it is given.
         """
+        ...
 
     @hookspec
     def testbed_panels(self) -> list[Plugin]:
@@ -91,6 +96,7 @@ class TestbedSpecs:
         in each worker process of a video). The contract: `Panel`, whose docstring lists what a
         frame's `Quantities` hold.
         """
+        ...
 
 
 # Plugin kind -> hook name; the order is the order of `testbed plugins`.

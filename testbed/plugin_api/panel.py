@@ -187,7 +187,7 @@ class SentencePoints:
             for y, idx in self.groups
         ]
         self.label_idx = np.flatnonzero(s.labelled) if labels and panel.labels else np.array([], int)
-        self.texts = [ax.text(0, 0, " " + s.text(i), fontsize=5, color="0.15", zorder=4, clip_on=True, va="center") for i in self.label_idx]
+        self.texts = [ax.text(0, 0, " " + s.text(int(i)), fontsize=5, color="0.15", zorder=4, clip_on=True, va="center") for i in self.label_idx]
         self.ax = ax
         panel.keep(*self.scatters, *self.texts) if self.texts else panel.keep(*self.scatters)
 

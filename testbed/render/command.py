@@ -56,7 +56,7 @@ def render(run_dir: Path, *, epoch: int | None = None, seed: int | None = None, 
         raise UserError("--top chooses among spikes; use it with --spikes")
     if (video or spikes) and epoch is not None:
         raise UserError("--epoch selects one frame; it cannot be combined with --video or --spikes")
-    names = figure.parse_panels(panels) if (panels or not spikes) else list(SPIKE_PANELS)
+    names: list[str] = figure.parse_panels(panels) if (panels or not spikes) else list(SPIKE_PANELS)
     if not spikes:
         shape = figure.parse_grid(grid, len(names))
     run = rundata.load(run_dir)

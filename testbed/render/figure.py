@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import re
+from typing import cast
 
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -33,7 +34,7 @@ PANEL_INCHES = 3.2
 
 def parse_panels(spec: str | None, registry: Registry | None = None) -> list[str]:
     registry = registry or default_registry()
-    names = list(DEFAULT_PANELS) if not spec else [s.strip() for s in spec.split(",") if s.strip()]
+    names: list[str] = list(DEFAULT_PANELS) if not spec else [s.strip() for s in spec.split(",") if s.strip()]
     if not names:
         raise UserError("--panels: give panel names separated by commas, e.g. seq_emb,xi_field")
     known = registry.names("panel")
@@ -133,7 +134,7 @@ class Grid:
         for a in self._changing():
             a.set_animated(True)
         self.fig.canvas.draw()
-        self.background = self.fig.canvas.copy_from_bbox(self.fig.bbox)
+        self.background = cast(FigureCanvasAgg, self.fig.canvas).copy_from_bbox(self.fig.bbox)  # made by FigureCanvasAgg(fig)
 
     def _changing(self):
         for panel in self.panels:
@@ -145,7 +146,7 @@ class Grid:
         if self.background is None:
             self.start_blitting()
         self.update(q, i)
-        canvas = self.fig.canvas
+        canvas = cast(FigureCanvasAgg, self.fig.canvas)  # made by FigureCanvasAgg(fig)
         canvas.restore_region(self.background)
         renderer = canvas.get_renderer()
         for panel in self.panels:

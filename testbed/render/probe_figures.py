@@ -27,7 +27,7 @@ from testbed.rundir.summary import SUCCESS_ACC
 
 MAX_POINTS = 400  # per-step gradient norms are averaged into at most this many bins per seed (raw steps are noise)
 SUCCESS_COLOR, FAILURE_COLOR = "tab:green", "tab:red"
-PARAM_COLORS = colormaps["tab10"].colors
+PARAM_COLORS = colormaps["tab10"].colors  # type: ignore[attr-defined]  # a ListedColormap; matplotlib types colormaps[...] as the base Colormap
 
 
 def _figure(rows: int, cols: int, figsize: tuple[float, float]) -> tuple[Figure, np.ndarray]:
@@ -49,7 +49,7 @@ def _band(ax, x, values, color, label, log=False, alpha=0.22) -> None:
 def _final_test_acc(run: Run, seeds: list[int]) -> np.ndarray:
     """Each seed's final test accuracy (summary.json), NaN for a seed it lacks."""
     table = run.summary.set_index("seed")["test_acc"] if "test_acc" in run.summary else {}
-    return np.array([float(table[s]) if s in table else np.nan for s in seeds])
+    return np.array([float(table[s]) if s in table else np.nan for s in seeds])  # type: ignore[arg-type]  # pandas' types do not follow this column through
 
 
 def sparsity(run: Run, path: Path, dpi: float = 110) -> Path:

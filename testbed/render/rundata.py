@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from testbed.config.schema import Scenario
 from testbed.engine.model import Architecture, ParamSpace
 from testbed.errors import UserError
 from testbed.rundir.reader import SPIKE_COLUMNS, Run
@@ -23,7 +24,7 @@ class SnapshotRun:
     """A run as render sees it: its snapshots with the architecture that evaluates them."""
 
     run: Run
-    scenario: object
+    scenario: Scenario
     arch: Architecture
     space: ParamSpace
     k: int
@@ -75,7 +76,7 @@ class SnapshotRun:
         picked = inside[np.abs(self.epochs[inside][None, :] - targets[:, None]).argmin(1)]
         return np.unique(picked)
 
-    def seed_params(self, s: int, index=slice(None)) -> dict[str, np.ndarray]:
+    def seed_params(self, s: int, index: int | slice | np.ndarray = slice(None)) -> dict[str, np.ndarray]:
         """name -> (F, ...) parameters of seed column s at snapshot indices `index`."""
         return {n: np.ascontiguousarray(a[index, s]) for n, a in self.params.items()}
 

@@ -75,7 +75,7 @@ class ChunkRenderer:
                                 ffmpeg_params=["-preset", "veryfast", "-crf", "20", "-threads", "1"],
                                 ffmpeg_log_level="error") as w:
             for i in range(len(idx)):
-                w.append_data(self.grid.frame(q, i))
+                w.append_data(self.grid.frame(q, i))  # type: ignore[attr-defined]  # an FFMPEG writer (format='FFMPEG', mode='I'); imageio types it as the base reader-writer
         return chunk, len(idx)
 
 
@@ -93,6 +93,7 @@ def _start_worker(job: Job) -> None:
 
 
 def _render_in_worker(task: tuple[int, list[int], str]) -> tuple[int, int]:
+    assert _WORKER is not None, "_start_worker runs first in every worker"
     return _WORKER(task)
 
 

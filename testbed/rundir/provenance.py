@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 import testbed
+from testbed.config.schema import Scenario
 from testbed.plugin_api.registry import Registry, default_registry
 
 
@@ -24,7 +25,7 @@ def now() -> datetime:
     return datetime.now().astimezone()
 
 
-def plugins_used(scenario) -> list[tuple[str, Any]]:
+def plugins_used(scenario: Scenario) -> list[tuple[str, Any]]:
     """(kind, plugin reference) of every plugin a scenario trains with, each once, in the order
     of the scenario file."""
     m = scenario.model
@@ -54,7 +55,7 @@ def plugin_record(kind: str, name: str, registry: Registry) -> dict[str, Any]:
     return {"kind": kind, "name": name, "distribution": dist, "version": version}
 
 
-def plugin_records(scenario, registry: Registry | None = None) -> list[dict[str, Any]]:
+def plugin_records(scenario: Scenario, registry: Registry | None = None) -> list[dict[str, Any]]:
     """`plugin_record` of every plugin the scenario trains with (what run.json, a checkpoint's
     identity and the run store's key record of the plugins)."""
     registry = registry or default_registry()
@@ -83,7 +84,7 @@ def git_state(where: Path | None = None) -> dict[str, Any] | None:
     return {"commit": commit, "dirty": bool(status) if status is not None else None, "root": _git(["rev-parse", "--show-toplevel"], where)}
 
 
-def record(scenario, started: datetime, finished: datetime, registry: Registry | None = None) -> dict[str, Any]:
+def record(scenario: Scenario, started: datetime, finished: datetime, registry: Registry | None = None) -> dict[str, Any]:
     """The content of run.json."""
     registry = registry or default_registry()
     return {

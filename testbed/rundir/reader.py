@@ -27,6 +27,7 @@ import pandas as pd
 
 from testbed.config import scenario as scenario_mod
 from testbed.errors import UserError
+from testbed.rundir import scenarios
 
 # Each file of a run directory and what writes it: the run itself, or a probe.
 WRITERS = {
@@ -171,7 +172,7 @@ class Run:
     def scenario(self):
         """The resolved scenario (scenario.yaml), validated against the installed plugins."""
         file = self.file("scenario.yaml")
-        return scenario_mod.validate(scenario_mod.read_yaml(file.path), str(file.shown))
+        return scenarios.validate(scenario_mod.read_yaml(file.path), str(file.shown))
 
     @property
     def seeds(self) -> list[int]:

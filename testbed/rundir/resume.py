@@ -19,13 +19,14 @@ import yaml
 
 import testbed
 from testbed.config import scenario as scenario_mod
+from testbed.config.schema import Scenario
 from testbed.engine import checkpoint
 from testbed.errors import StoreWarning, UserError
 from testbed.rundir import code_identity, provenance
 from testbed.rundir import writer as rundir
 
 
-def identity(scenario) -> dict[str, Any]:
+def identity(scenario: Scenario) -> dict[str, Any]:
     """What a checkpoint records of its run and must share with a run that continues it."""
     plugins = provenance.plugin_records(scenario)
     return {
@@ -104,7 +105,7 @@ def mismatch(file: Path, identity: dict[str, Any]) -> tuple[str | None, dict[str
     return checkpoint.difference(found["identity"] or {}, identity), found
 
 
-def newest_unfinished(scenario, identity: dict[str, Any]) -> Path:
+def newest_unfinished(scenario: Scenario, identity: dict[str, Any]) -> Path:
     """The run directory of the newest stopped run under the scenario's output root that a run
     of `identity` may continue, and that no other process is writing."""
     root = scenario.output.root

@@ -88,7 +88,7 @@ def seed_npz(parts: Parts, seeds: Sequence[int], name: str, out: Path, *, seed_a
             order.extend(pos[s] for s in taken)
         joined = np.concatenate(pieces, axis=axis)
         combined[key] = np.take(joined, np.argsort(order, kind="stable"), axis=axis)
-    np.savez(out / name, **combined)  # as the probes write them: per-seed float arrays barely compress
+    np.savez(out / name, **combined)  # as the probes write them: per-seed float arrays barely compress  # type: ignore[arg-type]  # numpy's types take every keyword for savez's own allow_pickle
 
 
 def seed_rows_npz(parts: Parts, seeds: Sequence[int], name: str, out: Path, *, seed_key: str = "seed", major: str | None = None) -> None:
@@ -108,4 +108,4 @@ def seed_rows_npz(parts: Parts, seeds: Sequence[int], name: str, out: Path, *, s
         sort_seed.extend(pos[int(s)] for s in arrays[seed_key][rows])
         sort_n.extend(range(len(sort_n), len(sort_n) + rows.size))
     order = np.lexsort((np.asarray(sort_n), np.asarray(sort_seed), np.asarray(sort_major)))
-    np.savez_compressed(out / name, **{k: np.concatenate(chosen[k])[order] for k in keys})
+    np.savez_compressed(out / name, **{k: np.concatenate(chosen[k])[order] for k in keys})  # type: ignore[arg-type]  # numpy's types take every keyword for savez's own allow_pickle

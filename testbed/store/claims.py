@@ -70,6 +70,8 @@ def claim(entry_path: Path, name: str, seeds: list[int]) -> Claim:
 
 
 def _held(file: Path) -> bool:
+    if fcntl is None:  # not POSIX: no locks, so no claim is held
+        return False
     try:
         fd = os.open(file, os.O_RDONLY)
     except FileNotFoundError:

@@ -27,10 +27,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from testbed.config import scenario as scenario_mod
 from testbed.config.scenario import format_seeds
+from testbed.config.schema import Scenario
 from testbed.errors import StoreWarning, UserError
-from testbed.rundir import checksums
+from testbed.rundir import checksums, scenarios
 from testbed.rundir import writer as rundir
 from testbed.store import claims, store_key
 
@@ -98,7 +98,7 @@ class Entry:
         except (OSError, ValueError):
             return {}
 
-    def record(self, scenario, ident: dict[str, Any]) -> None:
+    def record(self, scenario: Scenario, ident: dict[str, Any]) -> None:
         """entry.json, written once (atomically) when the entry's first run is trained."""
         target = self.path / ENTRY_FILE
         if target.exists():
@@ -148,7 +148,7 @@ class Plan:
 
     def to_train(self):
         """The scenario of the run that trains the missing seeds."""
-        return scenario_mod.revised(self.scenario, seeds=self.missing) if self.missing != self.seeds else self.scenario
+        return scenarios.revised(self.scenario, seeds=self.missing) if self.missing != self.seeds else self.scenario
 
     def landed(self) -> Shard:
         """The missing seeds' shard, now finished (by whichever executor trained it)."""
@@ -161,10 +161,11 @@ class Plan:
 
     def sources(self) -> list[tuple[Shard, list[int]]]:
         """Every part, the newly trained shard included; each wanted seed comes from one."""
-        extra = [(self.trained, list(self.missing))] if self.missing else []
-        if self.missing and self.trained is None:
+        if not self.missing:
+            return list(self.parts)
+        if self.trained is None:
             raise RuntimeError("the missing seeds have not been trained")
-        return self.parts + extra
+        return [*self.parts, (self.trained, list(self.missing))]
 
 
 class RunStore:
@@ -208,7 +209,7 @@ class RunStore:
             why = "unreadable" if not info else "does not record this key's identity"
             self.quarantine(entry.path, f"{file} is {why}")
 
-    def plan(self, scenario, busy: frozenset[int] = frozenset()) -> Plan:
+    def plan(self, scenario: Scenario, busy: frozenset[int] = frozenset()) -> Plan:
         """`plan_from` the shards that pass their checks: a shard whose files differ from their
         checksums is set aside (`quarantine`) and the plan made again without it."""
         ident = store_key.identity(scenario)
@@ -222,7 +223,7 @@ class RunStore:
             for shard, found in bad:
                 self.quarantine(shard.path, f"{found.file}: {found.why}")
 
-    def plan_from(self, scenario, ident: dict[str, Any], entry: Entry, busy: frozenset[int] = frozenset()) -> Plan:
+    def plan_from(self, scenario: Scenario, ident: dict[str, Any], entry: Entry, busy: frozenset[int] = frozenset()) -> Plan:
         """Which stored runs give which of the scenario's seeds, and which seeds must train. A
         run of exactly these seeds is served as it is; otherwise, when every probe of the
         scenario can combine its files (`Probe.combine`), the seeds come from any shards
@@ -249,7 +250,7 @@ class RunStore:
         plan.replace = plan.shard_path.exists() and bool(missing)
         return plan
 
-    def acquire(self, scenario) -> Plan:
+    def acquire(self, scenario: Scenario) -> Plan:
         """A plan whose missing seeds this process has claimed (`plan.claim`, to release once
         trained), less the seeds other processes are training now, whose claims are in
         `plan.waiting` (wait for them, then plan again)."""
@@ -275,7 +276,7 @@ class RunStore:
                 plan.claim = claims.claim(plan.entry.path, plan.shard_path.name, plan.missing)
             return plan
 
-    def settle(self, scenario, train: Callable[[Plan], Any]) -> Plan:
+    def settle(self, scenario: Scenario, train: Callable[[Plan], Any]) -> Plan:
         """The plan of `scenario` with nothing missing: what the store lacks and no other
         process is training is trained here (`train(plan)`, its claim released after), what
         another is training is waited for; `plan.trained_now` lists the runs trained here."""
@@ -312,7 +313,7 @@ class RunStore:
         plan.landed()
 
 
-def combinable(scenario) -> bool:
+def combinable(scenario: Scenario) -> bool:
     """Whether every probe of the scenario can combine its files across seed sets."""
     from testbed.plugin_api.probe import Probe
     from testbed.plugin_api.registry import default_registry

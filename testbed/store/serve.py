@@ -17,7 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from testbed.config import scenario as scenario_mod
+from testbed.config.schema import Scenario
 from testbed.errors import RunFailure, describe
+from testbed.rundir import scenarios
 from testbed.rundir import writer as rundir
 from testbed.rundir.reader import Run
 from testbed.store import store_key
@@ -34,10 +36,14 @@ class Served:
 
 
 def open_store(store: RunStore | str | Path | bool | None) -> RunStore:
-    return store if isinstance(store, RunStore) else RunStore(None if store in (None, True) else store)
+    if isinstance(store, RunStore):
+        return store
+    if store is False:
+        raise ValueError("store=False is no store: the caller trains without one")
+    return RunStore(None if store is None or store is True else store)
 
 
-def serve(scenario, out: str | Path | None, *, store: RunStore | str | Path | bool | None = None, force: bool = False, **train: Any) -> Served:
+def serve(scenario: Scenario, out: str | Path | None, *, store: RunStore | str | Path | bool | None = None, force: bool = False, **train: Any) -> Served:
     """The run of `scenario` in the run directory `out` (default: a new folder under the
     scenario's output root), training only what the store lacks; `train` options go to
     `testbed.trainer.run_scenario` (progress, label, threads, resume, checkpoint_every)."""
@@ -94,7 +100,7 @@ def write_run(plan: Plan, path: Path, force: bool = False) -> Run:
 LOCK_POLL_SECONDS = 1.0
 
 
-def bound(scenario, store: RunStore | None = None, **train: Any):
+def bound(scenario: Scenario, store: RunStore | None = None, **train: Any):
     """`scenario` with `model.init.run` naming its source scenario's run on its seeds (served
     by `store`, default the default store; `train` options as for `serve`), or `scenario`
     itself when it names no source scenario to serve."""
@@ -103,7 +109,7 @@ def bound(scenario, store: RunStore | None = None, **train: Any):
         return scenario
     store = store or RunStore()
     seeds = list(scenario.seeds)
-    source = scenario_mod.load(init.scenario, seeds=seeds)
+    source = scenarios.load(init.scenario, seeds=seeds)
     train = {k: v for k, v in train.items() if k != "label"} | {"label": f"{source.name} (source, {len(seeds)} seeds)"}
     folder = store.entry(store_key.digest(store_key.identity(source))).path / SERVED / shard_name(seeds)
     while rundir.is_locked(folder):  # another process serves this source on these seeds (a sweep beside this one): wait, then share it
@@ -112,4 +118,4 @@ def bound(scenario, store: RunStore | None = None, **train: Any):
         serve(source, folder, store=store, force=True, **train)  # a source of a source is served there in turn
     model = scenario.model.model_dump(mode="json")
     model["init"]["run"] = str(folder.resolve())
-    return scenario_mod.revised(scenario, model=model)
+    return scenarios.revised(scenario, model=model)

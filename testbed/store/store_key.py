@@ -14,6 +14,7 @@ from typing import Any
 import torch
 
 import testbed
+from testbed.config.schema import Scenario
 from testbed.engine.device import resolve
 from testbed.rundir import code_identity, provenance
 from testbed.rundir.warm_start import Source
@@ -21,7 +22,7 @@ from testbed.rundir.warm_start import Source
 NOT_KEYED = ("name", "description", "seeds", "output")
 
 
-def identity(scenario) -> dict[str, Any]:
+def identity(scenario: Scenario) -> dict[str, Any]:
     """The content the key is the digest of (kept beside the runs, as entry.json)."""
     fields = {k: v for k, v in scenario.model_dump(mode="json").items() if k not in NOT_KEYED}
     _key_device(fields, scenario)
@@ -38,7 +39,7 @@ def identity(scenario) -> dict[str, Any]:
     }
 
 
-def _key_device(fields: dict[str, Any], scenario) -> None:
+def _key_device(fields: dict[str, Any], scenario: Scenario) -> None:
     """`training.compile` is part of the key only when on (it changes the arithmetic), and
     `training.engine` only when not `reference` (`auto` as the engine it picks). The
     training device is part of the key only off the CPU: results are bit-identical
@@ -60,7 +61,7 @@ def _key_device(fields: dict[str, Any], scenario) -> None:
         training["device"] = device
 
 
-def _fused_gap(scenario) -> str | None:
+def _fused_gap(scenario: Scenario) -> str | None:
     from testbed.engine.fused.validation import scenario_gap
     from testbed.plugin_api.registry import default_registry
 
@@ -71,7 +72,7 @@ def source_identity(init) -> dict[str, Any]:
     """A source scenario by its own identity (so that its runs on any seeds give one key), a
     source run directory by the digest of its snapshots."""
     if init.scenario is not None:
-        from testbed.config.scenario import load
+        from testbed.rundir.scenarios import load
 
         return {"source": identity(load(init.scenario))}
     return {"snapshots_sha256": Source.read(init.run).digest()}

@@ -20,6 +20,7 @@ from testbed.config.overrides import apply_overrides
 from testbed.config.scenario import parse_seeds
 from testbed.config.validation_errors import ScenarioError, printable
 from testbed.errors import UserError
+from testbed.rundir import scenarios
 from testbed.study import study_file
 
 SCENARIO_AXIS = "scenario"  # the axis of the base scenarios, when a study has several
@@ -152,7 +153,7 @@ def _cell_scenario(study: Path, index: int, label: str, raw: dict, fixed: dict, 
         data = anchored(apply_overrides(data, overrides), Path.cwd())
         data = anchored(apply_overrides(data, fields), study.parent)
         data["seeds"] = seeds
-        scenario = scenario_mod.validate(data, where)
+        scenario = scenarios.validate(data, where)
     except ScenarioError:
         raise
     except UserError as exc:

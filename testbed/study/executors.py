@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from testbed.config.schema import Scenario
 from testbed.errors import RunFailure, UserError, describe
 from testbed.rundir import checksums
 from testbed.rundir import writer as rundir
@@ -55,7 +56,7 @@ class LocalExecutor:
         return failures
 
 
-def gpus_for(scenario) -> int:
+def gpus_for(scenario: Scenario) -> int:
     """A GPU per cell where the scenario asks to train on one."""
     device = str(getattr(getattr(scenario, "training", None), "device", "cpu") or "cpu")
     return 0 if device == "cpu" else 1
@@ -67,6 +68,7 @@ def _import_ray():
     os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "error")  # not a warning a second while a join is retried: our one line says it
     try:
         import ray
+        import ray.exceptions
     except ImportError:
         raise UserError(f"--executor ray: Ray is not installed ({RAY_INSTALL})") from None
     return ray
@@ -205,12 +207,12 @@ def train_in_worker(scenario_yaml: str, threads: int, version: str) -> bytes:
     import yaml
 
     import testbed
-    from testbed.config import scenario as scenario_mod
+    from testbed.rundir import scenarios
     from testbed.trainer import run_scenario
 
     if testbed.__version__ != version:
         raise UserError(f"a Ray worker has testbed {testbed.__version__}, the driver {version}: install the same version on every node")
-    scenario = scenario_mod.validate(yaml.safe_load(scenario_yaml), "the scenario sent to a Ray worker")
+    scenario = scenarios.validate(yaml.safe_load(scenario_yaml), "the scenario sent to a Ray worker")
     with tempfile.TemporaryDirectory(prefix="testbed-ray-") as tmp:
         folder = Path(tmp) / "run"
         try:

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from testbed.config.scenario import format_seeds
+from testbed.config.schema import Scenario
 from testbed.errors import Interrupted, RunFailure, UserError
 from testbed.rundir import writer as rundir
 from testbed.rundir.reader import Run
@@ -55,7 +56,7 @@ def _enough_open_files(cells: int) -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (want if hard == resource.RLIM_INFINITY else min(want, hard), hard))
 
 
-def estimated_seconds(scenario) -> float:
+def estimated_seconds(scenario: Scenario) -> float:
     """A rough training time of a scenario on one core (the README's rates; the store may hold
     some of it already, and wider models take longer): for the confirmation of a large study."""
     steps = -(-scenario.task.n_train // scenario.training.batch_for(scenario.task.n_train))

@@ -153,7 +153,7 @@ def tidy(found: list[CellOutcomes], axes: list[str], seeds: list[int]) -> pd.Dat
     columns["value"] = np.concatenate(values) if values else np.empty(0)
     frame = pd.DataFrame(columns)
     for a in axes:
-        frame[a] = _typed(frame[a])
+        frame[a] = _typed(frame[a])  # type: ignore[arg-type]  # a column of the frame is a Series; pandas' types do not follow this column through
     assert len(frame) == n
     return frame
 
@@ -211,7 +211,7 @@ def summarize(found: list[CellOutcomes], axes: list[str]) -> pd.DataFrame:
         rows.append(row)
     frame = pd.DataFrame(rows)
     for a in axes:
-        frame[a] = _typed(frame[a])
+        frame[a] = _typed(frame[a])  # type: ignore[arg-type]  # a column of the frame is a Series; pandas' types do not follow this column through
     return frame
 
 

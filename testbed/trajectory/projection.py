@@ -59,4 +59,4 @@ def tsne(points: np.ndarray, perplexity: float = 30.0, random_state: int = 0) ->
     if scale > 0:  # scikit-learn's own PCA initialisation: first coordinate's sd 1e-4
         init = init / scale * 1e-4
     method = "exact" if n <= EXACT_TSNE_POINTS else "barnes_hut"
-    return TSNE(n_components=2, perplexity=perplexity, init=init, method=method, random_state=random_state).fit_transform(x)
+    return TSNE(n_components=2, perplexity=perplexity, init=init, method=method, random_state=random_state).fit_transform(x)  # type: ignore[arg-type]  # scikit-learn annotates init as str; it takes an array too (documented)

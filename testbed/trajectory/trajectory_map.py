@@ -182,6 +182,7 @@ def _write_csv(path: Path, trajs: list[Trajectories]) -> None:
         w = csv.writer(f)
         w.writerow(COLUMNS)
         for t in trajs:
+            assert t.xy is not None, "projected before it is written"
             for i, seed in enumerate(t.seeds):
                 for j, epoch in enumerate(t.epochs):
                     acc = t.test_acc[i, j]

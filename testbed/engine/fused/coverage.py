@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import sys
 
+from testbed.config.schema import Scenario
 from testbed.errors import UserError
 
 ENGINES = ("reference", "fused", "auto")
@@ -25,7 +26,7 @@ def _builtin(obj, module: str, *names: str) -> bool:
     return kind.__module__ == f"testbed_plugins.{module}" and kind.__name__ in names
 
 
-def uncovered(scenario, norms: dict, activation, rule, probes: list) -> str | None:
+def uncovered(scenario: Scenario, norms: dict, activation, rule, probes: list) -> str | None:
     """What in this scenario the fused engine does not cover (a phrase naming it), else None.
     `norms` maps each norm site to its built object; the others are the built objects too."""
     training = scenario.training
@@ -50,7 +51,7 @@ def uncovered(scenario, norms: dict, activation, rule, probes: list) -> str | No
     return None
 
 
-def choose(scenario, components) -> str:
+def choose(scenario: Scenario, components) -> str:
     """'fused' or 'reference' for `training.engine`: auto falls back with one line on stderr
     naming what made it; fused refuses a scenario it does not cover."""
     wanted = scenario.training.engine

@@ -12,6 +12,7 @@ import numba
 import numpy as np
 import torch
 
+from testbed.config.schema import Scenario
 from testbed.engine.fused import kernels as K
 from testbed.engine.stage import Stage, eval_table
 from testbed.plugin_api.probe import Evaluation
@@ -49,7 +50,7 @@ def power(base: float, n: int) -> float:
 class FusedEngine:
     """Runs a scenario's steps and evaluations in the fused kernels."""
 
-    def __init__(self, scenario, components):
+    def __init__(self, scenario: Scenario, components):
         self.arch, self.space, self.optimizer = components.arch, components.space, components.optimizer
         self.layout = layout(self.space)
         self.norm1, self.prm1 = norm_code(self.arch.embedding_norm)
@@ -88,7 +89,7 @@ class FusedEngine:
               losses: torch.Tensor, loss_row: int, grad: torch.Tensor | None) -> None:
         """`n_steps` steps of every seed from sample `first_sample` of this epoch's order;
         losses into losses[loss_row:], the last step's applied gradient into `grad` if given."""
-        numba.set_num_threads(max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)))
+        numba.set_num_threads(max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)))  # type: ignore[attr-defined]  # numba.config is set at import; numba ships no type information
         kind, oprm, m1, m2, fresh = self._rule(flat)
         factors, bc1, bc2 = self._schedule(self.optimizer.step_count + 1, n_steps)
         keep = grad is not None
@@ -102,7 +103,7 @@ class FusedEngine:
 
     def evaluate(self, flat: torch.Tensor, data: Stage, epoch: int) -> Evaluation:
         """Loss and accuracy per seed on the stage's training and test samples."""
-        numba.set_num_threads(max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)))
+        numba.set_num_threads(max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)))  # type: ignore[attr-defined]  # numba.config is set at import; numba ships no type information
         if self._table is None or self._table[0] is not data:
             rows, labels = eval_table(data)
             self._table = (data, rows.numpy(), labels.numpy())

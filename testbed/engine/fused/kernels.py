@@ -197,7 +197,7 @@ def _mlp(p, layout, d, h, xi, mv, n, pre, hid, slope, act, zeta, logit, scored, 
         pre[n, j] += p[layout[B1] + j]
     if act == GELU:
         for j in range(h):
-            hid[n, j], slope[n, j] = gelu(pre[n, j])
+            hid[n, j], slope[n, j] = gelu(pre[n, j])  # type: ignore[misc]  # numba ships no types: pyright reads a njit dispatcher's call as never returning
     else:
         for j in range(h):
             hid[n, j] = pre[n, j] if pre[n, j] > like(0.0, p) else like(0.0, p)

@@ -21,6 +21,7 @@ so one source gives the float32 kernel and the float64 one.
 from __future__ import annotations
 
 import os
+from typing import Any
 
 os.environ.setdefault("NUMBA_DISABLE_INTEL_SVML", "1")  # before numba loads: no SVML vector math
 
@@ -51,7 +52,7 @@ INV_SQRT_2PI = 0.3989422804014327
 JIT = {"cache": True, "fastmath": False, "error_model": "numpy", "nogil": True}
 
 
-def like(value, x):
+def like(value: float, x: Any) -> Any:
     """`value` in the float type of `x` (a scalar or an array): constants must not widen a
     float32 computation to float64 (numba's promotion of a Python float)."""
 
@@ -119,7 +120,7 @@ def exp_of(xd, x):
         c = 0.0
     k = np.floor(c * LOG2E + 0.5)
     r = xd - k * LN2
-    scale = _bits_to_float64(np.int64(k + 1023.0) << 52)
+    scale = _bits_to_float64(np.int64(k + 1023.0) << 52)  # type: ignore[call-arg]  # numba's @intrinsic drops typingctx from the signature
     value = np.float64(_exp_poly(like(r, x))) * scale
     if xd < -708.0:
         value = 0.0
@@ -139,9 +140,9 @@ def log(x):
     """ln x in float64 for a positive float64 x (the kernels need it for the loss only): the
     exponent field gives x = 2^e m, m in [sqrt(1/2), sqrt(2)); ln m = 2 atanh(f) with
     f = (m - 1)/(m + 1), |f| < 0.172, summed to f^19 (relative error below 1e-15)."""
-    bits = _float64_to_bits(x)
+    bits = _float64_to_bits(x)  # type: ignore[call-arg]  # numba's @intrinsic drops typingctx from the signature
     e = ((bits >> 52) & 0x7FF) - 1023
-    m = _bits_to_float64((bits & 0xFFFFFFFFFFFFF) | (np.int64(1023) << 52))
+    m = _bits_to_float64((bits & 0xFFFFFFFFFFFFF) | (np.int64(1023) << 52))  # type: ignore[call-arg]  # numba's @intrinsic drops typingctx from the signature
     if m > 1.4142135623730951:
         m = m * 0.5
         e += 1

@@ -4,10 +4,11 @@ training, would close an import cycle through the configuration)."""
 
 from __future__ import annotations
 
+from testbed.config.schema import Scenario
 from testbed.engine.fused.coverage import uncovered
 
 
-def scenario_gap(scenario, registry) -> str | None:
+def scenario_gap(scenario: Scenario, registry) -> str | None:
     """What in `scenario` the fused engine does not cover, else None (`coverage.uncovered`)."""
     m = scenario.model
 
