@@ -27,6 +27,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from testbed.comparison.options import PowerOptions, UntilDecidedOptions, options_of
 from testbed.config import scenario as scenario_mod
 from testbed.errors import UserError
 from testbed.rundir.reader import Run, Snapshots
@@ -154,18 +155,15 @@ def compare(
 
 def until_decided(
     inputs: Sequence[Any],
+    options: UntilDecidedOptions | None = None,
     *,
-    metric: str = "success",
-    margin: float = 0.05,
-    max_seeds: int = 1000,
-    batch: int = 20,
-    alpha: float = 0.05,
     overrides: Mapping[str, Any] | Sequence[str] = (),
     out: PathLike | None = None,
     force: bool = False,
     progress: ProgressOption = None,
     threads: int | None = None,
     store: str | os.PathLike | bool | None = None,
+    **fields: Any,
 ):
     """`testbed compare A B --until-decided`: train seeds 0 .. batch − 1 of both scenario files
     (or Scenario objects), then the next batch, ..., through the run store, until the
@@ -173,50 +171,48 @@ def until_decided(
     compare's metrics: success, final_test_acc, spikes (or spikes_per_seed), ...) lies above or
     below 0 (B better or worse, by the metric's direction) or within ±`margin` (equivalent), or
     `max_seeds` are spent (undecided); then compare every seed it took into `out`, as `compare`
-    does, with the sequence added. `progress` also receives a `Checked` after each batch.
+    does, with the sequence added. The options (`metric`, `margin`, `max_seeds`, `batch`,
+    `alpha`) are those of `UntilDecidedOptions`, given as keywords or as `options`.
+    `progress` also receives a `Checked` after each batch.
     Returns a `Sequential`: `.decision`, `.sentence`, `.seeds`, `.table()` (a row per look),
     `.comparison` (the `Comparison` of those seeds), `.path`."""
     from testbed.comparison.until_decided import until_decided as decide
 
     if isinstance(inputs, (str, os.PathLike)):
         raise UserError(f"until_decided: inputs must be a list of two scenarios, not the single {str(inputs)!r}")
+    chosen = options_of(UntilDecidedOptions, options, fields, "until_decided")
     with _progress(progress) as callback:
-        return decide(
-            list(inputs), metric=metric, margin=margin, max_seeds=max_seeds, batch=batch, alpha=alpha, overrides=overrides, out=out,
-            force=force, progress=callback, threads=threads, store=store,
-        )
+        return decide(list(inputs), chosen, overrides=overrides, out=out, force=force, progress=callback, threads=threads, store=store)
 
 
 def power(
     inputs: Sequence[Any],
+    options: PowerOptions | None = None,
     *,
-    pilot: str | Sequence[int] = "0-19",
-    effect: float | str | Sequence[str] | Mapping[str, float] | None = None,
-    power: float = 0.8,
-    alpha: float = 0.05,
     overrides: Mapping[str, Any] | Sequence[str] = (),
     out: PathLike | None = None,
     force: bool = False,
     progress: ProgressOption = None,
     threads: int | None = None,
     store: str | os.PathLike | bool | None = None,
+    **fields: Any,
 ):
     """`testbed power A B --pilot 0-19`: from the pilot seeds of two scenarios (trained through
     the run store, or run directories holding them), the paired seeds each metric of `compare`
     needs for `power` at two-sided `alpha`, for the pilot's difference or `effect` (one number
-    for every metric in its own units, or {"success": 0.1, ...}); written to `out` (default
-    reports/power-<a>-vs-<b>-<time>: power.csv, power.md). Returns a `PowerResult`: `.table()`."""
+    for every metric in its own units, or {"success": 0.1, ...}); the options (`pilot`,
+    `effect`, `power`, `alpha`) are those of `PowerOptions`, given as keywords or as `options`.
+    Written to `out` (default reports/power-<a>-vs-<b>-<time>: power.csv, power.md). Returns
+    a `PowerResult`: `.table()`."""
     from testbed.comparison.pilot import power as plan
 
     if isinstance(inputs, (str, os.PathLike)):
         raise UserError(f"power: inputs must be a list of two scenarios, not the single {str(inputs)!r}")
-    if isinstance(pilot, range):
-        pilot = list(pilot)
+    if isinstance(fields.get("pilot"), range):
+        fields["pilot"] = list(fields["pilot"])
+    chosen = options_of(PowerOptions, options, fields, "power")
     with _progress(progress) as callback:
-        return plan(
-            list(inputs), pilot=pilot, effect=effect, power=power, alpha=alpha, overrides=overrides, out=out, force=force, progress=callback,
-            threads=threads, store=store,
-        )
+        return plan(list(inputs), chosen, overrides=overrides, out=out, force=force, progress=callback, threads=threads, store=store)
 
 
 def sweep(
