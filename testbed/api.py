@@ -258,7 +258,7 @@ def barrier(
     run_b: PathLike | Run | None = None,
     *,
     seed: int | None = None,
-    seeds: str | Sequence[int] | None = None,
+    pair: str | Sequence[int] | None = None,
     pair_seeds: bool = False,
     epochs: str | Sequence[int] | None = None,
     points: int = 51,
@@ -273,8 +273,8 @@ def barrier(
 
     The ends, read from the runs' snapshots.npz (the snapshots probe writes it): with two runs,
     the final weights of seed `seed` of each (default: their first common seed), or of every
-    common seed paired (`pair_seeds`), or seeds `seeds` = (A of run_a, B of run_b); with one
-    run, two of its seeds (`seeds`) or two of its snapshot epochs (`epochs` = (EA, EB), also
+    common seed paired (`pair_seeds`), or the two seeds `pair` = (A of run_a, B of run_b); with one
+    run, two of its seeds (`pair`) or two of its snapshot epochs (`epochs` = (EA, EB), also
     usable with two runs; default: the last of each). t takes `points` values in
     [-extend, 1 + extend] (0 and 1 always among them). Every line is evaluated on the task of
     run_b (the end run) at its final p, on the training and/or test samples (`split`) of its
@@ -284,7 +284,7 @@ def barrier(
 
     a = run_a.path if isinstance(run_a, Run) else run_a
     b = run_b.path if isinstance(run_b, Run) else run_b
-    return run_barrier(a, b, seed=seed, seeds=seeds, pair_seeds=pair_seeds, epochs=epochs, points=points, extend=extend, split=split,
+    return run_barrier(a, b, seed=seed, pair=pair, pair_seeds=pair_seeds, epochs=epochs, points=points, extend=extend, split=split,
                        out=out, force=force)
 
 
