@@ -92,8 +92,9 @@ def run(
 
     Run store: the seeds are trained into the store (`store`: its folder; default
     $TESTBED_STORE, else runs/store), only those it does not hold yet, and the run directory
-    `out` is made from it: asking again trains nothing, asking for more seeds trains only the
-    new ones. A stopped training keeps its checkpoint in the store, where the same call
+    `out` is made from it: asking again trains nothing (and, without `out`, hands back the
+    directory made the last time when it is unchanged: `testbed.store.served_dirs`), asking
+    for more seeds trains only the new ones. A stopped training keeps its checkpoint in the store, where the same call
     continues it. `store=False` trains every seed straight into `out`, checkpoints beside it."""
     if not isinstance(scenario, BaseModel):
         scenario = load_scenario(scenario)

@@ -281,7 +281,10 @@ def test_every_problem_of_a_command_line_is_reported_at_once(tmp_path, monkeypat
     proc = cli_here("power", "a.yaml", "a.yaml", "--pilot", "3-1", "--power", "1.5", "--set", "training.epochs=0")
     assert_user_error(proc, "--pilot: seed range 3-1 is empty", "--power: must be in (0, 1)", "training.epochs")
     assert len(proc.stderr.strip().splitlines()) == 3
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.yaml", "scenarios"]
+    Path("study.yaml").write_text(yaml.safe_dump({"name": "st", "scenarios": ["a.yaml"], "axes": {"training.epochs": [2, 3]}}))
+    proc = cli_here("sweep", "study.yaml", "--seeds", "9-8", "--set", "task.p=1")
+    assert_user_error(proc, "--seeds: seed range 9-8 is empty", "task.p")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.yaml", "scenarios", "study.yaml"]
 
 
 @pytest.mark.parametrize("command", ["run", "compare", "power", "sweep"])
@@ -325,7 +328,7 @@ def test_a_run_the_store_serves_whole_reuses_its_directory(tmp_path, monkeypatch
     run = testbed.load_run(newer)
     assert list(run.summary["seed"]) == [0, 1, 2] and len(run.metrics) and Path(newer, "snapshots.npz").is_file()
     trained = cli_here("run", "tiny.yaml", "-q")
-    assert "trained seeds 0-2" in trained.stdout and newer not in trained.stdout
+    assert "trained seeds 0-2" in trained.stdout and trained.stdout.strip().splitlines()[-1] != f"run directory: {newer}"
 
 
 def test_render_and_spikes_replace_an_existing_out_only_with_force(tmp_path, monkeypatch):

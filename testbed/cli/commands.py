@@ -427,11 +427,20 @@ def sweep(
             raise UserError(f"{said}; add --yes to start it")
         return typer.confirm(f"{said}; start?", err=True)
 
-    _report(_seed_problems(seeds))
+    sets = _with_device(set_, device)
     _load_plugins()
+    problems = _seed_problems(seeds)
+    if problems and study.is_file():  # the study's own problems on the same lines
+        from testbed.study import cells
+
+        try:
+            cells.load(study, None, sets, axis or [])
+        except UserError as exc:
+            problems += str(exc).splitlines()
+    _report(problems)
     with ProgressDisplay(_terminal(stderr=True)) as display:
         result = api.sweep(
-            study, seeds=seeds, overrides=_with_device(set_, device), axes=axis or [], out=out, force=force, executor=executor, address=address,
+            study, seeds=seeds, overrides=sets, axes=axis or [], out=out, force=force, executor=executor, address=address,
             cpus_per_cell=cpus_per_cell, progress=None if quiet else display, threads=threads, store=False if no_store else store,
             confirm=confirm,
         )
