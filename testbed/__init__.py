@@ -38,16 +38,19 @@ _API = {
     "Analysing": "testbed.comparison.result",
     "Sequential": "testbed.comparison.until_decided",
     "PowerResult": "testbed.comparison.pilot",
+    "UntilDecidedOptions": "testbed.comparison.options",
+    "PowerOptions": "testbed.comparison.options",
     "UserError": "testbed.errors",
 }
 __all__ = [
     "load_scenario", "run", "load_run", "compare", "until_decided", "power", "sweep", "barrier", "trajectories", "spike_causes", "figure",
     "Run", "SpikeForensics", "BarrierResult", "TrajectoryMap", "Snapshots", "Progress", "Comparison", "Analysing",
-    "Sequential", "PowerResult", "StudyResult", "UserError", "__version__",
+    "Sequential", "PowerResult", "UntilDecidedOptions", "PowerOptions", "StudyResult", "UserError", "__version__",
 ]  # fmt: skip
 
 if TYPE_CHECKING:
     from testbed.api import barrier, compare, figure, load_run, load_scenario, power, run, spike_causes, sweep, trajectories, until_decided
+    from testbed.comparison.options import PowerOptions, UntilDecidedOptions
     from testbed.comparison.pilot import PowerResult
     from testbed.comparison.result import Analysing, Comparison
     from testbed.comparison.until_decided import Sequential

@@ -26,6 +26,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from testbed.comparison.options import PowerOptions, UntilDecidedOptions, options_of
 from testbed.config.schema import Scenario
 from testbed.errors import UserError
 from testbed.rundir import scenarios
@@ -91,8 +92,9 @@ def run(
 
     Run store: the seeds are trained into the store (`store`: its folder; default
     $TESTBED_STORE, else runs/store), only those it does not hold yet, and the run directory
-    `out` is made from it: asking again trains nothing, asking for more seeds trains only the
-    new ones. A stopped training keeps its checkpoint in the store, where the same call
+    `out` is made from it: asking again trains nothing (and, without `out`, hands back the
+    directory made the last time when it is unchanged: `testbed.store.served_dirs`), asking
+    for more seeds trains only the new ones. A stopped training keeps its checkpoint in the store, where the same call
     continues it. `store=False` trains every seed straight into `out`, checkpoints beside it."""
     if not isinstance(scenario, Scenario):
         scenario = load_scenario(scenario)
@@ -154,18 +156,15 @@ def compare(
 
 def until_decided(
     inputs: Sequence[Any],
+    options: UntilDecidedOptions | None = None,
     *,
-    metric: str = "success",
-    margin: float = 0.05,
-    max_seeds: int = 1000,
-    batch: int = 20,
-    alpha: float = 0.05,
     overrides: Mapping[str, Any] | Sequence[str] = (),
     out: PathLike | None = None,
     force: bool = False,
     progress: ProgressOption = None,
     threads: int | None = None,
     store: str | Path | bool | None = None,
+    **fields: Any,
 ):
     """`testbed compare A B --until-decided`: train seeds 0 .. batch − 1 of both scenario files
     (or Scenario objects), then the next batch, ..., through the run store, until the
@@ -173,50 +172,48 @@ def until_decided(
     compare's metrics: success, final_test_acc, spikes (or spikes_per_seed), ...) lies above or
     below 0 (B better or worse, by the metric's direction) or within ±`margin` (equivalent), or
     `max_seeds` are spent (undecided); then compare every seed it took into `out`, as `compare`
-    does, with the sequence added. `progress` also receives a `Checked` after each batch.
+    does, with the sequence added. The options (`metric`, `margin`, `max_seeds`, `batch`,
+    `alpha`) are those of `UntilDecidedOptions`, given as keywords or as `options`.
+    `progress` also receives a `Checked` after each batch.
     Returns a `Sequential`: `.decision`, `.sentence`, `.seeds`, `.table()` (a row per look),
     `.comparison` (the `Comparison` of those seeds), `.path`."""
     from testbed.comparison.until_decided import until_decided as decide
 
     if isinstance(inputs, (str, os.PathLike)):
         raise UserError(f"until_decided: inputs must be a list of two scenarios, not the single {str(inputs)!r}")
+    chosen = options_of(UntilDecidedOptions, options, fields, "until_decided")
     with _progress(progress) as callback:
-        return decide(
-            list(inputs), metric=metric, margin=margin, max_seeds=max_seeds, batch=batch, alpha=alpha, overrides=overrides, out=out,
-            force=force, progress=callback, threads=threads, store=store,
-        )
+        return decide(list(inputs), chosen, overrides=overrides, out=out, force=force, progress=callback, threads=threads, store=store)
 
 
 def power(
     inputs: Sequence[Any],
+    options: PowerOptions | None = None,
     *,
-    pilot: str | Sequence[int] = "0-19",
-    effect: float | str | Sequence[str] | Mapping[str, float] | None = None,
-    power: float = 0.8,
-    alpha: float = 0.05,
     overrides: Mapping[str, Any] | Sequence[str] = (),
     out: PathLike | None = None,
     force: bool = False,
     progress: ProgressOption = None,
     threads: int | None = None,
     store: str | Path | bool | None = None,
+    **fields: Any,
 ):
     """`testbed power A B --pilot 0-19`: from the pilot seeds of two scenarios (trained through
     the run store, or run directories holding them), the paired seeds each metric of `compare`
     needs for `power` at two-sided `alpha`, for the pilot's difference or `effect` (one number
-    for every metric in its own units, or {"success": 0.1, ...}); written to `out` (default
-    reports/power-<a>-vs-<b>-<time>: power.csv, power.md). Returns a `PowerResult`: `.table()`."""
+    for every metric in its own units, or {"success": 0.1, ...}); the options (`pilot`,
+    `effect`, `power`, `alpha`) are those of `PowerOptions`, given as keywords or as `options`.
+    Written to `out` (default reports/power-<a>-vs-<b>-<time>: power.csv, power.md). Returns
+    a `PowerResult`: `.table()`."""
     from testbed.comparison.pilot import power as plan
 
     if isinstance(inputs, (str, os.PathLike)):
         raise UserError(f"power: inputs must be a list of two scenarios, not the single {str(inputs)!r}")
-    if isinstance(pilot, range):
-        pilot = list(pilot)
+    if isinstance(fields.get("pilot"), range):
+        fields["pilot"] = list(fields["pilot"])
+    chosen = options_of(PowerOptions, options, fields, "power")
     with _progress(progress) as callback:
-        return plan(
-            list(inputs), pilot=pilot, effect=effect, power=power, alpha=alpha, overrides=overrides, out=out, force=force, progress=callback,
-            threads=threads, store=store,
-        )
+        return plan(list(inputs), chosen, overrides=overrides, out=out, force=force, progress=callback, threads=threads, store=store)
 
 
 def sweep(
@@ -262,7 +259,7 @@ def barrier(
     run_b: PathLike | Run | None = None,
     *,
     seed: int | None = None,
-    seeds: str | Sequence[int] | None = None,
+    pair: str | Sequence[int] | None = None,
     pair_seeds: bool = False,
     epochs: str | Sequence[int] | None = None,
     points: int = 51,
@@ -277,8 +274,8 @@ def barrier(
 
     The ends, read from the runs' snapshots.npz (the snapshots probe writes it): with two runs,
     the final weights of seed `seed` of each (default: their first common seed), or of every
-    common seed paired (`pair_seeds`), or seeds `seeds` = (A of run_a, B of run_b); with one
-    run, two of its seeds (`seeds`) or two of its snapshot epochs (`epochs` = (EA, EB), also
+    common seed paired (`pair_seeds`), or the two seeds `pair` = (A of run_a, B of run_b); with one
+    run, two of its seeds (`pair`) or two of its snapshot epochs (`epochs` = (EA, EB), also
     usable with two runs; default: the last of each). t takes `points` values in
     [-extend, 1 + extend] (0 and 1 always among them). Every line is evaluated on the task of
     run_b (the end run) at its final p, on the training and/or test samples (`split`) of its
@@ -288,7 +285,7 @@ def barrier(
 
     a = run_a.path if isinstance(run_a, Run) else run_a
     b = run_b.path if isinstance(run_b, Run) else run_b
-    return run_barrier(a, b, seed=seed, seeds=seeds, pair_seeds=pair_seeds, epochs=epochs, points=points, extend=extend, split=split,
+    return run_barrier(a, b, seed=seed, pair=pair, pair_seeds=pair_seeds, epochs=epochs, points=points, extend=extend, split=split,
                        out=out, force=force)
 
 

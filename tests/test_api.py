@@ -245,3 +245,22 @@ print(json.dumps(sorted(n for n in dir(testbed) if not n.startswith("_"))))
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout) == sorted(n for n in testbed.__all__ if not n.startswith("_"))
     assert {"load_scenario", "run", "load_run", "compare", "Run", "Comparison"} <= set(testbed.__all__)
+
+
+def test_until_decided_and_power_take_the_options_model_of_the_command_line(tmp_path):
+    """One options object per command, shared by the command line, the API and the work: its
+    fields as keywords or the object, every problem at once, before anything trains."""
+    pair = [tmp_path / "a.yaml", tmp_path / "b.yaml"]  # never read: the options are refused first
+    with pytest.raises(testbed.UserError, match="unknown option 'margn'; the options are metric, margin, max_seeds, batch, alpha"):
+        testbed.until_decided(pair, margn=0.1)
+    with pytest.raises(testbed.UserError, match="not both"):
+        testbed.until_decided(pair, testbed.UntilDecidedOptions(batch=4), margin=0.1)
+    with pytest.raises(testbed.UserError) as refused:
+        testbed.until_decided(pair, testbed.UntilDecidedOptions(margin=-1, batch=1, alpha=2))
+    assert str(refused.value).splitlines() == ["--margin: must be > 0, got -1", "--batch: must be at least 2 seeds, got 1",
+                                               "--alpha: must be in (0, 1), got 2"]
+    with pytest.raises(testbed.UserError) as refused:
+        testbed.power(pair, power=1.5, alpha=0)
+    assert str(refused.value).splitlines() == ["--power: must be in (0, 1), got 1.5", "--alpha: must be in (0, 1), got 0"]
+    assert testbed.PowerOptions().pilot == "0-19" and testbed.UntilDecidedOptions().metric == "success"
+    assert not list(tmp_path.iterdir())

@@ -80,7 +80,7 @@ def test_the_barrier_is_the_largest_excess_over_the_chord():
 def test_the_vectorized_lines_equal_each_point_alone(runs):
     root, a, b = runs
     ra, rb = rundata.load(a.path), rundata.load(b.path)
-    pairs = choose_pairs(ra, rb, two_runs=True, seed=None, seeds=None, pair_seeds=True, epochs=None)
+    pairs = choose_pairs(ra, rb, two_runs=True, seed=None, pair=None, pair_seeds=True, epochs=None)
     t = interpolation.grid(6, 0.2)
     flat = interpolation.interpolate(pairs, t)
     data = [pr.data_seed for pr in pairs for _ in t]
@@ -123,7 +123,8 @@ def test_bad_input_is_one_line_naming_it(runs, tmp_path):
         ((ra, str(relu)), ["relu", "model.activation"]),
         ((ra, ra, "--seed", "7"), ["--seed 7", "ra"]),
         ((ra, "--epochs", "1,4"), ["--epochs 1", "0, 2, 4"]),
-        ((ra, "--seeds", "0,9"), ["--seeds 9"]),
+        ((ra, "--pair", "0,9"), ["--pair 9"]),
+        ((ra, "--seeds", "0,1"), ["--seeds 0,1", "--pair A,B"]),  # the old spelling: a hint to the new one
         ((ra, ra, "--points", "1"), ["--points 1"]),
         ((ra, ra, "--split", "valid"), ["--split valid"]),
     ]
@@ -134,5 +135,19 @@ def test_bad_input_is_one_line_naming_it(runs, tmp_path):
         assert len(lines) == 1 and lines[0].startswith("error:"), (args, proc.stderr)
         assert all(w in lines[0] for w in words), (args, lines[0])
     proc = cli_here("barrier", ra, "--seed", "1")
-    assert proc.returncode == 2 and "--seeds A,B" in proc.stderr
+    assert proc.returncode == 2 and "--pair A,B" in proc.stderr
     assert not (tmp_path / "never").exists()
+
+
+def test_two_seeds_of_one_run_are_a_pair_and_quiet_prints_only_the_report(runs, tmp_path, monkeypatch):
+    root, _, _ = runs
+    shutil.copytree(root / "ra", tmp_path / "ra")
+    monkeypatch.chdir(tmp_path)
+    proc = cli_here("barrier", "ra", "--pair", "1,2", "--points", "3", "--out", "rep", "-q", "--threads", "1")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == ["rep"]  # no table: the path a script reads
+    curves = pd.read_csv(tmp_path / "rep" / "barrier.csv")
+    assert set(curves["seed_a"]) == {1} and set(curves["seed_b"]) == {2}
+    again = cli_here("barrier", "ra", "--pair", "1,2", "--points", "3", "--out", "rep", "-q")
+    assert again.returncode == 2 and "--force" in again.stderr
+    assert cli_here("barrier", "ra", "--pair", "1,2", "--points", "3", "--out", "rep", "-q", "--force").returncode == 0

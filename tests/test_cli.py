@@ -6,12 +6,16 @@ from __future__ import annotations
 import copy
 import csv
 import json
+import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import yaml
-from conftest import CLIPPED_RMS_PACKAGE, TINY, cli, third_party_package
+from conftest import CLIPPED_RMS_PACKAGE, TINY, cli, cli_here, third_party_package
 
 import testbed
 
@@ -191,3 +195,161 @@ def test_every_shipped_scenario_is_valid(path):
 
     sc = scenario_mod.load(path)
     assert sc.name == path.stem
+
+
+# The grammar: an option means the same on every command that takes it (README, "One grammar").
+GRAMMAR = {
+    "--seeds 0-99": ["run", "compare", "sweep", "trajectories"],
+    "--set KEY=VALUE": ["run", "compare", "power", "sweep", "validate"],
+    "--out PATH": ["run", "compare", "power", "sweep", "schema", "render", "barrier", "trajectories", "spikes"],
+    "--force": ["run", "compare", "power", "sweep", "render", "barrier", "trajectories", "spikes"],
+    "-q, --quiet": ["run", "compare", "power", "sweep", "render", "barrier", "trajectories", "spikes"],
+    "--threads N": ["run", "compare", "power", "sweep", "render", "barrier", "trajectories", "spikes"],
+    "--store PATH": ["run", "compare", "power", "sweep", "store ls", "store gc", "store verify"],
+    "--no-store": ["run", "compare", "power", "sweep"],
+    "--device cpu|cuda|mps|auto": ["run", "compare", "power", "sweep"],
+}
+COMMANDS = ["run", "compare", "power", "sweep", "validate", "schema", "plugins", "render", "barrier", "trajectories", "spikes",
+            "store ls", "store gc", "store verify"]
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_help_shows_the_grammar_and_no_python_types(command):
+    proc = cli_here(*command.split(), "--help")
+    assert proc.returncode == 0, proc.stderr
+    text = " ".join(proc.stdout.split())  # help wraps its lines
+    for option, commands in GRAMMAR.items():
+        assert (option in text) == (command in commands), (command, option)
+    for python_type in ("<str>", "<int>", "<float>", "<path>", "list[", "range>"):
+        assert python_type not in text, (command, python_type)
+
+
+def test_barriers_two_seeds_are_a_pair_and_the_old_spelling_says_so(tmp_path):
+    proc = cli_here("barrier", str(tmp_path), "--seeds", "0,1")
+    assert_user_error(proc, "--seeds 0,1", "--pair A,B")
+    assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_version_and_shell_completion():
+    proc = cli_here("--version")
+    assert proc.returncode == 0 and proc.stdout.strip() == f"testbed {testbed.__version__}"
+    assert "--install-completion" in cli_here("--help").stdout
+    completed = cli(env={"_TESTBED_COMPLETE": "complete_bash", "COMP_WORDS": "testbed ba", "COMP_CWORD": "1"})
+    assert completed.returncode == 0 and completed.stdout.split() == ["barrier"], completed.stderr
+    options = cli(env={"_TESTBED_COMPLETE": "complete_bash", "COMP_WORDS": "testbed run x.yaml --no-", "COMP_CWORD": "3"})
+    assert set(options.stdout.split()) == {"--no-store", "--no-resume"}, options.stdout
+
+
+def test_help_imports_nothing_heavy():
+    """`testbed --help` and a command's help load neither torch nor the libraries of the work
+    (they took 2.4-3.7 s; without them about 0.25 s)."""
+    probe = (
+        "import sys\n"
+        "from testbed.cli import main\n"
+        "for argv in (['--help'], ['run', '--help'], ['compare', '--help'], ['--version']):\n"
+        "    sys.argv = ['testbed', *argv]\n"
+        "    try:\n"
+        "        main()\n"
+        "    except SystemExit:\n"
+        "        pass\n"
+        "heavy = ('torch', 'numpy', 'pandas', 'scipy', 'matplotlib', 'rich.table', 'testbed.config.scenario')\n"
+        "print('loaded:', *[m for m in heavy if m in sys.modules], file=sys.stderr)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr.strip() == "loaded:", proc.stderr
+
+
+def test_every_problem_of_a_command_line_is_reported_at_once(tmp_path, monkeypatch):
+    """The README's promise, on its own example: one line per problem, exit 2, nothing written."""
+    root = Path(__file__).resolve().parents[1]
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "scenarios").mkdir()
+    shutil.copy(root / "scenarios" / "baseline.yaml", tmp_path / "scenarios" / "baseline.yaml")
+    proc = cli_here("run", "scenarios/baseline.yaml", "--seeds", "5-2", "--set", "model.norm.radius=-1", "--checkpoint-every", "soon")
+    assert_user_error(proc, "--seeds: seed range 5-2 is empty", "model.norm.radius", "--checkpoint-every")
+    assert len(proc.stderr.strip().splitlines()) == 3
+    a = tmp_path / "a.yaml"
+    a.write_text(yaml.safe_dump(TINY))
+    proc = cli_here("compare", "a.yaml", "a.yaml", "--seeds", "5-2", "--set", "training.epochs=0", "--margin", "0.1", "--alpha", "2")
+    assert_user_error(proc, "--seeds: seed range 5-2 is empty", "training.epochs", "--margin: only with --until-decided",
+                      "--alpha: only with --until-decided")
+    assert len(proc.stderr.strip().splitlines()) == 4
+    proc = cli_here("compare", "a.yaml", "a.yaml", "--until-decided", "--margin", "-1", "--batch", "1", "--alpha", "2")
+    assert_user_error(proc, "--margin: must be > 0", "--batch: must be at least 2", "--alpha: must be in (0, 1)")
+    assert len(proc.stderr.strip().splitlines()) == 3
+    proc = cli_here("power", "a.yaml", "a.yaml", "--pilot", "3-1", "--power", "1.5", "--set", "training.epochs=0")
+    assert_user_error(proc, "--pilot: seed range 3-1 is empty", "--power: must be in (0, 1)", "training.epochs")
+    assert len(proc.stderr.strip().splitlines()) == 3
+    Path("study.yaml").write_text(yaml.safe_dump({"name": "st", "scenarios": ["a.yaml"], "axes": {"training.epochs": [2, 3]}}))
+    proc = cli_here("sweep", "study.yaml", "--seeds", "9-8", "--set", "task.p=1")
+    assert_user_error(proc, "--seeds: seed range 9-8 is empty", "task.p")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.yaml", "scenarios", "study.yaml"]
+
+
+@pytest.mark.parametrize("command", ["run", "compare", "power", "sweep"])
+def test_device_is_a_scenario_field_on_every_training_command(tmp_path, monkeypatch, command):
+    monkeypatch.chdir(tmp_path)
+    Path("a.yaml").write_text(yaml.safe_dump(TINY))
+    Path("study.yaml").write_text(yaml.safe_dump({"name": "st", "scenarios": ["a.yaml"], "axes": {"training.epochs": [2, 3]}}))
+    inputs = {"run": ["a.yaml"], "compare": ["a.yaml", "a.yaml"], "power": ["a.yaml", "a.yaml"], "sweep": ["study.yaml"]}[command]
+    proc = cli_here(command, *inputs, "--device", "abacus", "--out", "out")
+    assert_user_error(proc, "training.device")
+    assert not Path("out").exists()
+
+
+def test_a_run_the_store_serves_whole_reuses_its_directory(tmp_path, monkeypatch):
+    """Asked again, the store's run comes back in the directory made the first time, said to be
+    served (not trained now); an edited directory is not handed out; removing the store leaves
+    the directory whole."""
+    monkeypatch.chdir(tmp_path)
+    Path("tiny.yaml").write_text(yaml.safe_dump(TINY))
+    first = cli_here("run", "tiny.yaml", "-q")
+    assert first.returncode == 0, first.stderr
+    made = first.stdout.strip().splitlines()[-1].removeprefix("run directory: ")
+    assert made.startswith("runs/tiny-") and "trained seeds 0-2" in first.stdout
+    again = cli_here("run", "tiny.yaml", "-q")
+    assert again.returncode == 0, again.stderr
+    assert again.stdout.strip().splitlines()[-1] == f"run directory: {made}"
+    said = " ".join(again.stdout.split())
+    assert "trained nothing; seeds 0-2 served from the store (trained in" in said and "│ served │" in said
+    assert [p.name for p in Path("runs").iterdir() if p.name != "store"] == [Path(made).name]
+    assert json.loads(Path(made, "run.json").read_text())["store"]["parts"][0]["trained_now"] is False
+
+    fewer = cli_here("run", "tiny.yaml", "-q", "--seeds", "0-1")  # other seeds: a directory of their own
+    assert fewer.stdout.strip().splitlines()[-1] != f"run directory: {made}"
+    edited = Path(made, "metrics.csv")
+    edited.write_text(edited.read_text() + "0,0,0,0,0,0,0\n")
+    third = cli_here("run", "tiny.yaml", "-q")
+    newer = third.stdout.strip().splitlines()[-1].removeprefix("run directory: ")
+    assert newer != made and edited.read_text().endswith("0,0,0,0,0,0,0\n")  # the user's edit is theirs
+
+    shutil.rmtree(os.environ["TESTBED_STORE"])  # the store gone (gc): the directory stays a whole run
+    run = testbed.load_run(newer)
+    assert list(run.summary["seed"]) == [0, 1, 2] and len(run.metrics) and Path(newer, "snapshots.npz").is_file()
+    trained = cli_here("run", "tiny.yaml", "-q")
+    assert "trained seeds 0-2" in trained.stdout and trained.stdout.strip().splitlines()[-1] != f"run directory: {newer}"
+
+
+def test_render_and_spikes_replace_an_existing_out_only_with_force(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    Path("tiny.yaml").write_text(yaml.safe_dump(TINY))
+    assert cli_here("run", "tiny.yaml", "-q", "--out", "run").returncode == 0
+    for command, out in (("render", "frame.png"), ("spikes", "causes.csv")):
+        Path(out).write_text("mine")
+        refused = cli_here(command, "run", "--out", out, "-q", "--threads", "1")
+        assert_user_error(refused, f"--out {out}: exists; add --force")
+        assert Path(out).read_text() == "mine"
+        forced = cli_here(command, "run", "--out", out, "-q", "--threads", "1", "--force")
+        assert forced.returncode == 0, forced.stderr
+        assert forced.stdout.strip().splitlines() == [out]  # quiet: only the path written
+        assert Path(out).read_bytes() != b"mine"
+
+
+def test_trajectories_take_a_seed_list_and_quiet_prints_the_path(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    Path("tiny.yaml").write_text(yaml.safe_dump(TINY))
+    assert cli_here("run", "tiny.yaml", "-q", "--out", "run").returncode == 0
+    assert_user_error(cli_here("trajectories", "run", "--seeds", "2-1"), "--seeds: seed range 2-1 is empty")
+    proc = cli_here("trajectories", "run", "--seeds", "0-1", "--out", "map", "-q", "--threads", "1")
+    assert proc.returncode == 0 and proc.stdout.strip() == "map", proc.stderr

@@ -49,7 +49,7 @@ def test_an_edited_plugin_retrains_and_never_mixes_with_the_old_codes_seeds(tmp_
     gc = cli("store", "gc", "--store", str(store), env=env)
     assert gc.returncode == 0 and "runs of other code versions" in gc.stdout and "removed 1 item" in gc.stdout
     third = cli("run", str(scenario), "-q", "--seeds", "0-2", "--store", str(store), "--out", str(tmp_path / "c"), env=env)
-    assert "trained nothing; seeds 0-2 from the store" in third.stdout
+    assert "trained nothing; seeds 0-2 served from the store (trained in" in third.stdout
 
 
 def test_compare_and_sweep_without_the_store_keep_nothing_in_it(tmp_path):

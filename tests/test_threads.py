@@ -40,13 +40,27 @@ def test_a_run_restores_the_callers_threads_and_records_its_own(tmp_path, no_omp
     assert run.provenance["threads"] == 1
 
 
-def test_openmp_threads_sleep_only_when_other_processes_keep_a_core_busy():
-    from testbed.cli import BUSY_CORES, openmp_wait_policy
+def _not_sampled() -> float:
+    raise AssertionError("the load was sampled although nothing could use it")
 
-    assert openmp_wait_policy(False, None, busy=BUSY_CORES + 0.5) == "PASSIVE"
-    assert openmp_wait_policy(False, None, busy=0.0) is None  # idle: OpenMP's own (spinning) default
-    assert openmp_wait_policy(True, None, busy=2.0) is None  # torch loaded: too late to matter
-    assert openmp_wait_policy(False, "ACTIVE", busy=2.0) is None  # the user's setting wins
+
+@pytest.mark.parametrize(
+    "argv, environ, modules, busy, wanted",
+    [
+        (["run", "a.yaml"], {}, set(), lambda: 1.5, "PASSIVE"),  # another process keeps a core busy: threads sleep
+        (["--debug", "compare", "a.yaml", "b.yaml"], {}, set(), lambda: 1.5, "PASSIVE"),  # global options before the command
+        (["run", "a.yaml"], {}, set(), lambda: 0.0, None),  # idle: OpenMP's own (spinning) default
+        (["run", "a.yaml"], {"OMP_WAIT_POLICY": "ACTIVE"}, set(), _not_sampled, "ACTIVE"),  # the user's setting wins
+        (["run", "a.yaml"], {}, {"torch"}, _not_sampled, None),  # torch loaded: too late to matter
+        (["validate", "a.yaml"], {}, set(), _not_sampled, None),  # trains nothing: no 0.1 s sample
+        (["--help"], {}, set(), _not_sampled, None),
+    ],
+)
+def test_openmp_threads_sleep_only_when_other_processes_keep_a_core_busy(argv, environ, modules, busy, wanted):
+    from testbed.cli import _choose_openmp_wait_policy
+
+    _choose_openmp_wait_policy(argv, environ, modules, busy)
+    assert environ.get("OMP_WAIT_POLICY") == wanted
 
 
 def test_busy_cores_sees_a_process_that_keeps_a_core_busy():

@@ -17,6 +17,7 @@ import os
 import sys
 import time
 import traceback
+from collections.abc import Callable, Container, MutableMapping
 
 from testbed.errors import RunFailure, StoreWarning, UserError, describe
 
@@ -39,15 +40,17 @@ def busy_cores(interval: float = 0.1) -> float:
     return cores * (1 - (idle1 - idle0) / max(total1 - total0, 1))
 
 
-def openmp_wait_policy(torch_loaded: bool, user_setting: str | None, busy: float) -> str | None:
+def openmp_wait_policy(torch_loaded: bool, user_setting: str | None, trains: bool, busy: Callable[[], float] = busy_cores) -> str | None:
     """The OMP_WAIT_POLICY to ask for, or None to leave OpenMP's default. Threads that spin while
     they wait are fastest on an idle machine (100 seeds: 0.98 s against 2.05 s passive) and
     disastrous when another process holds a core (4.4 s against 1.4 s passive; see
     benchmarks/bench_threads.py). OpenMP reads the setting once, when torch loads, so only a
-    process that has not loaded torch yet can choose; a user's own setting always wins."""
-    if torch_loaded or user_setting is not None:
+    process that has not loaded torch yet can choose; a user's own setting always wins; and
+    only a command that `trains` samples the load (`busy()`, 0.1 s), which would otherwise
+    slow every `validate`, `plugins` or `--help` for nothing."""
+    if torch_loaded or user_setting is not None or not trains:
         return None
-    return "PASSIVE" if busy >= BUSY_CORES else None
+    return "PASSIVE" if busy() >= BUSY_CORES else None
 
 
 BUSY_CORES = 0.5  # other processes' load (in cores) from which waiting threads should sleep, not spin
@@ -61,14 +64,14 @@ def _command(argv: list[str]) -> str | None:
     return next((arg for arg in argv if not arg.startswith("-")), None)
 
 
-def _choose_openmp_wait_policy(argv: list[str]) -> None:
-    """Only for a command that trains: the 0.1 s load sample would otherwise slow every
-    `validate`, `plugins` or `--help` for nothing."""
-    if "torch" in sys.modules or "OMP_WAIT_POLICY" in os.environ or _command(argv) not in TRAINING_COMMANDS:
-        return
-    policy = openmp_wait_policy(False, None, busy_cores())
+def _choose_openmp_wait_policy(
+    argv: list[str], environ: MutableMapping[str, str] = os.environ, modules: Container[str] = sys.modules,
+    busy: Callable[[], float] = busy_cores,
+) -> None:
+    """Set OMP_WAIT_POLICY in `environ` for the command of `argv`, as `openmp_wait_policy` says."""
+    policy = openmp_wait_policy("torch" in modules, environ.get("OMP_WAIT_POLICY"), _command(argv) in TRAINING_COMMANDS, busy)
     if policy is not None:
-        os.environ["OMP_WAIT_POLICY"] = policy
+        environ["OMP_WAIT_POLICY"] = policy
 
 
 def _show_store_warnings() -> None:

@@ -13,12 +13,9 @@ from pathlib import Path
 
 import typer
 import typer.core
-from rich.console import Console
-from rich.table import Table
 
-from testbed.config import scenario as scenario_mod
+from testbed.comparison.options import PowerOptions, UntilDecidedOptions
 from testbed.errors import UserError
-from testbed.rundir import scenarios
 
 EXIT_STATUS = (
     "Exit status: 0 done; 1 a failure during the work, one line naming what failed (the plugin, its "
@@ -39,10 +36,19 @@ class Commands(typer.core.TyperGroup):
                 ctx.obj["interrupted"] = exc
             raise
 
+    def get_command(self, ctx, name):
+        """The command, its arguments shown by their metavars (RUN, SCENARIO) alone: typer would
+        add their Python types (`<list[Path]>`), which say nothing to a user."""
+        command = super().get_command(ctx, name)
+        for param in getattr(command, "params", []):
+            if isinstance(param, typer.core.TyperArgument):
+                param.display_type_rich = lambda ctx: None
+        return command
+
 
 app = typer.Typer(
     cls=Commands,
-    add_completion=False,
+    add_completion=True,  # --install-completion and --show-completion (bash, zsh, fish, PowerShell)
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
@@ -51,23 +57,120 @@ app = typer.Typer(
 )
 
 
+def _version(shown: bool) -> None:
+    if shown:
+        from testbed import __version__
+
+        print(f"testbed {__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
 def options(
     ctx: typer.Context,
     debug: bool = typer.Option(False, "--debug", envvar="TESTBED_DEBUG", help="on a failure, also print the full traceback"),
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="print testbed's version and exit"),
 ) -> None:
     """Options of every command, given before it: testbed --debug run ..."""
     if isinstance(ctx.obj, dict):  # `testbed.cli.main` reads it back when a command fails
         ctx.obj["debug"] = debug
 
 
-SETS = typer.Option(None, "--set", help="override a scenario field, e.g. --set training.epochs=50 (repeatable)")
-SEEDS = typer.Option(None, "--seeds", help="seeds to train, e.g. 0-99 or 0,3,7 (overrides the file)")
-STORE = typer.Option(None, "--store", help="the run store's folder (default: $TESTBED_STORE, else runs/store)")
+# One grammar: an option means the same on every command that takes it (README, "Command line").
+# A help text may say what the option does there; its name, metavar and values never change.
+def _seeds(what: str) -> typer.models.OptionInfo:
+    return typer.Option(None, "--seeds", metavar="0-99", help=f"{what}: a seed list, e.g. 0-99 or 0,3,5-9")
+
+
+def _sets(where: str = "the scenario") -> typer.models.OptionInfo:
+    return typer.Option(None, "--set", metavar="KEY=VALUE", help=f"set a field of {where}, e.g. --set training.epochs=50 (repeatable)")
+
+
+def _out(what: str) -> typer.models.OptionInfo:
+    return typer.Option(None, "--out", metavar="PATH", help=what)
+
+
+def _force(what: str = "replace --out if it exists") -> typer.models.OptionInfo:
+    return typer.Option(False, "--force", help=what)
+
+
+SETS = _sets()
+QUIET = typer.Option(False, "--quiet", "-q", help="no progress display")
+QUIET_PATHS = typer.Option(False, "--quiet", "-q", help="print only the paths written (no table or summary)")
+STORE = typer.Option(None, "--store", metavar="PATH", help="the run store's folder (default: $TESTBED_STORE, else runs/store)")
 NO_STORE = typer.Option(False, "--no-store", help="train every seed straight into the run directory, bypassing the run store")
 THREADS = typer.Option(
-    None, "--threads", min=1, help="intra-op threads (default: 1 below 16 seeds, else every core; OMP_NUM_THREADS respected); results do not depend on it"
+    None, "--threads", min=1, metavar="N",
+    help="intra-op threads (default: 1 below 16 seeds, else every core; OMP_NUM_THREADS respected); results do not depend on it",
 )
+DEVICE = typer.Option(
+    None, "--device", metavar="cpu|cuda|mps|auto",
+    help="train on cpu, cuda (cuda:N), mps or auto (sets training.device; results are identical per device, not across devices)",
+)
+
+
+def _terminal(stderr: bool = False, min_width: int | None = None):
+    """A rich console, imported when a command prints (not for --help); at least `min_width`
+    columns wide so that tables do not fold in a pipe."""
+    from rich.console import Console
+
+    return Console(stderr=stderr) if min_width is None else Console(width=max(min_width, Console().width))
+
+
+def _with_device(sets: list[str] | None, device: str | None) -> list[str]:
+    """`--device X` is `--set training.device=X`, so a bad one is reported as that field."""
+    return (sets or []) + ([f"training.device={device}"] if device else [])
+
+
+def _seed_problems(seeds: str | None, flag: str = "--seeds") -> list[str]:
+    """The problem of a seed list, as its line (none when it parses)."""
+    if seeds is None:
+        return []
+    from testbed.config.scenario import parse_seeds
+
+    try:
+        parse_seeds(seeds)
+    except ValueError as exc:
+        return [f"{flag}: {exc}"]
+    return []
+
+
+def _scenario_problems(paths: list[Path], sets: list[str]) -> list[str]:
+    """The problems of the scenario files among `paths` with `sets` applied, one line each."""
+    from testbed.rundir import scenarios
+
+    found = []
+    for path in paths:
+        if path.suffix in (".yaml", ".yml") and path.is_file():
+            try:
+                scenarios.load(path, sets)
+            except UserError as exc:
+                found += str(exc).splitlines()
+    return found
+
+
+def _report(problems: list[str]) -> None:
+    """Every problem of the command line at once, one line each (exit status 2)."""
+    if problems:
+        raise UserError("\n".join(dict.fromkeys(problems)))
+
+
+def _refuse_existing(out: Path | None, force: bool) -> None:
+    """An --out that exists is replaced only with --force (checked before any work)."""
+    if out is not None and not force and out.exists() and not (out.is_dir() and not any(out.iterdir())):
+        raise UserError(f"--out {out}: exists; add --force to replace it")
+
+
+@contextmanager
+def _threads(n: int | None) -> Iterator[None]:
+    """The block with `n` intra-op threads (torch's own choice when None)."""
+    if n is None:
+        yield
+        return
+    from testbed.engine.threads import intra_op_threads
+
+    with intra_op_threads(n):
+        yield
 
 
 def _registry():
@@ -91,12 +194,12 @@ def _load_plugins():
 
 @app.command()
 def run(
-    scenario: Path = typer.Argument(..., help="scenario YAML file"),
-    seeds: str | None = SEEDS,
+    scenario: Path = typer.Argument(..., metavar="SCENARIO", help="scenario YAML file"),
+    seeds: str | None = _seeds("seeds to train (default: the file's)"),
     set_: list[str] | None = SETS,
-    out: Path | None = typer.Option(None, "--out", help="run directory (default: runs/<name>-<time>)"),
-    force: bool = typer.Option(False, "--force", help="replace --out if it exists, and discard a stopped run there that cannot be continued"),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar"),
+    out: Path | None = _out("run directory (default: runs/<name>-<time>, or the newest one already made of what the store serves)"),
+    force: bool = _force("replace --out if it exists, and discard a stopped run there that cannot be continued"),
+    quiet: bool = QUIET,
     threads: int | None = THREADS,
     resume: bool | None = typer.Option(
         None,
@@ -107,13 +210,12 @@ def run(
     checkpoint_every: str | None = typer.Option(
         None,
         "--checkpoint-every",
+        metavar="N|30s|5m|1h|off",
         help="save the training state every N epochs, or every 30s, 5m, 1h of training, or off (default 60s); also after the last epoch",
     ),
     store: Path | None = STORE,
     no_store: bool = NO_STORE,
-    device: str | None = typer.Option(
-        None, "--device", help="train on cpu, cuda (cuda:N), mps or auto (sets training.device; results are identical per device, not across devices)"
-    ),
+    device: str | None = DEVICE,
 ) -> None:
     """Train the seeds of a scenario as one vectorized program and write a run directory.
 
@@ -122,10 +224,22 @@ def run(
     from testbed import api
     from testbed.cli.progress import ProgressDisplay
     from testbed.cli.tables import divergence_lines, run_table, store_line
+    from testbed.engine.checkpoint import Policy
+    from testbed.rundir import scenarios
 
     _load_plugins()
-    sc = scenarios.load(scenario, (set_ or []) + ([f"training.device={device}"] if device else []), seeds)
-    err = Console(stderr=True)
+    problems = _seed_problems(seeds)
+    sc = None
+    try:
+        sc = scenarios.load(scenario, _with_device(set_, device), None if problems else seeds)
+    except UserError as exc:
+        problems += str(exc).splitlines()
+    try:
+        Policy.parse(checkpoint_every)
+    except UserError as exc:
+        problems.append(str(exc))
+    _report(problems)
+    err = _terminal(stderr=True)
     with ProgressDisplay(err) as display:
 
         def show(event) -> None:
@@ -138,11 +252,11 @@ def run(
             sc, out=out, force=force, progress=show, threads=threads, resume=resume, checkpoint_every=checkpoint_every,
             store=False if no_store else store,
         )
-    console = Console(width=max(120, Console().width))
-    console.print(run_table([result.summary_json]))
+    console = _terminal(min_width=120)
     stored = result.provenance.get("store")
+    console.print(run_table([result.summary_json], served=bool(stored) and not any(p["trained_now"] for p in stored["parts"])))
     if stored:
-        console.print(store_line(stored), highlight=False, soft_wrap=True)
+        console.print(store_line(stored, result.summary_json, result.provenance), highlight=False, soft_wrap=True)
     for line in divergence_lines(result.summary_json):
         console.print(line, style="bold red", highlight=False, soft_wrap=True)
     console.print(f"run directory: {result.path}")
@@ -150,29 +264,40 @@ def run(
 
 @app.command()
 def compare(
-    inputs: list[Path] = typer.Argument(..., help="two or more scenario files or run directories (the first is the reference)"),
-    seeds: str | None = typer.Option(None, "--seeds", help="seeds to compare, e.g. 0-99 (default: the first input's)"),
-    set_: list[str] | None = typer.Option(None, "--set", help="override a field of every scenario file, e.g. --set training.epochs=50 (repeatable)"),
-    out: Path | None = typer.Option(None, "--out", help="report directory (default: reports/<a>-vs-<b>-<time>)"),
-    force: bool = typer.Option(False, "--force", help="replace --out if it exists"),
-    lr_grid: str | None = typer.Option(None, "--lr-grid", help="also train every scenario at these learning rates, e.g. 1e-3,3e-3,1e-2,3e-2,1e-1"),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bars"),
+    inputs: list[Path] = typer.Argument(..., metavar="INPUT", help="two or more scenario files or run directories (the first is the reference)"),
+    seeds: str | None = _seeds("seeds to compare (default: the first input's)"),
+    set_: list[str] | None = _sets("every scenario file"),
+    out: Path | None = _out("report directory (default: reports/<a>-vs-<b>-<time>)"),
+    force: bool = _force(),
+    lr_grid: str | None = typer.Option(
+        None, "--lr-grid", metavar="LR,LR,...", help="also train every scenario at these learning rates, e.g. 1e-3,3e-3,1e-2,3e-2,1e-1"
+    ),
+    quiet: bool = QUIET,
     threads: int | None = THREADS,
     store: Path | None = STORE,
     no_store: bool = NO_STORE,
+    device: str | None = DEVICE,
     spike_causes: bool = typer.Option(False, "--spike-causes", help="label every spike by cause where a run lacks spike_causes.csv (replays the spike steps)"),
     until_decided: bool = typer.Option(
         False, "--until-decided", help="train seeds 0, 1, ... in batches until B − A on --metric is decided (anytime-valid confidence sequence)"
     ),
     metric: str | None = typer.Option(
-        None, "--metric", help="with --until-decided: the metric decided on, e.g. success, final_test_acc, spikes_per_seed (default success)"
+        None, "--metric", metavar="NAME",
+        help=f"with --until-decided: the metric decided on, e.g. success, final_test_acc, spikes_per_seed (default {UntilDecidedOptions.metric})",
     ),
     margin: float | None = typer.Option(
-        None, "--margin", help="with --until-decided: equivalent when B − A lies within ±margin, in the metric's units (default 0.05)"
+        None, "--margin", metavar="X",
+        help=f"with --until-decided: equivalent when B − A lies within ±margin, in the metric's units (default {UntilDecidedOptions.margin})",
     ),
-    max_seeds: int | None = typer.Option(None, "--max-seeds", help="with --until-decided: undecided after this many seeds (default 1000)"),
-    batch: int | None = typer.Option(None, "--batch", help="with --until-decided: seeds trained between looks (default 20)"),
-    alpha: float | None = typer.Option(None, "--alpha", help="with --until-decided: error rate of the decision (default 0.05)"),
+    max_seeds: int | None = typer.Option(
+        None, "--max-seeds", metavar="N", help=f"with --until-decided: undecided after this many seeds (default {UntilDecidedOptions.max_seeds})"
+    ),
+    batch: int | None = typer.Option(
+        None, "--batch", metavar="N", help=f"with --until-decided: seeds trained between looks (default {UntilDecidedOptions.batch})"
+    ),
+    alpha: float | None = typer.Option(
+        None, "--alpha", metavar="X", help=f"with --until-decided: error rate of the decision (default {UntilDecidedOptions.alpha})"
+    ),
 ) -> None:
     """Train scenarios on the same seeds (or reuse run directories) and report, with paired
     statistics and figures, which trains better and more stably.
@@ -184,17 +309,22 @@ def compare(
     from testbed.cli.progress import ProgressDisplay
     from testbed.cli.tables import show_comparison, show_sequential
 
+    sets = _with_device(set_, device)
     sequential = {"--metric": metric, "--margin": margin, "--max-seeds": max_seeds, "--batch": batch, "--alpha": alpha}
+    problems = _seed_problems(seeds)
     if not until_decided:
-        given = [name for name, value in sequential.items() if value is not None]
-        if given:
-            raise UserError(f"{given[0]}: only with --until-decided")
+        problems += [f"{name}: only with --until-decided" for name, value in sequential.items() if value is not None]
     else:
-        for name, value in {"--seeds": seeds, "--lr-grid": lr_grid, "--spike-causes": spike_causes or None}.items():
-            if value is not None:
-                raise UserError(f"{name}: not with --until-decided (it trains seeds 0, 1, ... batch by batch)")
+        problems += [f"{name}: not with --until-decided (it trains seeds 0, 1, ... batch by batch)"
+                     for name, value in {"--seeds": seeds, "--lr-grid": lr_grid, "--spike-causes": spike_causes or None}.items() if value is not None]
+        given = {name.lstrip("-").replace("-", "_"): value for name, value in sequential.items() if value is not None}
+        decide = UntilDecidedOptions(**given)
+        problems += decide.problems()
+    if problems:  # the scenario files' own problems on the same lines, before anything trains
+        _load_plugins()
+        _report(problems + _scenario_problems(inputs, sets))
     _load_plugins()
-    err = Console(stderr=True)
+    err = _terminal(stderr=True)
     with ProgressDisplay(err) as display:
         if until_decided:
 
@@ -202,17 +332,16 @@ def compare(
                 if not quiet or hasattr(event, "decision"):  # the line of each look, even when quiet
                     display(event)
 
-            options = {k.lstrip("-").replace("-", "_"): v for k, v in sequential.items() if v is not None}
             decided = api.until_decided(
-                inputs, overrides=set_ or [], out=out, force=force, progress=show, threads=threads, store=False if no_store else store, **options
+                inputs, decide, overrides=sets, out=out, force=force, progress=show, threads=threads, store=False if no_store else store
             )
             result = decided.comparison
         else:
             result = api.compare(
-                inputs, seeds=seeds, overrides=set_ or [], out=out, force=force, lr_grid=lr_grid, progress=None if quiet else display,
+                inputs, seeds=seeds, overrides=sets, out=out, force=force, lr_grid=lr_grid, progress=None if quiet else display,
                 threads=threads, store=False if no_store else store, spike_causes=spike_causes,
             )
-    console = Console(width=max(140, Console().width))
+    console = _terminal(min_width=140)
     show_comparison(result, console)
     if until_decided:
         show_sequential(decided, console)
@@ -220,20 +349,22 @@ def compare(
 
 @app.command()
 def power(
-    inputs: list[Path] = typer.Argument(..., help="two scenario files or run directories: A, then B"),
-    pilot: str = typer.Option("0-19", "--pilot", help="the pilot seeds, e.g. 0-19"),
+    inputs: list[Path] = typer.Argument(..., metavar="INPUT", help="two scenario files or run directories: A, then B"),
+    pilot: str = typer.Option(PowerOptions.pilot, "--pilot", metavar="0-19", help="the pilot seeds: a seed list"),
     effect: list[str] | None = typer.Option(
-        None, "--effect", help="the difference to power for: 0.1 (every metric, in its own units) or success=0.1 (repeatable); default: the pilot's"
+        None, "--effect", metavar="X|METRIC=X",
+        help="the difference to power for: 0.1 (every metric, in its own units) or success=0.1 (repeatable); default: the pilot's",
     ),
-    power_: float = typer.Option(0.8, "--power", help="the power wanted"),
-    alpha: float = typer.Option(0.05, "--alpha", help="two-sided significance level of each metric's test"),
-    set_: list[str] | None = typer.Option(None, "--set", help="override a field of both scenario files, e.g. --set training.epochs=50 (repeatable)"),
-    out: Path | None = typer.Option(None, "--out", help="folder for power.csv and power.md (default: reports/power-<a>-vs-<b>-<time>)"),
-    force: bool = typer.Option(False, "--force", help="replace --out if it exists"),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bars"),
+    power_: float = typer.Option(PowerOptions.power, "--power", metavar="X", help="the power wanted"),
+    alpha: float = typer.Option(PowerOptions.alpha, "--alpha", metavar="X", help="two-sided significance level of each metric's test"),
+    set_: list[str] | None = _sets("both scenario files"),
+    out: Path | None = _out("folder for power.csv and power.md (default: reports/power-<a>-vs-<b>-<time>)"),
+    force: bool = _force(),
+    quiet: bool = QUIET,
     threads: int | None = THREADS,
     store: Path | None = STORE,
     no_store: bool = NO_STORE,
+    device: str | None = DEVICE,
 ) -> None:
     """From pilot seeds of A and B (trained through the run store), the paired seeds each
     metric of compare needs for its test to detect a difference with 80% power."""
@@ -242,34 +373,45 @@ def power(
     from testbed.cli.tables import rich_table
     from testbed.comparison.pilot import power_table
 
+    sets = _with_device(set_, device)
+    plan = PowerOptions(pilot=pilot, effect=effect or None, power=power_, alpha=alpha)
     _load_plugins()
-    with ProgressDisplay(Console(stderr=True)) as display:
+    problems = plan.problems() + _seed_problems(pilot, "--pilot")
+    if problems:
+        _report(problems + _scenario_problems(inputs, sets))
+    with ProgressDisplay(_terminal(stderr=True)) as display:
         result = api.power(
-            inputs, pilot=pilot, effect=effect or None, power=power_, alpha=alpha, overrides=set_ or [], out=out, force=force,
-            progress=None if quiet else display, threads=threads, store=False if no_store else store,
+            inputs, plan, overrides=sets, out=out, force=force, progress=None if quiet else display, threads=threads,
+            store=False if no_store else store,
         )
-    console = Console(width=max(140, Console().width))
+    console = _terminal(min_width=140)
     console.print(rich_table(power_table(result)))
     console.print(f"written: {result.path / 'power.csv'} and power.md", highlight=False, soft_wrap=True)
 
 
 @app.command()
 def sweep(
-    study: Path = typer.Argument(..., help="study YAML file (or a finished study directory, to analyse again)"),
-    seeds: str | None = typer.Option(None, "--seeds", help="seeds of every cell, e.g. 0-99 (overrides the study file)"),
-    set_: list[str] | None = typer.Option(None, "--set", help="override a field in every cell, e.g. --set training.epochs=50 (repeatable; not an axis)"),
-    axis: list[str] | None = typer.Option(None, "--axis", help="replace an axis's values, e.g. --axis 'model.hidden=[8, 32]' (repeatable)"),
-    out: Path | None = typer.Option(None, "--out", help="study directory (default: sweeps/<name>-<time>)"),
-    force: bool = typer.Option(False, "--force", help="replace --out if it exists"),
-    executor: str = typer.Option("local", "--executor", help="local (one run after another, here) or ray"),
-    address: str | None = typer.Option(
-        None, "--address", help="with --executor ray: local (a Ray instance for this study, the default), auto, or a cluster's HOST:PORT"
+    study: Path = typer.Argument(..., metavar="STUDY", help="study YAML file (or a finished study directory, to analyse again)"),
+    seeds: str | None = _seeds("seeds of every cell (default: the study file's)"),
+    set_: list[str] | None = _sets("every cell (not an axis)"),
+    axis: list[str] | None = typer.Option(
+        None, "--axis", metavar="KEY=[V, ...]", help="replace an axis's values, e.g. --axis 'model.hidden=[8, 32]' (repeatable)"
     ),
-    cpus_per_cell: int = typer.Option(1, "--cpus-per-cell", min=1, help="with --executor ray: CPUs each cell's task declares (and its threads)"),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bars"),
+    out: Path | None = _out("study directory (default: sweeps/<name>-<time>)"),
+    force: bool = _force(),
+    executor: str = typer.Option("local", "--executor", metavar="local|ray", help="local (one run after another, here) or ray"),
+    address: str | None = typer.Option(
+        None, "--address", metavar="local|auto|HOST:PORT",
+        help="with --executor ray: local (a Ray instance for this study, the default), auto, or a cluster's HOST:PORT",
+    ),
+    cpus_per_cell: int = typer.Option(
+        1, "--cpus-per-cell", min=1, metavar="N", help="with --executor ray: CPUs each cell's task declares (and its threads)"
+    ),
+    quiet: bool = QUIET,
     threads: int | None = THREADS,
     store: Path | None = STORE,
     no_store: bool = typer.Option(False, "--no-store", help="train every cell afresh in a temporary store removed afterwards, reusing nothing"),
+    device: str | None = DEVICE,
     yes: bool = typer.Option(False, "--yes", "-y", help="start a study of more than 1000 cells without asking"),
 ) -> None:
     """Train every cell of a study (scenario fields x values x seeds) through the run store, then
@@ -286,16 +428,26 @@ def sweep(
             raise UserError(f"{said}; add --yes to start it")
         return typer.confirm(f"{said}; start?", err=True)
 
+    sets = _with_device(set_, device)
     _load_plugins()
-    with ProgressDisplay(Console(stderr=True)) as display:
+    problems = _seed_problems(seeds)
+    if problems and study.is_file():  # the study's own problems on the same lines
+        from testbed.study import cells
+
+        try:
+            cells.load(study, None, sets, axis or [])
+        except UserError as exc:
+            problems += str(exc).splitlines()
+    _report(problems)
+    with ProgressDisplay(_terminal(stderr=True)) as display:
         result = api.sweep(
-            study, seeds=seeds, overrides=set_ or [], axes=axis or [], out=out, force=force, executor=executor, address=address,
+            study, seeds=seeds, overrides=sets, axes=axis or [], out=out, force=force, executor=executor, address=address,
             cpus_per_cell=cpus_per_cell, progress=None if quiet else display, threads=threads, store=False if no_store else store,
             confirm=confirm,
         )
     from testbed.cli.tables import study_table
 
-    console = Console(width=max(120, Console().width))
+    console = _terminal(min_width=120)
     console.print(study_table(result))
     console.print(f"study directory: {result.path} (report.md, report.html, sweep.csv)")
 
@@ -310,7 +462,7 @@ def store_ls(store: Path | None = STORE) -> None:
     from testbed.cli.tables import store_table
     from testbed.store.housekeeping import listing
 
-    Console(width=max(120, Console().width)).print(store_table(listing(store)))
+    _terminal(min_width=120).print(store_table(listing(store)))
 
 
 @store_app.command("gc")
@@ -354,10 +506,12 @@ def store_verify(store: Path | None = STORE) -> None:
 
 @app.command()
 def validate(
-    scenario: Path = typer.Argument(..., help="scenario YAML file"),
+    scenario: Path = typer.Argument(..., metavar="SCENARIO", help="scenario YAML file"),
     set_: list[str] | None = SETS,
 ) -> None:
     """Check a scenario file; report every error with its path in the file."""
+    from testbed.rundir import scenarios
+
     _load_plugins()
     sc = scenarios.load(scenario, set_ or [])
     print(f"{scenario}: ok ({sc.name}: {len(sc.seeds)} seeds, {sc.training.epochs} epochs)")
@@ -365,10 +519,12 @@ def validate(
 
 @app.command()
 def schema(
-    out: Path | None = typer.Option(None, "--out", help="write to this file instead of stdout"),
+    out: Path | None = _out("write to this file instead of stdout"),
     study: bool = typer.Option(False, "--study", help="the schema of study files (testbed sweep) instead"),
 ) -> None:
     """Print the JSON schema of scenario files, or of study files (for editor completion)."""
+    from testbed.config import scenario as scenario_mod
+
     _load_plugins()
     if study:
         from testbed.study.study_file import json_schema as study_schema
@@ -386,8 +542,10 @@ def schema(
 
 
 @app.command()
-def plugins(kind: str | None = typer.Option(None, "--kind", help="only this kind (norm, optimizer, ...)")) -> None:
+def plugins(kind: str | None = typer.Option(None, "--kind", metavar="KIND", help="only this kind (norm, optimizer, ...)")) -> None:
     """List every plugin: kind, name, where it comes from, its parameters."""
+    from rich.table import Table
+
     reg = _registry()  # a broken package is listed below the table, not warned of
     kinds = list(reg.plugins)
     if kind is not None and kind not in kinds:
@@ -399,7 +557,7 @@ def plugins(kind: str | None = typer.Option(None, "--kind", help="only this kind
         for name in reg.names(k):
             p = reg.get(k, name)
             t.add_row(k, name, p.source, _describe_params(p.params), p.doc)
-    Console(width=max(120, Console().width)).print(t)
+    _terminal(min_width=120).print(t)
     if reg.broken:
         print("broken plugin packages (failed to load; their plugins are unavailable):")
         for broken in reg.broken:
@@ -408,31 +566,36 @@ def plugins(kind: str | None = typer.Option(None, "--kind", help="only this kind
 
 @app.command()
 def render(
-    run_dir: Path = typer.Argument(..., help="run directory (with snapshots.npz; sparsity.npz or grad_norms.npz with --sparsity, --grad-norms)"),
-    epoch: int | None = typer.Option(None, "--epoch", help="the snapshot to draw (default: the last)"),
-    seed: int | None = typer.Option(None, "--seed", help="which seed of the run (default: its first)"),
-    out: Path | None = typer.Option(None, "--out", help="output file (.png/.pdf/.svg, .mp4/.gif with --video) or folder (--spikes)"),
+    run_dir: Path = typer.Argument(
+        ..., metavar="RUN", help="run directory (with snapshots.npz; sparsity.npz or grad_norms.npz with --sparsity, --grad-norms)"
+    ),
+    epoch: int | None = typer.Option(None, "--epoch", metavar="N", help="the snapshot to draw (default: the last)"),
+    seed: int | None = typer.Option(None, "--seed", metavar="N", help="which seed of the run (default: its first)"),
+    out: Path | None = _out("output file (.png/.pdf/.svg, .mp4/.gif with --video) or folder (--spikes); default: under RUN/render"),
+    force: bool = _force(),
     video: bool = typer.Option(False, "--video", help="one frame per snapshot, as MP4 (or GIF)"),
     spikes: bool = typer.Option(False, "--spikes", help="frames just before and after every loss spike"),
-    top: int | None = typer.Option(None, "--top", min=1, help="with --spikes: only the N largest spikes (by loss jump)"),
+    top: int | None = typer.Option(None, "--top", min=1, metavar="N", help="with --spikes: only the N largest spikes (by loss jump)"),
     sparsity: bool = typer.Option(False, "--sparsity", help="the sparsity probe's figure: fraction of MLP activations below eps, per seed"),
     grad_norms: bool = typer.Option(False, "--grad-norms", help="loss, accuracy and the gradient norm of every parameter over epochs"),
     attention: bool = typer.Option(False, "--attention", help="attention maps of the probe sentences at the start and at --epoch (default: the end)"),
-    panels: str | None = typer.Option(None, "--panels", help="comma-separated panel names (see testbed plugins --kind panel)"),
-    grid: str | None = typer.Option(None, "--grid", help="ROWSxCOLUMNS, e.g. 4x5"),
-    dpi: float | None = typer.Option(None, "--dpi", min=20, max=600, help="resolution (default 110 for frames, 60 for videos)"),
-    workers: int = typer.Option(0, "--workers", min=0, help="video worker processes (0: one per core)"),
-    fps: float | None = typer.Option(None, "--fps", help="with --video: frames per second (default: 1000 epochs in about 30 s)"),
-    epochs: str | None = typer.Option(None, "--epochs", help="with --video: FIRST-LAST[:STEP] epochs, e.g. 0-1000:10 (default: every snapshot)"),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar"),
+    panels: str | None = typer.Option(None, "--panels", metavar="NAME,NAME,...", help="comma-separated panel names (see testbed plugins --kind panel)"),
+    grid: str | None = typer.Option(None, "--grid", metavar="ROWSxCOLUMNS", help="the panels' layout, e.g. 4x5"),
+    dpi: float | None = typer.Option(None, "--dpi", min=20, max=600, metavar="DPI", help="resolution (default 110 for frames, 60 for videos)"),
+    workers: int = typer.Option(0, "--workers", min=0, metavar="N", help="video worker processes (0: one per core)"),
+    fps: float | None = typer.Option(None, "--fps", metavar="FPS", help="with --video: frames per second (default: 1000 epochs in about 30 s)"),
+    epochs: str | None = typer.Option(None, "--epochs", metavar="FIRST-LAST[:STEP]", help="with --video: epochs, e.g. 0-1000:10 (default: all)"),
+    quiet: bool = QUIET,
+    threads: int | None = THREADS,
 ) -> None:
     """Draw every layer of the model in the plane from a run's snapshots: a frame, a video, or spikes;
     or the figure of the sparsity or grad_norms probe (--sparsity, --grad-norms); or attention maps at the start and end (--attention)."""
+    _refuse_existing(out, force)
     from testbed.render.command import render as render_run
 
     _load_plugins()
-    err = Console(stderr=True)
-    with _user_paths(run_dir, out):
+    err = _terminal(stderr=True)
+    with _user_paths(run_dir, out), _threads(threads):
         written = render_run(run_dir, epoch=epoch, seed=seed, out=out, video=video, spikes=spikes, top=top, panels=panels,
                              grid=grid, dpi=dpi, workers=workers, console=err, quiet=quiet, sparsity=sparsity, grad_norms=grad_norms, attention=attention,
                              fps=fps, epochs=epochs)
@@ -440,19 +603,30 @@ def render(
         print(path)
 
 
+def _refuse_seeds_on_barrier(value: str | None) -> None:
+    """barrier's two seeds were once `--seeds A,B`; `--seeds` is a seed list on every command."""
+    if value is not None:
+        raise UserError(f"--seeds {value}: barrier takes two seeds as --pair A,B (--seeds is a seed list on every command)")
+
+
 @app.command()
 def barrier(
-    run_a: Path = typer.Argument(..., help="run directory with snapshots.npz (the start, t = 0)"),
-    run_b: Path | None = typer.Argument(None, help="a second run of the same parameter shapes (the end, t = 1; its task evaluates the line)"),
-    seed: int | None = typer.Option(None, "--seed", help="the seed of each run (default: the first common seed)"),
-    seeds: str | None = typer.Option(None, "--seeds", help="two seeds A,B: seed A of RUN_A against seed B of RUN_B (or of RUN_A alone)"),
+    run_a: Path = typer.Argument(..., metavar="RUN_A", help="run directory with snapshots.npz (the start, t = 0)"),
+    run_b: Path | None = typer.Argument(
+        None, metavar="[RUN_B]", help="a second run of the same parameter shapes (the end, t = 1; its task evaluates the line)"
+    ),
+    seed: int | None = typer.Option(None, "--seed", metavar="N", help="the seed of each run (default: the first common seed)"),
+    pair: str | None = typer.Option(None, "--pair", metavar="A,B", help="two seeds: seed A of RUN_A against seed B of RUN_B (or of RUN_A alone)"),
     pair_seeds: bool = typer.Option(False, "--pair-seeds", help="one line per common seed, each seed against itself"),
-    epochs: str | None = typer.Option(None, "--epochs", help="two snapshot epochs EA,EB (default: the last of each)"),
-    points: int = typer.Option(51, "--points", help="values of t (at least 2)"),
-    extend: float = typer.Option(0.0, "--extend", help="t runs over [-E, 1 + E]"),
-    split: str = typer.Option("train,test", "--split", help="train, test or train,test"),
-    out: Path | None = typer.Option(None, "--out", help="report directory (default: reports/barrier-<time>)"),
-    force: bool = typer.Option(False, "--force", help="replace --out if it exists"),
+    old_seeds: str | None = typer.Option(None, "--seeds", hidden=True, help="once two seeds A,B: now --pair A,B"),
+    epochs: str | None = typer.Option(None, "--epochs", metavar="EA,EB", help="two snapshot epochs EA,EB (default: the last of each)"),
+    points: int = typer.Option(51, "--points", metavar="N", help="values of t (at least 2)"),
+    extend: float = typer.Option(0.0, "--extend", metavar="E", help="t runs over [-E, 1 + E]"),
+    split: str = typer.Option("train,test", "--split", metavar="train|test|train,test", help="the samples the line is evaluated on"),
+    out: Path | None = _out("report directory (default: reports/barrier-<time>)"),
+    force: bool = _force(),
+    quiet: bool = QUIET_PATHS,
+    threads: int | None = THREADS,
 ) -> None:
     """Loss and accuracy along the straight line between two weight vectors (two runs' final
     weights, two seeds, or two snapshot epochs) and the loss barrier along it (second paper,
@@ -460,42 +634,53 @@ def barrier(
     from testbed import api
     from testbed.cli.tables import barrier_table
 
+    _refuse_seeds_on_barrier(old_seeds)
     _load_plugins()
-    with _user_paths(run_a, run_b, out):
-        result = api.barrier(run_a, run_b, seed=seed, seeds=seeds, pair_seeds=pair_seeds, epochs=epochs, points=points, extend=extend,
+    with _user_paths(run_a, run_b, out), _threads(threads):
+        result = api.barrier(run_a, run_b, seed=seed, pair=pair, pair_seeds=pair_seeds, epochs=epochs, points=points, extend=extend,
                              split=split, out=out, force=force)
-    console = Console(width=max(120, Console().width))
+    if quiet:
+        print(result.path)
+        return
+    console = _terminal(min_width=120)
     console.print(barrier_table(result))
     console.print(f"report directory: {result.path} (barrier.csv, barriers.csv, barrier.png, report.md)", highlight=False, soft_wrap=True)
 
 
 @app.command()
 def trajectories(
-    runs: list[Path] = typer.Argument(..., help="one or more run directories with snapshots.npz (the snapshots probe writes it)"),
-    method: str = typer.Option("pca", "--method", help="pca (fast, deterministic) or tsne (needs scikit-learn: pip install 'testbed[maps]')"),
-    seeds: str | None = typer.Option(None, "--seeds", help="seeds of every run to draw, e.g. 0-9 (default: all of each run's)"),
-    color: str = typer.Option("run", "--color", help="colour the points by run, epoch or test_acc (grey where not evaluated)"),
-    perplexity: float = typer.Option(30.0, "--perplexity", help="with --method tsne: t-SNE's perplexity (below the number of points)"),
-    out: Path | None = typer.Option(None, "--out", help="report directory (default: reports/trajectories-<time>)"),
-    force: bool = typer.Option(False, "--force", help="replace --out if it exists"),
+    runs: list[Path] = typer.Argument(..., metavar="RUN", help="one or more run directories with snapshots.npz (the snapshots probe writes it)"),
+    method: str = typer.Option(
+        "pca", "--method", metavar="pca|tsne", help="pca (fast, deterministic) or tsne (needs scikit-learn: pip install 'testbed[maps]')"
+    ),
+    seeds: str | None = _seeds("seeds of every run to draw (default: all of each run's)"),
+    color: str = typer.Option("run", "--color", metavar="run|epoch|test_acc", help="colour the points by run, epoch or test_acc (grey where not evaluated)"),
+    perplexity: float = typer.Option(30.0, "--perplexity", metavar="X", help="with --method tsne: t-SNE's perplexity (below the number of points)"),
+    out: Path | None = _out("report directory (default: reports/trajectories-<time>)"),
+    force: bool = _force(),
+    quiet: bool = QUIET_PATHS,
+    threads: int | None = THREADS,
 ) -> None:
     """Map the parameter trajectories of runs: every snapshot of every seed is a point of one 2-D
     map (PCA or t-SNE) of the flattened parameters, each seed's snapshots joined in epoch
     order; writes trajectories.csv, trajectories.png and report.md."""
     from testbed import api
 
+    _report(_seed_problems(seeds))
     _load_plugins()
-    with _user_paths(out):
+    with _user_paths(out), _threads(threads):
         result = api.trajectories(runs, method=method, seeds=seeds, color=color, perplexity=perplexity, out=out, force=force)
     print(result.path)
 
 
 @app.command()
 def spikes(
-    run_dir: Path = typer.Argument(..., help="run directory with spikes.csv and step_loss.npz (spike_steps.npz saves replaying)"),
-    out: Path | None = typer.Option(None, "--out", help="output CSV (default: RUN/spike_causes.csv)"),
+    run_dir: Path = typer.Argument(..., metavar="RUN", help="run directory with spikes.csv and step_loss.npz (spike_steps.npz saves replaying)"),
+    out: Path | None = _out("output CSV, or a folder for spike_causes.csv (default: RUN/spike_causes.csv)"),
+    force: bool = _force(),
     no_replay: bool = typer.Option(False, "--no-replay", help="do not replay seeds whose spike weights were not kept (cause: unknown)"),
     no_sharpness: bool = typer.Option(False, "--no-sharpness", help="skip the Hessian's largest eigenvalue before each spike"),
+    quiet: bool = QUIET_PATHS,
     threads: int | None = THREADS,
 ) -> None:
     """Spike forensics: for every detected spike, the loss jump each parameter group's update
@@ -504,19 +689,21 @@ def spikes(
     writes spike_causes.csv. Weights the run did not keep are replayed deterministically."""
     from testbed import api
 
+    _refuse_existing(out / "spike_causes.csv" if out is not None and out.is_dir() else out, force)
     _load_plugins()
     with _user_paths(run_dir, out):
         result = api.spike_causes(run_dir, out=out, replay=not no_replay, sharpness=not no_sharpness, threads=threads)
-    counts = result.per_cause()
-    shown = ", ".join(f"{cause} {count}" for cause, count in zip(counts["cause"], counts["count"]))
-    n = len(result.table)
-    parts = ", ".join(f"{k} {v:.1f} s" for k, v in (result.timings or {}).items())
-    print(f"{n} spike{'s' if n != 1 else ''}: {shown}; weights kept {result.kept}, replayed {result.replayed}, missing {result.missing}; "
-          f"{result.seconds:.1f} s ({parts})")
-    if "check" in result.table and (result.table["check"] == "MISMATCH").any():  # type: ignore[truthy-bool]  # pandas' types do not follow this column through
-        bad = int((result.table["check"] == "MISMATCH").sum())  # type: ignore[arg-type]  # pandas' types do not follow this column through
-        Console(stderr=True).print(f"warning: {bad} spike(s) whose recomputed loss is not the run's step loss (column check): "
-                                   "this version of testbed does not reproduce the run's steps", style="bold red", highlight=False, soft_wrap=True)
+    if "check" in result.table and (result.table["check"] == "MISMATCH").any():
+        bad = int((result.table["check"] == "MISMATCH").sum())
+        _terminal(stderr=True).print(f"warning: {bad} spike(s) whose recomputed loss is not the run's step loss (column check): "
+                                     "this version of testbed does not reproduce the run's steps", style="bold red", highlight=False, soft_wrap=True)
+    if not quiet:
+        counts = result.per_cause()
+        shown = ", ".join(f"{r.cause} {r.count}" for r in counts.itertuples())
+        n = len(result.table)
+        parts = ", ".join(f"{k} {v:.1f} s" for k, v in (result.timings or {}).items())
+        print(f"{n} spike{'s' if n != 1 else ''}: {shown}; weights kept {result.kept}, replayed {result.replayed}, missing {result.missing}; "
+              f"{result.seconds:.1f} s ({parts})")
     print(result.path)
 
 
@@ -569,7 +756,7 @@ def view(
     except ImportError as exc:
         raise UserError(f"testbed view needs the web app's packages ({exc.name}): pip install 'testbed[view]'") from None
     _load_plugins()
-    err = Console(stderr=True)
+    err = _terminal(stderr=True)
     if export is not None:
         _export_view(list(paths or []), export, seed, epochs, panels, err, quiet)
         return
@@ -579,7 +766,7 @@ def view(
           say=lambda line: print(line, flush=True), warn=lambda line: err.print(line, style="bold yellow", highlight=False, soft_wrap=True))
 
 
-def _export_view(paths: list[Path], out: Path, seed: int | None, epochs: str | None, panels: str | None, err: Console, quiet: bool) -> None:
+def _export_view(paths: list[Path], out: Path, seed: int | None, epochs: str | None, panels: str | None, err, quiet: bool) -> None:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     from testbed.view.export import export

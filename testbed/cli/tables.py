@@ -19,8 +19,10 @@ def _pm(d: dict[str, float]) -> str:
     return f"{d['mean']:.3f} ± {d['std']:.3f}"
 
 
-def run_table(summaries: list[dict[str, Any]]) -> RichTable:
-    """One row per run (summary.json): seeds, final accuracies (mean ± sd, range), success rate, spikes."""
+def run_table(summaries: list[dict[str, Any]], served: bool = False) -> RichTable:
+    """One row per run (summary.json): seeds, final accuracies (mean ± sd, range), success rate,
+    spikes, and the training time, or "served" when the run store gave every seed (its training
+    time was spent before, `store_line` says when)."""
     t = RichTable(
         title="Final metrics (mean ± sd over seeds)",
         caption=f"success: test accuracy > {SUCCESS_ACC}; spikes: testbed.analysis.spike_detector detector on step losses",
@@ -40,7 +42,7 @@ def run_table(summaries: list[dict[str, Any]]) -> RichTable:
             f"{te['min']:.2f}–{te['max']:.2f}",
             f"{agg['success_rate']:.0%} ({round(agg['success_rate'] * n)}/{n})",
             spikes,
-            f"{s['seconds']:.1f} s",
+            "served" if served else f"{s['seconds']:.1f} s",
         )
     return t
 
@@ -107,11 +109,16 @@ def show_sequential(decided, console: Console) -> None:
     console.print(f"decision: {decided.sentence}", highlight=False, soft_wrap=True)
 
 
-def store_line(stored: dict) -> str:
-    """What the run store did for a run: 'run store runs/store/<key>: trained seeds 4-9; 0-3 from the store'."""
+def store_line(stored: dict, summary: dict[str, Any] | None = None, provenance: dict[str, Any] | None = None) -> str:
+    """What the run store did for a run: 'run store runs/store/<key>: trained seeds 4-9; seeds
+    0-3 from the store', or, when it trained nothing, 'trained nothing; seeds 0-3 served from the
+    store (trained in 83.6 s on 2026-12-05 16:20:11)' (from `summary` and run.json's `provenance`)."""
     trained = [part["seeds"] for part in stored["parts"] if part["trained_now"]]
     reused = [part["seeds"] for part in stored["parts"] if not part["trained_now"]]
     said = ([f"trained seeds {','.join(trained)}"] if trained else ["trained nothing"]) + ([f"seeds {','.join(reused)} from the store"] if reused else [])
+    if not trained and summary is not None and provenance is not None:
+        when = str(provenance.get("finished", "")).replace("T", " ")
+        said[-1] = f"seeds {','.join(reused)} served from the store (trained in {summary['seconds']:.1f} s{f' on {when}' if when else ''})"
     return f"run store {stored['root']}/{stored['key']}: {'; '.join(said)}"
 
 

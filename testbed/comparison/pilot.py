@@ -24,6 +24,7 @@ from testbed.analysis.outcomes import BY_KEY, METRICS, Metric
 from testbed.comparison import manifest
 from testbed.comparison import report as rep
 from testbed.comparison.inputs import resolve
+from testbed.comparison.options import PowerOptions, checked
 from testbed.comparison.pairwise import format_difference
 from testbed.comparison.runner import slug
 from testbed.comparison.seed_outcomes import outcomes_of
@@ -83,11 +84,8 @@ def parse_effects(effect: None | float | str | Sequence[str] | Mapping[str, floa
 
 def power(
     inputs: Sequence[Any],
+    options: PowerOptions = PowerOptions(),
     *,
-    pilot: str | Sequence[int] = "0-19",
-    effect: None | float | str | Sequence[str] | Mapping[str, float] = None,
-    power: float = pw.POWER,
-    alpha: float = 0.05,
     overrides: Sequence[str] | Mapping[str, Any] = (),
     out: str | Path | None = None,
     force: bool = False,
@@ -98,10 +96,7 @@ def power(
     """Serve the pilot seeds of A and B (scenario files trained through the run store, or run
     directories holding them), and for every metric the seeds needed; written to `out`
     (default reports/power-<a>-vs-<b>-<time>) as power.csv and power.md."""
-    if not 0 < power < 1:
-        raise UserError(f"--power: must be in (0, 1), got {power:g}")
-    if not 0 < alpha < 1:
-        raise UserError(f"--alpha: must be in (0, 1), got {alpha:g}")
+    pilot, effect, power, alpha = checked(options).pilot, options.effect, options.power, options.alpha
     try:
         seeds = parse_seeds(pilot if isinstance(pilot, str) else list(pilot))
     except ValueError as exc:

@@ -13,7 +13,6 @@ of the answer, not a choice that biases it.
 from __future__ import annotations
 
 import csv
-import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +27,7 @@ from testbed.analysis.stats import censor
 from testbed.comparison import figures, manifest
 from testbed.comparison import report as rep
 from testbed.comparison.inputs import is_run_dir, resolve
+from testbed.comparison.options import UntilDecidedOptions, checked
 from testbed.comparison.pairwise import format_difference
 from testbed.comparison.result import Comparison
 from testbed.comparison.runner import compare
@@ -97,25 +97,10 @@ def bound_of(metric: Metric, censor_at: float) -> float | None:
     return BOUNDED.get(metric.key)
 
 
-def check_options(margin: float, max_seeds: int, batch: int, alpha: float) -> None:
-    if not (math.isfinite(margin) and margin > 0):
-        raise UserError(f"--margin: must be > 0, got {margin:g}")
-    if batch < 2:
-        raise UserError(f"--batch: must be at least 2 seeds, got {batch}")
-    if max_seeds < batch:
-        raise UserError(f"--max-seeds: must be at least --batch ({batch}), got {max_seeds}")
-    if not 0 < alpha < 1:
-        raise UserError(f"--alpha: must be in (0, 1), got {alpha:g}")
-
-
 def until_decided(
     inputs: Sequence[Any],
+    options: UntilDecidedOptions = UntilDecidedOptions(),
     *,
-    metric: str = "success",
-    margin: float = 0.05,
-    max_seeds: int = 1000,
-    batch: int = 20,
-    alpha: float = 0.05,
     overrides: Sequence[str] | Mapping[str, Any] = (),
     out: str | Path | None = None,
     force: bool = False,
@@ -125,8 +110,8 @@ def until_decided(
 ) -> Sequential:
     """Train the two scenarios of `inputs` batch by batch until B − A on `metric` is decided (see
     the module), then compare every seed it took into the report directory `out`."""
-    chosen = metric_of(metric)
-    check_options(margin, max_seeds, batch, alpha)
+    chosen = metric_of(options.metric)
+    margin, max_seeds, batch, alpha = checked(options).margin, options.max_seeds, options.batch, options.alpha
     paths = manifest.expand(list(inputs)).paths
     if len(paths) != 2:
         raise UserError(f"--until-decided: compares exactly two scenarios (A, then B), got {len(paths)}")

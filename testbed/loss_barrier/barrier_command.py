@@ -72,20 +72,20 @@ def _epoch(run: SnapshotRun, epoch: int | None) -> int:
     return epoch
 
 
-def choose_pairs(a: SnapshotRun, b: SnapshotRun, *, two_runs: bool, seed: int | None, seeds: tuple[int, int] | None,
+def choose_pairs(a: SnapshotRun, b: SnapshotRun, *, two_runs: bool, seed: int | None, pair: tuple[int, int] | None,
                  pair_seeds: bool, epochs: tuple[int, int] | None) -> list[Pair]:
     """The lines to evaluate; each is evaluated on the data of its end seed (seed_b)."""
-    if sum(x is not None and x is not False for x in (seed, seeds, pair_seeds or None)) > 1:
-        raise UserError("--seed, --seeds and --pair-seeds: choose one")
-    if not two_runs and seeds is None and epochs is None:
-        raise UserError(f"{a.path}: one run needs --seeds A,B (two seeds) or --epochs EA,EB (two snapshot epochs), or a second run")
+    if sum(x is not None and x is not False for x in (seed, pair, pair_seeds or None)) > 1:
+        raise UserError("--seed, --pair and --pair-seeds: choose one")
+    if not two_runs and pair is None and epochs is None:
+        raise UserError(f"{a.path}: one run needs --pair A,B (two seeds) or --epochs EA,EB (two snapshot epochs), or a second run")
     ea, eb = (_epoch(a, epochs[0]), _epoch(b, epochs[1])) if epochs else (_epoch(a, None), _epoch(b, None))
-    if seeds is not None:
-        sa, sb = _seed(a, seeds[0], "--seeds"), _seed(b, seeds[1], "--seeds")
+    if pair is not None:
+        sa, sb = _seed(a, pair[0], "--pair"), _seed(b, pair[1], "--pair")
         return [Pair(End(a, sa, ea), End(b, sb, eb), sb)]
     common = [s for s in a.seeds if s in b.seeds]
     if not common:
-        raise UserError(f"{a.path} and {b.path}: no common seed; pick one of each with --seeds A,B")
+        raise UserError(f"{a.path} and {b.path}: no common seed; pick one of each with --pair A,B")
     if pair_seeds:
         return [Pair(End(a, s, ea), End(b, s, eb), s) for s in common]
     s = common[0] if seed is None else _seed(b, _seed(a, seed, "--seed"), "--seed")
@@ -98,7 +98,7 @@ def _label(pair: Pair, runs: int) -> str:
     return seeds if runs == 2 and pair.a.epoch == pair.b.epoch else f"{seeds}, {epochs}"
 
 
-def barrier(run_a: Path | str, run_b: Path | str | None = None, *, seed: int | None = None, seeds=None, pair_seeds: bool = False,
+def barrier(run_a: Path | str, run_b: Path | str | None = None, *, seed: int | None = None, pair=None, pair_seeds: bool = False,
             epochs=None, points: int = 51, extend: float = 0.0, split: str | Sequence[str] = "train,test", out: Path | str | None = None,
             force: bool = False) -> BarrierResult:
     """See `testbed.api.barrier`."""
@@ -109,7 +109,7 @@ def barrier(run_a: Path | str, run_b: Path | str | None = None, *, seed: int | N
 
     t = interpolation.grid(points, extend)
     chosen = _splits(split)
-    seeds, epochs = _two(seeds, "--seeds"), _two(epochs, "--epochs")
+    pair, epochs = _two(pair, "--pair"), _two(epochs, "--epochs")
     for path in (run_a, run_b):
         if path is not None:
             Run(path).require("snapshots.npz", needed_by="testbed barrier")
@@ -117,7 +117,7 @@ def barrier(run_a: Path | str, run_b: Path | str | None = None, *, seed: int | N
     b = rundata.load(Path(run_b)) if run_b is not None else a
     interpolation.check_shapes(a, b)
     interpolation.check_functions(a, b)
-    pairs = choose_pairs(a, b, two_runs=run_b is not None, seed=seed, seeds=seeds, pair_seeds=pair_seeds, epochs=epochs)
+    pairs = choose_pairs(a, b, two_runs=run_b is not None, seed=seed, pair=pair, pair_seeds=pair_seeds, epochs=epochs)
     path = Path(out) if out is not None else writer.default_path("reports", "barrier")
     writer.check_target(path, force)
 

@@ -58,6 +58,14 @@ def materialize(plan: Plan, stage: Path) -> list[PluginError]:
     return failures
 
 
+def restate_provenance(plan: Plan, folder: Path) -> None:
+    """Rewrite the run.json of a run directory made earlier from `plan`'s shards, handed out
+    again (`testbed.store.served_dirs`): the store served it now, nothing trained (atomically)."""
+    tmp = folder / ".run.json.tmp"
+    tmp.write_text(json.dumps(_provenance(plan, plan.sources()), indent=1) + "\n")
+    tmp.replace(folder / "run.json")
+
+
 def _provenance(plan: Plan, sources: list[tuple[Shard, list[int]]]) -> dict:
     """The first shard's run.json, with where each seed came from in the store."""
     record = json.loads((sources[0][0].path / "run.json").read_text())

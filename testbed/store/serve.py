@@ -22,8 +22,8 @@ from testbed.errors import RunFailure, describe
 from testbed.rundir import scenarios
 from testbed.rundir import writer as rundir
 from testbed.rundir.reader import Run
-from testbed.store import store_key
-from testbed.store.materialize import materialize
+from testbed.store import served_dirs, store_key
+from testbed.store.materialize import materialize, restate_provenance
 from testbed.store.run_store import SERVED, Plan, RunStore, finished_seeds, shard_name
 from testbed.trainer import run_scenario
 
@@ -45,8 +45,10 @@ def open_store(store: RunStore | str | Path | bool | None) -> RunStore:
 
 def serve(scenario: Scenario, out: str | Path | None, *, store: RunStore | str | Path | bool | None = None, force: bool = False, **train: Any) -> Served:
     """The run of `scenario` in the run directory `out` (default: a new folder under the
-    scenario's output root), training only what the store lacks; `train` options go to
-    `testbed.trainer.run_scenario` (progress, label, threads, resume, checkpoint_every)."""
+    scenario's output root, or the one made there before when the store serves every seed
+    from the same shards: `testbed.store.served_dirs`), training only what the store lacks;
+    `train` options go to `testbed.trainer.run_scenario` (progress, label, threads, resume,
+    checkpoint_every)."""
     path = Path(out) if out is not None else rundir.default_path(scenario.output.root, scenario.name)
     rundir.check_target(path, force)  # a bad --out is refused before anything trains
     rundir.check_creatable(path)
@@ -76,7 +78,15 @@ def serve(scenario: Scenario, out: str | Path | None, *, store: RunStore | str |
         plan.scenario = used[-1]
     trained = sorted(s for shard, taken in plan.parts if shard.path in plan.trained_now for s in taken)
     reused = sorted(s for shard, taken in plan.parts if shard.path not in plan.trained_now for s in taken)
-    return Served(write_run(plan, path, force), trained, reused)
+    if out is None and not trained:
+        again = served_dirs.find(plan, scenario.output.root, scenario.name)
+        if again is not None:
+            restate_provenance(plan, again)
+            return Served(Run(Path(scenario.output.root) / again.name), trained, reused)
+    run = write_run(plan, path, force)
+    if out is None:
+        served_dirs.record(plan, path)
+    return Served(run, trained, reused)
 
 
 def write_run(plan: Plan, path: Path, force: bool = False) -> Run:
