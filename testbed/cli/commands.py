@@ -1,6 +1,9 @@
 """The commands of `testbed`: run, compare, power, sweep, store, render, barrier, trajectories, spikes, validate, schema, plugins. Each is a thin
 layer over the Python API (`testbed.api`) that owns the printing."""
 
+# pyright: reportArgumentType=false, reportGeneralTypeIssues=false, reportAttributeAccessIssue=false
+# (typer's shared Option objects as parameter defaults and pandas columns, which the checker cannot follow)
+
 from __future__ import annotations
 
 import json

@@ -79,7 +79,7 @@ def serve(scenario: Scenario, out: str | Path | None, *, store: RunStore | str |
     trained = sorted(s for shard, taken in plan.parts if shard.path in plan.trained_now for s in taken)
     reused = sorted(s for shard, taken in plan.parts if shard.path not in plan.trained_now for s in taken)
     if out is None and not trained:
-        again = served_dirs.find(plan, scenario.output.root, scenario.name)
+        again = served_dirs.find(plan, Path(scenario.output.root), scenario.name)
         if again is not None:
             restate_provenance(plan, again)
             return Served(Run(Path(scenario.output.root) / again.name), trained, reused)

@@ -8,6 +8,9 @@ no route writes, frames are encoded in memory, and files are served only from th
 given, by paths inside them.
 """
 
+# pyright: reportArgumentType=false, reportAttributeAccessIssue=false, reportCallIssue=false
+# (pandas' types do not follow the run's columns)
+
 from __future__ import annotations
 
 import math
