@@ -67,7 +67,7 @@ def main() -> None:
     run = ensure_run(args.run, args.seed)
 
     from testbed.view.browser import chromium, watched_page
-    from testbed.view.serve import Background
+    from testbed.view.server import Background
 
     app = Background([run])
     rng = random.Random(0)

@@ -21,7 +21,7 @@ pytest.importorskip("uvicorn")
 from testbed import api  # noqa: E402
 from testbed.errors import Interrupted  # noqa: E402
 from testbed.rundir.reader import Run  # noqa: E402
-from testbed.view.serve import Background, is_loopback  # noqa: E402
+from testbed.view.server import Background, is_loopback  # noqa: E402
 
 SCENARIO = {**TINY, "name": "tiny_view", "training": {"epochs": 6, "batch_size": 16}}
 
@@ -262,7 +262,7 @@ def test_export_refuses_a_folder_in_use_and_writes_nothing_on_bad_input(run_dir,
 def test_alone_it_lists_runs_and_the_run_store(tmp_path, monkeypatch):
     """`testbed view` with no path: the runs under runs/ and the run store's shards, named by
     their scenario (a store entry's folder is a digest)."""
-    from testbed.view.serve import default_paths
+    from testbed.view.server import default_paths
 
     monkeypatch.chdir(tmp_path)
     file = scenario_file(tmp_path, {**SCENARIO, "name": "tiny_listed"})

@@ -19,7 +19,7 @@ if chromium_path() is None:
 
 from testbed import api  # noqa: E402
 from testbed.errors import Interrupted  # noqa: E402
-from testbed.view.serve import Background  # noqa: E402
+from testbed.view.server import Background  # noqa: E402
 
 pytestmark = [pytest.mark.browser, pytest.mark.xdist_group("browser")]
 

@@ -755,7 +755,7 @@ def view(
     """Explore runs in the browser: each seed's frames on an epoch slider (the panels of `render`), curves with the spikes,
     a comparison's runs side by side, a study's cells as a heatmap, a run still training as it goes. Needs pip install 'testbed[view]'."""
     try:
-        from testbed.view.serve import serve
+        from testbed.view.server import serve
     except ImportError as exc:
         raise UserError(f"testbed view needs the web app's packages ({exc.name}): pip install 'testbed[view]'") from None
     _load_plugins()

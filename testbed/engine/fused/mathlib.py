@@ -23,11 +23,18 @@ from __future__ import annotations
 import os
 from typing import Any
 
-os.environ.setdefault("NUMBA_DISABLE_INTEL_SVML", "1")  # before numba loads: no SVML vector math
+_SVML = "NUMBA_DISABLE_INTEL_SVML"
+_user_svml = os.environ.get(_SVML)
+os.environ.setdefault(_SVML, "1")  # before numba loads: no SVML vector math
 
 import numpy as np  # noqa: E402
+from numba import config as numba_config  # noqa: E402
 from numba import njit, types  # noqa: E402
 from numba.extending import intrinsic, overload  # noqa: E402
+
+if _user_svml is None:  # importing testbed changes no global state: numba has read it, put the environment back
+    del os.environ[_SVML]
+    numba_config.USING_SVML = False
 
 # Near-minimax coefficients, lowest order first (`python -m testbed.engine.fused.fit`).
 EXP = (
