@@ -75,7 +75,8 @@ class Panel(ABC):
       (name -> (n, S, *shape)) of every snapshot, `seed_params(column, index)` (name -> those
       of one seed column at snapshots `index`), `seeds`, `steps_per_epoch`, `spikes` (rows of
       spikes.csv), `metrics`, `seed_metrics(seed)` (column -> values of one seed, by epoch, or
-      None), `step_losses()` ((steps, S), or None), `path` and `run` (its directory and files).
+      None), `step_losses()` ((steps, S), or None), `snapshot_range(spec)` (the snapshot
+      indices of an epoch range "A-B" or "A-B:STEP"), `path` and `run` (its directory and files).
     """
 
     title: str = ""
