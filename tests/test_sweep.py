@@ -86,7 +86,7 @@ def test_axis_values_can_be_replaced_from_the_command_line(study):
 
 
 BAD = {
-    "unknown field": ({"axes": {"model.hiden": [4, 8]}}, "study.yaml: cell 0 (model.hiden=4): model.hiden: unknown key"),
+    "unknown field": ({"axes": {"model.hiden": [4, 8]}}, "study.yaml: cell 0 (model.hiden=4): model.hiden: unknown key; did you mean model.hidden?"),
     "invalid value": ({"axes": {"model.hidden": [8, 0]}}, "study.yaml: cell 1 (model.hidden=0): model.hidden: must be >= 1"),
     "empty axis": ({"axes": {"model.hidden": []}}, "study.yaml: axes: axis model.hidden lists no values"),
     "repeated value": ({"axes": {"model.hidden": [8, 8]}}, "study.yaml: axes: axis model.hidden lists the value 8 twice"),

@@ -34,7 +34,7 @@ from numba.extending import intrinsic, overload  # noqa: E402
 
 if _user_svml is None:  # importing testbed changes no global state: numba has read it, put the environment back
     del os.environ[_SVML]
-    numba_config.USING_SVML = False
+    setattr(numba_config, "USING_SVML", False)  # noqa: B010  (a config attribute numba sets at run time)
 
 # Near-minimax coefficients, lowest order first (`python -m testbed.engine.fused.fit`).
 EXP = (
