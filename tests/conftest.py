@@ -135,6 +135,13 @@ def cli_here(*args: str) -> subprocess.CompletedProcess:
     return subprocess.CompletedProcess(["testbed", *args], code, out.getvalue(), err.getvalue())
 
 
+def scenario_file(folder: Path, data: dict) -> Path:
+    """Write scenario `data` as `<folder>/<name>.yaml` (for module-scoped fixtures, which have no tmp_path)."""
+    path = folder / f"{data['name']}.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
 @pytest.fixture
 def write_scenario(tmp_path: Path):
     def write(data: dict | str, name: str = "scenario.yaml") -> Path:

@@ -12,8 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import yaml
-from conftest import TINY, cli_here
+from conftest import TINY, cli_here, scenario_file
 
 pytest.importorskip("starlette")
 pytest.importorskip("uvicorn")
@@ -24,12 +23,6 @@ from testbed.rundir.reader import Run  # noqa: E402
 from testbed.view.server import Background, is_loopback  # noqa: E402
 
 SCENARIO = {**TINY, "name": "tiny_view", "training": {"epochs": 6, "batch_size": 16}}
-
-
-def scenario_file(folder: Path, data: dict) -> Path:
-    path = folder / f"{data['name']}.yaml"
-    path.write_text(yaml.safe_dump(data))
-    return path
 
 
 @pytest.fixture(scope="module")

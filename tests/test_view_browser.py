@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import TINY
+from conftest import TINY, scenario_file
 
 pytest.importorskip("playwright")
 from testbed.view.browser import chromium, chromium_path, watched_page  # noqa: E402
@@ -30,12 +30,6 @@ SPIKY = {**TINY, "name": "tiny_spiky", "optimizer": {"name": "adam", "lr": 0.2},
 WAIT_MS = 30_000
 # Four panels rather than twenty: the same code path at a fifth of the drawing (test_view.py draws the default grid).
 PANELS = ["token_emb", "seq_emb", "loss", "step_loss"]
-
-
-def scenario_file(folder: Path, data: dict) -> Path:
-    path = folder / f"{data['name']}.yaml"
-    path.write_text(yaml.safe_dump(data))
-    return path
 
 
 @pytest.fixture(scope="module")
